@@ -1,0 +1,135 @@
+"""The `diplomat` command line."""
+
+import secrets
+import sys
+from typing import Annotated
+
+import typer
+from alembic import command
+from alembic.config import Config
+from sqlmodel import Session
+
+from app.config import PROJECT_ROOT, get_settings
+from app.db import get_engine
+from app.services.demo import database_is_empty, load_demo
+from app.services.errors import DomainError
+from app.services.staff import any_admin_exists, create_user
+
+cli = typer.Typer(
+    help="diplomat: the course office for city-network training.", no_args_is_help=True
+)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+demo_cli = typer.Typer(help="Demo data.", no_args_is_help=True)
+users_cli = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(demo_cli, name="demo")
+cli.add_typer(users_cli, name="users")
+
+DEFAULT_ADMIN_EMAIL = "admin@example.org"
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """Alembic's configuration for this project, pointed at `url` or the configured database."""
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.attributes["url"] = url or get_settings().database_url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Bring the database schema up to date (creates the SQLite file if needed)."""
+    command.upgrade(alembic_config(), revision)
+    typer.echo(f"Database at {revision}.")
+
+
+@demo_cli.command("load")
+def demo_load(
+    only_if_empty: Annotated[
+        bool, typer.Option(help="Do nothing when the database already holds data.")
+    ] = False,
+) -> None:
+    """Load the Diploma's demo editions and member registry."""
+    with Session(get_engine()) as session:
+        if only_if_empty and not database_is_empty(session):
+            typer.echo("Database already has data; demo not loaded.")
+            return
+        added = load_demo(session)
+    typer.echo(f"Demo loaded: {len(added)} records added." if added else "Demo already loaded.")
+
+
+@users_cli.command("create")
+def users_create(
+    email: str,
+    role: Annotated[str, typer.Option(help="admin or tutor")] = "admin",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    full_name: Annotated[str, typer.Option(help="The person's name.")] = "",
+) -> None:
+    """Create a staff account; without --password-stdin a password is generated and printed."""
+    generated = not password_stdin
+    password = secrets.token_urlsafe(15) if generated else sys.stdin.readline().rstrip("\n")
+    with Session(get_engine()) as session:
+        try:
+            user = create_user(
+                session, email=email, password=password, role=role, full_name=full_name
+            )
+        except DomainError as exc:
+            details = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
+            typer.echo(f"Not created: {exc.message} {details}".strip(), err=True)
+            raise typer.Exit(code=1) from exc
+    typer.echo(f"Created {user.role} {user.email}.")
+    if generated:
+        typer.echo(f"Password (shown once): {password}")
+
+
+@cli.command("init")
+def init() -> None:
+    """Migrate, load the demo into an empty database, and create the first administrator."""
+    db_upgrade()
+    demo_load(only_if_empty=True)
+    with Session(get_engine()) as session:
+        if any_admin_exists(session):
+            return
+        password = secrets.token_urlsafe(15)
+        create_user(
+            session,
+            email=DEFAULT_ADMIN_EMAIL,
+            password=password,
+            role="admin",
+            full_name="Course administrator",
+        )
+    bar = "=" * 64
+    typer.echo(
+        f"\n{bar}\n  First administrator created (the password is shown only now):\n"
+        f"    e-mail:   {DEFAULT_ADMIN_EMAIL}\n    password: {password}\n{bar}\n"
+    )
+
+
+@cli.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes.")] = False,
+) -> None:
+    """Serve the application with uvicorn."""
+    import uvicorn
+
+    typer.echo(f"Serving on http://{host}:{port}")
+    uvicorn.run(
+        "app.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+def main() -> None:
+    """Entry point of the `diplomat` command."""
+    cli()

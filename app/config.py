@@ -1,0 +1,90 @@
+"""Settings, read once from the environment (prefix DIPLOMAT_) or a `.env` file."""
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
+INSECURE_SECRET = "change-me"  # noqa: S105 - the value a production secret must not keep
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; production refuses insecure defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="DIPLOMAT_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    var_dir: Path = DEFAULT_VAR_DIR
+    database_url: str = ""
+    secret_key: str = INSECURE_SECRET
+    base_url: str = "http://127.0.0.1:8000"
+
+    # Login throttling: this many failures in the window for one account or address -> 429.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+    api_token_hours: int = Field(default=8, ge=1)
+
+    # Outgoing mail (the outbox delivers; until configured, mail goes to var/mail).
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = True
+    mail_from: str = "Metropolis Diploma <diploma@metropolis.org>"
+
+    # Card payments; invisible until both are set.
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+
+    # The seller on invoices and the signer of letters.
+    organisation_name: str = "Metropolis (World Association of the Major Metropolises)"
+    organisation_address: str = "Avinyó, 15\n08002 Barcelona\nSpain"
+
+    @model_validator(mode="after")
+    def _fill_development_defaults(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.var_dir / 'diplomat.db'}"
+        if self.secret_key in ("", INSECURE_SECRET):
+            if self.environment == "production":
+                raise ValueError(
+                    "DIPLOMAT_SECRET_KEY is missing or left at its default: set it to a long "
+                    "random value before starting in production, e.g. the output of "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+                )
+            self.secret_key = _development_secret(self.var_dir)
+        elif self.environment == "production" and len(self.secret_key) < 32:
+            raise ValueError("DIPLOMAT_SECRET_KEY must be at least 32 characters in production.")
+        return self
+
+    @property
+    def https(self) -> bool:
+        """Whether the public address is https (cookies then carry Secure)."""
+        return self.base_url.startswith("https://")
+
+    @property
+    def stripe_enabled(self) -> bool:
+        """Card payments are offered only when both Stripe secrets are set."""
+        return bool(self.stripe_secret_key and self.stripe_webhook_secret)
+
+
+def _development_secret(var_dir: Path) -> str:
+    """A secret generated once into var/ so development sessions survive restarts."""
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings."""
+    return Settings()

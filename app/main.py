@@ -1,0 +1,215 @@
+"""The application factory: middleware, routers, static files and error pages."""
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from app import __version__
+from app.config import Settings, get_settings
+from app.db import make_engine
+from app.routers import admin, api, pages
+from app.security import CSRFError, SecurityHeadersMiddleware
+from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
+from app.services.staff import LoginFailed, LoginThrottled
+from app.web import (
+    STATIC_DIR,
+    ApiForbidden,
+    ApiUnauthenticated,
+    Forbidden,
+    LoginRequired,
+    SessionDep,
+    templates,
+)
+
+log = logging.getLogger("diplomat")
+
+STATUS_TITLES = {
+    400: "Bad request",
+    401: "Please log in",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Not allowed",
+    409: "Conflict",
+    422: "Please check the form",
+    429: "Too many attempts",
+    500: "Something went wrong",
+    503: "Temporarily unavailable",
+}
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith(("/api/", "/stripe/")) or request.url.path == "/healthz"
+
+
+def _error(request: Request, status_code: int, detail: Any, message: str = "") -> Response:
+    if _wants_json(request):
+        headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
+        return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+    return templates.TemplateResponse(
+        request,
+        "errors/error.html",
+        {
+            "status_code": status_code,
+            "title": STATUS_TITLES.get(status_code, "Error"),
+            "message": message or (detail if isinstance(detail, str) else ""),
+        },
+        status_code=status_code,
+    )
+
+
+def _domain_status(exc: DomainError) -> int:
+    if isinstance(exc, NotFound):
+        return status.HTTP_404_NOT_FOUND
+    if isinstance(exc, Conflict):
+        return status.HTTP_409_CONFLICT
+    if isinstance(exc, LoginThrottled):
+        return status.HTTP_429_TOO_MANY_REQUESTS
+    if isinstance(exc, LoginFailed):
+        return status.HTTP_401_UNAUTHORIZED
+    if isinstance(exc, InvalidInput):
+        return status.HTTP_422_UNPROCESSABLE_CONTENT
+    return status.HTTP_400_BAD_REQUEST
+
+
+def _domain_detail(exc: DomainError, status_code: int) -> Any:
+    if status_code == status.HTTP_422_UNPROCESSABLE_CONTENT:
+        # The same shape FastAPI uses for its own validation errors: one entry per field.
+        return [
+            {"loc": ["body", field], "msg": message, "type": "value_error"}
+            for field, message in (exc.fields or {"body": exc.message}).items()
+        ]
+    if exc.fields:
+        return {"message": exc.message, "fields": exc.fields}
+    return exc.message
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """JSON errors under /api, pages for people elsewhere; never a 500 for bad input."""
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        code = _domain_status(exc)
+        return _error(request, code, _domain_detail(exc, code), exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'input'}: {e['msg']}" for e in errors
+        )
+        return _error(request, status.HTTP_422_UNPROCESSABLE_CONTENT, errors, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error(request, exc.status_code, exc.detail)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _: LoginRequired) -> Response:
+        target = request.url.path
+        if request.url.query:
+            target += "?" + request.url.query
+        url = f"/admin/login?next={quote(target, safe='')}"
+        if request.headers.get("hx-request"):
+            return Response(status_code=204, headers={"HX-Redirect": url})
+        return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, _: Forbidden) -> Response:
+        return _error(request, 403, "Your role does not allow this page.")
+
+    @app.exception_handler(ApiUnauthenticated)
+    async def unauthenticated(request: Request, _: ApiUnauthenticated) -> Response:
+        return _error(request, 401, "Not authenticated: send a valid bearer token.")
+
+    @app.exception_handler(ApiForbidden)
+    async def api_forbidden(request: Request, _: ApiForbidden) -> Response:
+        return _error(request, 403, "Your role does not allow this call.")
+
+    @app.exception_handler(CSRFError)
+    async def csrf_error(request: Request, _: CSRFError) -> Response:
+        return _error(
+            request,
+            403,
+            "The form was missing its security token.",
+            "This form has expired or did not come from this site. Go back, reload the page "
+            "and try again.",
+        )
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(request: Request, exc: OperationalError) -> Response:
+        log.error("database unavailable: %s", exc)
+        return _error(request, 503, "The database is unavailable; try again shortly.")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return _error(request, 503, "The database is unavailable; try again shortly.")
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(request, 500, "An unexpected error occurred; it has been logged.")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application for the given (or configured) settings."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="diplomat",
+        version=__version__,
+        summary="The course office for city-network training.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.database_url)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie="diplomat_session",
+        max_age=12 * 3600,
+        same_site="lax",
+        https_only=settings.https,
+    )
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.https)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(pages.router)
+    app.include_router(admin.router)
+    app.include_router(api.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz(session: SessionDep) -> JSONResponse:
+        """Whether the service can reach its database."""
+        try:
+            session.execute(text("SELECT 1"))
+        except DBAPIError:
+            return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "up", "version": __version__})
+
+    install_error_handlers(app)
+    return app
+
+
+class _LazyApp:
+    """`app.main:app` for uvicorn: the factory runs on first use, so importing stays cheap."""
+
+    def __init__(self) -> None:
+        self._instance: FastAPI | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._instance is None:
+            self._instance = create_app()
+        await self._instance(scope, receive, send)
+
+
+app = _LazyApp()

@@ -1,0 +1,325 @@
+"""The JSON API (`/api/v1`): the contract in API.md, over the same services as the pages."""
+
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel, Field
+
+from app.models import Edition, Organisation
+from app.services import editions as edition_service
+from app.services import registry
+from app.services.countries import country_name
+from app.services.errors import InvalidInput
+from app.services.schemas import FiscalYear, MoneyOut
+from app.services.staff import authenticate, issue_token
+from app.web import ApiAdmin, SessionDep, SettingsDep, client_address
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+
+
+class TokenOut(BaseModel):
+    """A bearer token for staff calls."""
+
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+
+
+class GroupTierOut(BaseModel):
+    """A group discount tier."""
+
+    min_size: int
+    percent: MoneyOut
+
+
+class FeesOut(BaseModel):
+    """An edition's fee schedule."""
+
+    standard: MoneyOut
+    member: MoneyOut
+    waiver_percent: MoneyOut
+    group_tiers: list[GroupTierOut]
+    are_examples: bool
+
+
+class CancellationPolicyOut(BaseModel):
+    """The values of the written cancellation policy."""
+
+    cutoff_days: int
+    refund_percent: MoneyOut
+    refund_within_days: int
+
+
+class SessionOut(BaseModel):
+    """A session of a module."""
+
+    id: int
+    kind: str
+    title: str
+    starts_at: datetime
+    ends_at: datetime
+    place: str
+
+
+class ModuleOut(BaseModel):
+    """A module with its sessions."""
+
+    id: int
+    position: int
+    title: str
+    description: str
+    sessions: list[SessionOut]
+
+
+class EditionSummaryOut(BaseModel):
+    """An edition in a list."""
+
+    slug: str
+    title: str
+    edition_label: str
+    course: str
+    place: str
+    start_date: date
+    end_date: date
+    dates_to_be_confirmed: bool
+    timezone: str
+    currency: str
+    applications_open: datetime
+    applications_close: datetime
+    applications_are_open: bool
+
+
+class EditionOut(EditionSummaryOut):
+    """An edition with its modules, fees and derived dates."""
+
+    venue_format: str
+    description: str
+    capacity: int
+    dues_year: int
+    income_fy: int
+    fees: FeesOut
+    cancellation_policy: CancellationPolicyOut
+    cancellation_deadline: datetime
+    fee_includes: list[str]
+    fee_excludes: list[str]
+    modules: list[ModuleOut]
+
+
+def edition_summary(edition: Edition) -> dict[str, object]:
+    """The list fields of an edition, timestamps on the edition's clock."""
+    local = edition_service.local_time
+    return {
+        "slug": edition.slug,
+        "title": edition.title,
+        "edition_label": edition.edition_label,
+        "course": edition.course.title,
+        "place": edition.place,
+        "start_date": edition.start_date,
+        "end_date": edition.end_date,
+        "dates_to_be_confirmed": edition.dates_to_be_confirmed,
+        "timezone": edition.timezone,
+        "currency": edition.currency,
+        "applications_open": local(edition, edition.applications_open),
+        "applications_close": local(edition, edition.applications_close),
+        "applications_are_open": edition_service.applications_are_open(edition),
+    }
+
+
+def edition_out(edition: Edition) -> EditionOut:
+    """The full public view of an edition."""
+    local = edition_service.local_time
+    return EditionOut.model_validate(
+        {
+            **edition_summary(edition),
+            "venue_format": edition.venue_format,
+            "description": edition.description,
+            "capacity": edition.capacity,
+            "dues_year": edition.dues_year,
+            "income_fy": edition.income_fy,
+            "fees": {
+                "standard": edition.fee_standard,
+                "member": edition.fee_member,
+                "waiver_percent": edition.waiver_percent,
+                "group_tiers": [
+                    {"min_size": t.min_size, "percent": t.percent} for t in edition.group_tiers
+                ],
+                "are_examples": edition.fees_are_examples,
+            },
+            "cancellation_policy": {
+                "cutoff_days": edition.cancellation_cutoff_days,
+                "refund_percent": edition.refund_percent,
+                "refund_within_days": edition.refund_within_days,
+            },
+            "cancellation_deadline": edition_service.cancellation_deadline(edition),
+            "fee_includes": edition.fee_includes,
+            "fee_excludes": edition.fee_excludes,
+            "modules": [
+                {
+                    "id": m.id,
+                    "position": m.position,
+                    "title": m.title,
+                    "description": m.description,
+                    "sessions": [
+                        {
+                            "id": s.id,
+                            "kind": s.kind,
+                            "title": s.title,
+                            "starts_at": local(edition, s.starts_at),
+                            "ends_at": local(edition, s.ends_at),
+                            "place": s.place,
+                        }
+                        for s in m.sessions
+                    ],
+                }
+                for m in edition.modules
+            ],
+        }
+    )
+
+
+class OrganisationOut(BaseModel):
+    """A registry entry as administrators see it."""
+
+    id: int
+    name: str
+    country: str
+    country_name: str
+    is_member: bool
+    dues_paid_through: int | None
+
+
+class OrganisationPublicOut(BaseModel):
+    """A registry entry as anyone may see it: no dues data."""
+
+    id: int
+    name: str
+    country: str
+    country_name: str
+    is_member: bool
+
+
+def organisation_fields(organisation: Organisation) -> dict[str, object]:
+    """An organisation's fields with its country's name."""
+    return {**organisation.model_dump(), "country_name": country_name(organisation.country)}
+
+
+class IncomeGroupsOut(BaseModel):
+    """The result of replacing a fiscal year's classification."""
+
+    fiscal_year: int
+    rows: int
+
+
+@router.post("/auth/token", response_model=TokenOut)
+def create_token(
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TokenOut:
+    """Exchange a staff e-mail and password for a bearer token."""
+    user = authenticate(
+        session,
+        email=form.username,
+        password=form.password,
+        address=client_address(request),
+        max_failures=settings.login_max_failures,
+        window_seconds=settings.login_window_seconds,
+    )
+    return TokenOut(access_token=issue_token(user, secret_key=settings.secret_key))
+
+
+@router.get("/editions", response_model=list[EditionSummaryOut])
+def list_editions(session: SessionDep) -> list[dict[str, object]]:
+    """Every edition, the latest first."""
+    return [edition_summary(e) for e in edition_service.list_editions(session)]
+
+
+@router.get("/editions/{slug}", response_model=EditionOut)
+def get_edition(slug: str, session: SessionDep) -> EditionOut:
+    """An edition with its modules, sessions, fees and cancellation deadline."""
+    return edition_out(edition_service.get_edition(session, slug))
+
+
+@router.post("/editions", response_model=EditionOut, status_code=status.HTTP_201_CREATED)
+def create_edition(
+    data: edition_service.EditionCreate, session: SessionDep, admin: ApiAdmin
+) -> EditionOut:
+    """Create an edition (without modules it gets the five lessons, one session each)."""
+    return edition_out(edition_service.create_edition(session, data=data, actor=admin.email))
+
+
+@router.patch("/editions/{slug}", response_model=EditionOut)
+def update_edition(
+    slug: str, data: edition_service.EditionPatch, session: SessionDep, admin: ApiAdmin
+) -> EditionOut:
+    """Change any of an edition's fields; derived deadlines follow."""
+    return edition_out(
+        edition_service.update_edition(session, slug=slug, data=data, actor=admin.email)
+    )
+
+
+@router.post("/organisations", response_model=OrganisationOut, status_code=status.HTTP_201_CREATED)
+def create_organisation(
+    data: registry.OrganisationIn, session: SessionDep, admin: ApiAdmin
+) -> dict[str, object]:
+    """Add an organisation to the member registry."""
+    organisation = registry.create_organisation(session, data=data, actor=admin.email)
+    return organisation_fields(organisation)
+
+
+@router.get("/organisations", response_model=list[OrganisationPublicOut])
+def search_organisations(
+    session: SessionDep,
+    q: Annotated[str, Query(max_length=100)] = "",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> list[dict[str, object]]:
+    """Search the registry by name or country (no dues data)."""
+    return [
+        organisation_fields(o) for o in registry.search_organisations(session, query=q, limit=limit)
+    ]
+
+
+@router.put(
+    "/income-groups/{fiscal_year}",
+    response_model=IncomeGroupsOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def replace_income_groups(
+    fiscal_year: Annotated[str, Path(max_length=10)],
+    request: Request,
+    session: SessionDep,
+    admin: ApiAdmin,
+) -> IncomeGroupsOut:
+    """Replace a fiscal year's classification from CSV `iso3,income_group`, all rows or none."""
+    year = _fiscal_year(fiscal_year)
+    raw = await request.body()
+    if len(raw) > 1_000_000:
+        raise InvalidInput("The CSV is too large.", fields={"body": "At most 1 MB."})
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("The CSV is not UTF-8.", fields={"body": "Send UTF-8 text."}) from exc
+    count = registry.replace_income_groups(
+        session, fiscal_year=year, csv_text=text, actor=admin.email
+    )
+    return IncomeGroupsOut(fiscal_year=year, rows=count)
+
+
+def _fiscal_year(value: str) -> int:
+    class _Year(BaseModel):
+        fiscal_year: FiscalYear = Field(ge=1990, le=2200)
+
+    try:
+        return _Year(fiscal_year=value).fiscal_year  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{value!r} is not a fiscal year.",
+            fields={"fiscal_year": "Give a year such as 2023 or FY2023."},
+        ) from exc

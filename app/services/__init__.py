@@ -1,0 +1,1 @@
+"""The rules of the course office, free of HTTP concerns."""

@@ -1,0 +1,54 @@
+"""Shared field types for service inputs and API outputs: money, percents, codes."""
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+
+from app.services.money import format_money, round_cents
+
+
+def _no_float_rounding(value: Any) -> Any:
+    # JSON numbers arrive as floats; their shortest repr is what the sender wrote.
+    if isinstance(value, float):
+        return str(value)
+    return value
+
+
+def _two_places(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("must be a finite amount")
+    if value.as_tuple().exponent < -2 and value != round_cents(value):  # type: ignore[operator]
+        raise ValueError("at most two decimal places")
+    if abs(value) >= Decimal("1000000000"):
+        raise ValueError("too large")
+    return round_cents(value)
+
+
+MoneyIn = Annotated[Decimal, BeforeValidator(_no_float_rounding), AfterValidator(_two_places)]
+"""An amount given as a string or number with at most two decimals."""
+
+MoneyOut = Annotated[Decimal, PlainSerializer(format_money, return_type=str)]
+"""An amount written as a string with two decimals."""
+
+
+def _percent(value: Decimal) -> Decimal:
+    value = _two_places(value)
+    if not Decimal(0) <= value <= Decimal(100):
+        raise ValueError("must be between 0 and 100")
+    return value
+
+
+PercentIn = Annotated[Decimal, BeforeValidator(_no_float_rounding), AfterValidator(_percent)]
+
+
+def _fiscal_year(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("fy")
+        if text.isdigit():
+            return int(text)
+    return value
+
+
+FiscalYear = Annotated[int, BeforeValidator(_fiscal_year)]
+"""A World Bank fiscal year as 2023, "2023" or "FY2023"."""

@@ -1,0 +1,162 @@
+"""What routers share: templates with their filters, and the dependency aliases."""
+
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from jinja2_fragments.fastapi import Jinja2Blocks
+from sqlmodel import Session
+
+from app.config import Settings
+from app.db import get_session
+from app.models import Role, StaffUser
+from app.security import csrf_token
+from app.services.countries import country_name
+from app.services.money import format_money
+from app.services.staff import user_for_token
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+templates = Jinja2Blocks(directory=str(TEMPLATES_DIR))
+
+
+def date_in_words(value: date) -> str:
+    """`Saturday 19 October 2024`."""
+    return f"{value:%A} {value.day} {value:%B} {value.year}"
+
+
+def date_range_in_words(start: date, end: date) -> str:
+    """`18 to 22 November 2024`, shortened where month or year repeat."""
+    if start == end:
+        return f"{start.day} {start:%B} {start.year}"
+    if (start.year, start.month) == (end.year, end.month):
+        return f"{start.day} to {end.day} {end:%B} {end.year}"
+    if start.year == end.year:
+        return f"{start.day} {start:%B} to {end.day} {end:%B} {end.year}"
+    return f"{start.day} {start:%B} {start.year} to {end.day} {end:%B} {end.year}"
+
+
+def local(value: datetime, timezone: str) -> datetime:
+    """An instant on the wall clock of `timezone`."""
+    return value.astimezone(ZoneInfo(timezone))
+
+
+def money(amount: Decimal, currency: str = "EUR") -> str:
+    """`1,500.00 EUR` with a thousands separator."""
+    whole = format_money(amount)
+    sign = "-" if whole.startswith("-") else ""
+    units, cents = whole.lstrip("-").split(".")
+    return f"{sign}{int(units):,}.{cents} {currency}"
+
+
+def percent(value: Decimal) -> str:
+    """`10 %`, `12.5 %`."""
+    return f"{format(value.normalize(), 'f')} %"
+
+
+templates.env.filters.update(
+    date_words=date_in_words,
+    local=local,
+    money=money,
+    percent=percent,
+    country_name=country_name,
+)
+templates.env.globals.update(csrf_token=csrf_token, date_range_words=date_range_in_words)
+
+
+def app_settings(request: Request) -> Settings:
+    """The settings the serving application was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
+
+
+class LoginRequired(Exception):
+    """A staff page was asked for without a staff session."""
+
+
+class Forbidden(Exception):
+    """The staff member's role does not allow this page."""
+
+
+def _staff_from_session(request: Request, session: Session) -> StaffUser | None:
+    staff_id = request.session.get("staff_id")
+    if not isinstance(staff_id, int):
+        return None
+    user = session.get(StaffUser, staff_id)
+    if user is None or not user.active or request.session.get("pw") != user.password_hash[-12:]:
+        request.session.pop("staff_id", None)
+        return None
+    return user
+
+
+def page_staff(request: Request, session: SessionDep) -> StaffUser:
+    """The logged-in staff member of a page request; else a redirect to the login page."""
+    user = _staff_from_session(request, session)
+    if user is None:
+        raise LoginRequired
+    return user
+
+
+def page_admin(user: Annotated[StaffUser, Depends(page_staff)]) -> StaffUser:
+    """The logged-in administrator; tutors are refused."""
+    if user.role != Role.admin.value:
+        raise Forbidden
+    return user
+
+
+PageStaff = Annotated[StaffUser, Depends(page_staff)]
+PageAdmin = Annotated[StaffUser, Depends(page_admin)]
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+class ApiUnauthenticated(Exception):
+    """No valid bearer token."""
+
+
+class ApiForbidden(Exception):
+    """A valid token whose role may not do this."""
+
+
+def api_staff(
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> StaffUser:
+    """The staff member a bearer token names; 401 otherwise."""
+    if not token:
+        raise ApiUnauthenticated
+    user = user_for_token(
+        session,
+        token,
+        secret_key=settings.secret_key,
+        max_age_seconds=settings.api_token_hours * 3600,
+    )
+    if user is None:
+        raise ApiUnauthenticated
+    return user
+
+
+def api_admin(user: Annotated[StaffUser, Depends(api_staff)]) -> StaffUser:
+    """An administrator's token; a tutor's gets 403."""
+    if user.role != Role.admin.value:
+        raise ApiForbidden
+    return user
+
+
+ApiStaff = Annotated[StaffUser, Depends(api_staff)]
+ApiAdmin = Annotated[StaffUser, Depends(api_admin)]
+
+
+def client_address(request: Request) -> str:
+    """The caller's address as the server sees it (behind a proxy: uvicorn --proxy-headers)."""
+    return request.client.host if request.client else "unknown"

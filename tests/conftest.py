@@ -1,0 +1,157 @@
+"""Fixtures: every database test runs on SQLite and on PostgreSQL, each test rolls back."""
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from fastapi import Request
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+_TMP = Path(tempfile.mkdtemp(prefix="diplomat-tests-"))
+os.environ["DIPLOMAT_ENVIRONMENT"] = "test"
+os.environ["DIPLOMAT_VAR_DIR"] = str(_TMP / "var")
+os.environ["DIPLOMAT_SECRET_KEY"] = "test-secret-key-" + "x" * 32
+os.environ["DIPLOMAT_DATABASE_URL"] = f"sqlite:///{_TMP / 'default.db'}"
+
+from app.cli import alembic_config  # noqa: E402
+from app.config import Settings  # noqa: E402
+from app.db import get_session, make_engine  # noqa: E402
+from app.main import create_app  # noqa: E402
+from app.services.staff import create_user  # noqa: E402
+
+POSTGRES_ENV = "DIPLOMAT_TEST_POSTGRES_URL"
+ADMIN_PASSWORD = "admin-password-123"
+TUTOR_PASSWORD = "tutor-password-123"
+
+
+def migrate(url: str) -> None:
+    """Bring a fresh database to the head revision, as `diplomat db upgrade` does."""
+    command.upgrade(alembic_config(url), "head")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run, dropped afterwards."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        reason = f"{POSTGRES_ENV} is not set: the PostgreSQL half of the suite did not run"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    name = f"diplomat_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin_engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin_engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin_engine.dispose()
+
+
+def _sqlite_url(name: str) -> str:
+    return f"sqlite:///{_TMP / name}"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A migrated database of each kind, shared by the tests of one run."""
+    if request.param == "sqlite":
+        url = _sqlite_url("suite.db")
+    else:
+        url = request.getfixturevalue("postgres_url")
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    """The engine of the database under test."""
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session whose commits are savepoints inside one transaction rolled back at the end."""
+    connection = engine.connect()
+    transaction = connection.begin()
+    db_session = Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield db_session
+    finally:
+        db_session.close()
+        transaction.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Settings for an application under test."""
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        secret_key="test-secret-key-" + "x" * 32,
+        var_dir=_TMP / "var",
+        login_max_failures=3,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings, session: Session) -> Iterator[TestClient]:
+    """An HTTP client for the app, whose requests all use the test's session."""
+    app = create_app(settings)
+
+    def _session(_: Request) -> Iterator[Session]:
+        yield session
+
+    app.dependency_overrides[get_session] = _session
+    with TestClient(app, base_url="http://testserver") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def admin_user(session: Session):  # type: ignore[no-untyped-def]
+    """An administrator account."""
+    return create_user(
+        session, email="admin@example.org", password=ADMIN_PASSWORD, role="admin"
+    )
+
+
+@pytest.fixture
+def tutor_user(session: Session):  # type: ignore[no-untyped-def]
+    """A tutor account."""
+    return create_user(
+        session, email="tutor@example.org", password=TUTOR_PASSWORD, role="tutor"
+    )
+
+
+def bearer(client: TestClient, email: str, password: str) -> dict[str, str]:
+    """Authorization headers for a staff member."""
+    response = client.post("/api/v1/auth/token", data={"username": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+def admin_headers(client: TestClient, admin_user: object) -> dict[str, str]:
+    """Bearer headers of an administrator."""
+    return bearer(client, "admin@example.org", ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def tutor_headers(client: TestClient, tutor_user: object) -> dict[str, str]:
+    """Bearer headers of a tutor."""
+    return bearer(client, "tutor@example.org", TUTOR_PASSWORD)
