@@ -4,6 +4,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,16 +37,21 @@ def migrate(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this run, dropped afterwards."""
+def require_in_ci(reason: str) -> None:
+    """Skip with a visible reason on a developer's machine; fail under CI, where all must run."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database on the test server, dropped afterwards."""
     base = os.environ.get(POSTGRES_ENV)
     if not base:
-        reason = f"{POSTGRES_ENV} is not set: the PostgreSQL half of the suite did not run"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    name = f"diplomat_test_{os.getpid()}_{secrets.token_hex(3)}"
+        require_in_ci(f"{POSTGRES_ENV} is not set: the PostgreSQL half of the suite did not run")
+        raise AssertionError("unreachable")
+    name = f"diplomat_test_{os.getpid()}_{secrets.token_hex(4)}"
     admin_engine = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin_engine.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -58,7 +64,15 @@ def postgres_url() -> Iterator[str]:
         admin_engine.dispose()
 
 
-def _sqlite_url(name: str) -> str:
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+def sqlite_url(name: str) -> str:
+    """A SQLite database file in this run's temporary folder."""
     return f"sqlite:///{_TMP / name}"
 
 
@@ -66,7 +80,7 @@ def _sqlite_url(name: str) -> str:
 def database_url(request: pytest.FixtureRequest) -> str:
     """A migrated database of each kind, shared by the tests of one run."""
     if request.param == "sqlite":
-        url = _sqlite_url("suite.db")
+        url = sqlite_url("suite.db")
     else:
         url = request.getfixturevalue("postgres_url")
     migrate(url)
@@ -125,17 +139,13 @@ def client(settings: Settings, session: Session) -> Iterator[TestClient]:
 @pytest.fixture
 def admin_user(session: Session):  # type: ignore[no-untyped-def]
     """An administrator account."""
-    return create_user(
-        session, email="admin@example.org", password=ADMIN_PASSWORD, role="admin"
-    )
+    return create_user(session, email="admin@example.org", password=ADMIN_PASSWORD, role="admin")
 
 
 @pytest.fixture
 def tutor_user(session: Session):  # type: ignore[no-untyped-def]
     """A tutor account."""
-    return create_user(
-        session, email="tutor@example.org", password=TUTOR_PASSWORD, role="tutor"
-    )
+    return create_user(session, email="tutor@example.org", password=TUTOR_PASSWORD, role="tutor")
 
 
 def bearer(client: TestClient, email: str, password: str) -> dict[str, str]:

@@ -85,7 +85,10 @@ class GroupTier(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("edition_id", "min_size"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    edition_id: int = Field(foreign_key="edition.id", index=True)
+    # Set through the relationship when the row is attached to its edition.
+    edition_id: int | None = Field(
+        default=None, foreign_key="edition.id", index=True, nullable=False
+    )
     min_size: int
     percent: Decimal = Field(sa_type=Amount)
 
@@ -98,7 +101,9 @@ class Module(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("edition_id", "position"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    edition_id: int = Field(foreign_key="edition.id", index=True)
+    edition_id: int | None = Field(
+        default=None, foreign_key="edition.id", index=True, nullable=False
+    )
     position: int
     title: str = Field(sa_type=String(200))
     description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
@@ -119,7 +124,7 @@ class CourseSession(SQLModel, table=True):
     __tablename__ = "course_session"
 
     id: int | None = Field(default=None, primary_key=True)
-    module_id: int = Field(foreign_key="module.id", index=True)
+    module_id: int | None = Field(default=None, foreign_key="module.id", index=True, nullable=False)
     kind: str = Field(sa_type=String(16))
     title: str = Field(sa_type=String(200))
     starts_at: datetime = Field(sa_type=UTCDateTime)

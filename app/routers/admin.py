@@ -24,7 +24,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+def login_form(request: Request, next: str | None = None) -> Response:
     """The staff login form."""
     return templates.TemplateResponse(
         request, "admin/login.html", {"next": _safe_next(next), "email": "", "error": None}
@@ -79,7 +79,7 @@ def logout(request: Request) -> RedirectResponse:
 
 
 @router.get("", response_class=HTMLResponse)
-def admin_home(request: Request, session: SessionDep, user: PageStaff) -> HTMLResponse:
+def admin_home(request: Request, session: SessionDep, user: PageStaff) -> Response:
     """Every edition with its key dates, and the registry at a glance."""
     editions = edition_service.list_editions(session)
     organisations = session.exec(select(func.count()).select_from(Organisation)).one()

@@ -317,7 +317,7 @@ def _fiscal_year(value: str) -> int:
         fiscal_year: FiscalYear = Field(ge=1990, le=2200)
 
     try:
-        return _Year(fiscal_year=value).fiscal_year  # type: ignore[arg-type]
+        return _Year(fiscal_year=value).fiscal_year
     except ValueError as exc:
         raise InvalidInput(
             f"{value!r} is not a fiscal year.",

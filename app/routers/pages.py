@@ -3,7 +3,7 @@
 from datetime import date
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from app.services import editions as edition_service
 from app.web import SessionDep, templates
@@ -12,7 +12,7 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, session: SessionDep) -> HTMLResponse:
+def home(request: Request, session: SessionDep) -> Response:
     """Editions open for applications first, then upcoming and past ones."""
     today = date.today()
     open_now, upcoming, past = [], [], []
@@ -31,7 +31,7 @@ def home(request: Request, session: SessionDep) -> HTMLResponse:
 
 
 @router.get("/editions/{slug}", response_class=HTMLResponse)
-def edition_page(slug: str, request: Request, session: SessionDep) -> HTMLResponse:
+def edition_page(slug: str, request: Request, session: SessionDep) -> Response:
     """Place, dates, programme, fees and the cancellation deadline of one edition."""
     edition = edition_service.get_edition(session, slug)
     return templates.TemplateResponse(

@@ -135,7 +135,7 @@ def demo_modules(start: date) -> list[ModuleIn]:
         day = start + timedelta(days=position - 1)
         sessions = [
             SessionIn(
-                kind=kind,  # type: ignore[arg-type]
+                kind=kind,
                 title=session_title,
                 starts_at=datetime.combine(day, begins, tzinfo=zone),
                 ends_at=datetime.combine(day, ends, tzinfo=zone),

@@ -301,8 +301,8 @@ def _check_consistency(edition: Edition) -> None:
     faults: dict[str, str] = {}
     if edition.end_date < edition.start_date:
         faults["end_date"] = "The end date must be on or after the start date."
-    if edition.applications_close <= edition.applications_open:
-        faults["applications_close"] = "Applications must close after they open."
+    if edition.applications_close < edition.applications_open:
+        faults["applications_close"] = "Applications cannot close before they open."
     if faults:
         raise InvalidInput("The edition's dates do not fit together.", fields=faults)
 
@@ -385,6 +385,9 @@ def create_edition(session: Session, *, data: EditionCreate, actor: str) -> Edit
         )
     course = _get_or_create_course(session, data.course)
     zone = ZoneInfo(data.timezone)
+    closes = data.applications_close or datetime.combine(data.start_date, time(0), tzinfo=zone)
+    # Without a given opening, the window opens now (or is empty for an edition in the past).
+    opens = data.applications_open or min(utcnow(), closes)
     edition = Edition(
         course_id=course.id,  # type: ignore[arg-type]
         slug=data.slug,
@@ -399,10 +402,8 @@ def create_edition(session: Session, *, data: EditionCreate, actor: str) -> Edit
         timezone=data.timezone,
         capacity=data.capacity,
         currency=data.currency,
-        applications_open=(data.applications_open or utcnow()).astimezone(UTC),
-        applications_close=(
-            data.applications_close or datetime.combine(data.start_date, time(0), tzinfo=zone)
-        ).astimezone(UTC),
+        applications_open=opens.astimezone(UTC),
+        applications_close=closes.astimezone(UTC),
         fee_standard=data.fees.standard,
         fee_member=data.fees.member,
         waiver_percent=data.fees.waiver_percent,
@@ -467,7 +468,12 @@ def update_edition(session: Session, *, slug: str, data: EditionPatch, actor: st
             _replace_tiers(edition, fees.group_tiers)
     if data.modules is not None:
         _replace_modules(edition, data.modules)
-    _check_consistency(edition)
+    try:
+        _check_consistency(edition)
+    except InvalidInput:
+        # The loaded edition was already changed in memory: undo it so nothing leaks out.
+        session.rollback()
+        raise
     edition.updated_at = utcnow()
     session.add(edition)
     session.flush()

@@ -120,7 +120,7 @@ def income_fiscal_years(session: Session) -> list[int]:
     """The fiscal years for which a classification is stored."""
     return list(
         session.exec(
-            select(IncomeGroup.fiscal_year).distinct().order_by(IncomeGroup.fiscal_year)
+            select(IncomeGroup.fiscal_year).distinct().order_by(col(IncomeGroup.fiscal_year))
         ).all()
     )
 

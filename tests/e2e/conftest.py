@@ -1,0 +1,142 @@
+"""A real server (uvicorn in a child process) on each database, and Debian's Chromium."""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import fresh_postgres_database, require_in_ci
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "e2e"
+
+
+@dataclass
+class LiveServer:
+    """A running diplomat with its first administrator."""
+
+    url: str
+    admin_email: str
+    admin_password: str
+    database: str
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _cli(args: list[str], env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """`diplomat init` then `uvicorn app.main:app` on a free loopback port."""
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="diplomat-e2e-")))
+        if request.param == "sqlite":
+            url = f"sqlite:///{folder / 'e2e.db'}"
+        else:
+            url = stack.enter_context(fresh_postgres_database())
+        port = _free_port()
+        env = {
+            **os.environ,
+            "DIPLOMAT_DATABASE_URL": url,
+            "DIPLOMAT_VAR_DIR": str(folder),
+            "DIPLOMAT_BASE_URL": f"http://127.0.0.1:{port}",
+        }
+        output = _cli(["init"], env)
+        password = re.search(r"password: (\S+)", output)
+        assert password, output
+        log = stack.enter_context((folder / "server.log").open("w"))
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    log.flush()
+                    raise RuntimeError(
+                        f"the server did not start: {(folder / 'server.log').read_text()}"
+                    )
+                time.sleep(0.2)
+            yield LiveServer(base, "admin@example.org", password.group(1), request.param)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser():  # type: ignore[no-untyped-def]
+    """Debian's Chromium driven by Playwright (a browser download does not work here)."""
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        require_in_ci(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser, live_server: LiveServer):  # type: ignore[no-untyped-def]
+    """A fresh browser context and page; console errors fail the test."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], f"browser console errors: {errors}"
+
+
+def screenshot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Save a full-page screenshot under var/e2e for people to look at."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
