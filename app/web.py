@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from jinja2_fragments.fastapi import Jinja2Blocks
+from pydantic import ValidationError
 from sqlmodel import Session
 
 from app.config import Settings
@@ -155,6 +156,21 @@ def api_admin(user: Annotated[StaffUser, Depends(api_staff)]) -> StaffUser:
 
 ApiStaff = Annotated[StaffUser, Depends(api_staff)]
 ApiAdmin = Annotated[StaffUser, Depends(api_admin)]
+
+
+def form_errors(exc: ValidationError) -> dict[str, str]:
+    """Field name -> message for a form, from a pydantic validation error."""
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error.get("loc", ())) or "form"
+        message = str(error.get("msg", "Invalid value.")).removeprefix("Value error, ")
+        errors.setdefault(name, message[:1].upper() + message[1:])
+    return errors
+
+
+def is_htmx(request: Request) -> bool:
+    """Whether htmx sent the request (answer with a fragment, not a whole page)."""
+    return request.headers.get("hx-request") == "true"
 
 
 def client_address(request: Request) -> str:
