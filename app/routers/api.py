@@ -5,13 +5,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.models import Edition, Organisation
 from app.services import editions as edition_service
 from app.services import registry
 from app.services.countries import country_name
 from app.services.errors import InvalidInput
+from app.services.quotes import MAX_GROUP_SIZE, quote_as_json, quote_for_edition
 from app.services.schemas import FiscalYear, MoneyOut
 from app.services.staff import authenticate, issue_token
 from app.web import ApiAdmin, SessionDep, SettingsDep, client_address
@@ -204,6 +205,36 @@ def organisation_fields(organisation: Organisation) -> dict[str, object]:
     return {**organisation.model_dump(), "country_name": country_name(organisation.country)}
 
 
+class QuoteIn(BaseModel):
+    """Who would pay: a registry organisation, or a country alone (a non-member)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    organisation_id: int | None = None
+    country: str | None = Field(default=None, max_length=100)
+    group_size: int = Field(default=1, ge=1, le=MAX_GROUP_SIZE)
+
+
+class QuoteLineOut(BaseModel):
+    """One line of a quote and why it applies."""
+
+    code: str
+    label: str
+    amount: str
+    reason: str
+
+
+class QuoteOut(BaseModel):
+    """A participant's fee, line by line."""
+
+    currency: str
+    lines: list[QuoteLineOut]
+    total: str
+    member_in_good_standing: bool
+    waived: bool
+    group_size: int
+
+
 class IncomeGroupsOut(BaseModel):
     """The result of replacing a fiscal year's classification."""
 
@@ -257,6 +288,21 @@ def update_edition(
     """Change any of an edition's fields; derived deadlines follow."""
     return edition_out(
         edition_service.update_edition(session, slug=slug, data=data, actor=admin.email)
+    )
+
+
+@router.post("/editions/{slug}/quote", response_model=QuoteOut)
+def quote(slug: str, data: QuoteIn, session: SessionDep) -> dict[str, object]:
+    """What one participant would pay, with the reason for each line."""
+    edition = edition_service.get_edition(session, slug)
+    return quote_as_json(
+        quote_for_edition(
+            session,
+            edition=edition,
+            organisation_id=data.organisation_id,
+            country=data.country,
+            group_size=data.group_size,
+        )
     )
 
 
