@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_starttls: bool = True
     mail_from: str = "Metropolis Diploma <diploma@metropolis.org>"
+    # The embedded default sends queued mail from inside the web process.
+    mail_worker_in_process: bool = True
+    mail_poll_seconds: float = Field(default=5.0, gt=0)
 
     # Card payments; invisible until both are set.
     stripe_secret_key: str = ""
@@ -65,6 +68,16 @@ class Settings(BaseSettings):
     def https(self) -> bool:
         """Whether the public address is https (cookies then carry Secure)."""
         return self.base_url.startswith("https://")
+
+    @property
+    def files_dir(self) -> Path:
+        """Where stored files (CVs, PDFs) live when no object storage is configured."""
+        return self.var_dir / "files"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where mail goes as .eml files while no SMTP server is configured."""
+        return self.var_dir / "mail"
 
     @property
     def stripe_enabled(self) -> bool:

@@ -58,3 +58,33 @@ def make_organisation(
 
 
 START = date(2024, 11, 18)
+
+
+def application_payload(**overrides: Any) -> dict[str, Any]:
+    """A valid body for POST /api/v1/editions/{slug}/applications (needs an open edition)."""
+    body: dict[str, Any] = {
+        "given_name": "Ama",
+        "family_name": "Banda",
+        "email": "ama.banda@lilongwe.example",
+        "country": "MWI",
+        "organisation_name": "Lilongwe City Council",
+        "job_title": "International relations officer",
+        "department": "Mayor's office",
+        "years_in_international_affairs": 4,
+        "motivation": "I coordinate our city's partnerships and want to build a strategy. " * 2,
+        "consent": True,
+    }
+    body.update(overrides)
+    return body
+
+
+def open_edition(session: Session, **overrides: Any) -> Edition:
+    """An edition in the future whose applications are open now."""
+    values: dict[str, Any] = {
+        "slug": "diploma-open",
+        "start_date": "2099-11-16",
+        "end_date": "2099-11-20",
+        "applications_open": "2020-01-01T00:00:00+00:00",
+    }
+    values.update(overrides)
+    return make_edition(session, **values)

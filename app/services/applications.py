@@ -1,0 +1,701 @@
+"""Applications: submitting, the private portal link, groups, withdrawal and admission decisions."""
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from app.db import utcnow
+from app.models import (
+    ApplicantGroup,
+    Application,
+    ApplicationStatus,
+    Edition,
+    Organisation,
+    StaffUser,
+)
+from app.services.audit import record_change
+from app.services.countries import country_name, parse_country
+from app.services.editions import applications_are_open, get_edition
+from app.services.errors import Conflict, InvalidInput, NotFound
+from app.services.mail import Attachment, queue_email
+from app.services.numbering import format_number, next_number
+from app.services.pdf import render_pdf
+from app.services.portal import GROUP_SALT, PORTAL_SALT, link_expiry, make_token, read_token
+from app.services.quotes import quote_as_json, quote_for_edition
+from app.services.staff import normalise_email
+from app.services.storage import Storage, new_key
+
+MOTIVATION_MIN = 50
+MOTIVATION_MAX = 2000
+CV_MAX_BYTES = 5 * 1024 * 1024
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ACTIVE_GROUP_STATUSES = (
+    ApplicationStatus.submitted.value,
+    ApplicationStatus.waitlisted.value,
+    ApplicationStatus.admitted.value,
+    ApplicationStatus.confirmed.value,
+    ApplicationStatus.completed.value,
+)
+CONSENT_TEXT = (
+    "I agree that Metropolis stores and uses the data in this application to assess it, to "
+    "run the course, and to issue invoices and my certificate; it is not shared with anyone "
+    "else and is erased when no longer needed."
+)
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class ApplicationsClosed(Conflict):
+    """The edition is not taking applications now."""
+
+
+class ApplicationIn(BaseModel):
+    """What an applicant sends (the CV travels separately as bytes)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    given_name: Name
+    family_name: Name
+    email: EmailStr = Field(max_length=254)
+    organisation_id: int | None = None
+    organisation_name: str | None = Field(default=None, max_length=200)
+    country: str | None = Field(default=None, max_length=100)
+    job_title: str = Field(min_length=2, max_length=200)
+    department: str = Field(default="", max_length=200)
+    years_in_international_affairs: int | None = Field(default=None, ge=0, le=60)
+    motivation: str = Field(min_length=MOTIVATION_MIN, max_length=MOTIVATION_MAX)
+    group_code: str | None = Field(default=None, max_length=20)
+    consent: Literal[True]
+    language: Literal["en", "es", "fr"] = "en"
+
+    @model_validator(mode="after")
+    def _organisation_given(self) -> "ApplicationIn":
+        if self.organisation_id is None and not self.group_code:
+            missing = []
+            if not self.organisation_name or len(self.organisation_name) < 2:
+                missing.append("organisation_name")
+            if not self.country:
+                missing.append("country")
+            if missing:
+                raise ValueError(
+                    "Choose your organisation from the list, or give its name and country."
+                )
+        return self
+
+
+@dataclass(frozen=True)
+class SubmittedApplication:
+    """A stored application and the private link to its portal."""
+
+    application: Application
+    portal_url: str
+
+
+def _random_code(length: int) -> str:
+    return "".join(secrets.choice(CROCKFORD) for _ in range(length))
+
+
+def _new_reference(session: Session, edition: Edition) -> str:
+    prefix = f"MD{edition.start_date.year % 100:02d}-"
+    while True:
+        reference = prefix + _random_code(6)
+        taken = session.exec(
+            select(Application.id).where(Application.reference == reference)
+        ).first()
+        if taken is None:
+            return reference
+
+
+def is_pdf(data: bytes) -> bool:
+    """Whether the bytes are a PDF document by content (header and end marker), not by name."""
+    return data.startswith(b"%PDF-") and b"%%EOF" in data[-2048:]
+
+
+def check_cv(data: bytes | None) -> None:
+    """A CV is optional; when given it is a PDF of at most 5 MB."""
+    if data is None:
+        return
+    if len(data) > CV_MAX_BYTES:
+        raise InvalidInput(
+            "The CV is too large.", fields={"cv": "The CV must be a PDF of at most 5 MB."}
+        )
+    if not is_pdf(data):
+        raise InvalidInput(
+            "The CV is not a PDF.", fields={"cv": "The CV must be a PDF file (this one is not)."}
+        )
+
+
+def portal_token(application: Application, edition: Edition, *, secret_key: str) -> str:
+    """The signed token of an application's portal."""
+    return make_token(
+        secret_key=secret_key,
+        salt=PORTAL_SALT,
+        subject_id=application.id or 0,
+        version=application.portal_token_version,
+        expires=link_expiry(edition.end_date),
+    )
+
+
+def portal_url(
+    application: Application, edition: Edition, *, secret_key: str, base_url: str
+) -> str:
+    """The full address of an application's portal."""
+    return (
+        f"{base_url.rstrip('/')}/portal/{portal_token(application, edition, secret_key=secret_key)}"
+    )
+
+
+def application_for_token(session: Session, token: str, *, secret_key: str) -> Application:
+    """The one application a portal token opens; NotFound for any bad, old or revoked token."""
+    found = read_token(token, secret_key=secret_key, salt=PORTAL_SALT)
+    application = session.get(Application, found[0]) if found else None
+    if application is None or found is None or application.portal_token_version != found[1]:
+        raise NotFound("This link is not valid any more. Ask for a new one by e-mail.")
+    return application
+
+
+def _group_by_code(session: Session, edition: Edition, code: str) -> ApplicantGroup:
+    group = session.exec(
+        select(ApplicantGroup).where(
+            ApplicantGroup.code == code.strip().upper(), ApplicantGroup.edition_id == edition.id
+        )
+    ).first()
+    if group is None:
+        raise InvalidInput(
+            "Unknown group code.",
+            fields={
+                "group_code": "No group of this edition has this code; ask your coordinator."
+            },
+        )
+    return group
+
+
+def group_size(session: Session, group_id: int) -> int:
+    """Members of a group still in the running (not withdrawn, rejected or cancelled)."""
+    count: int = session.exec(
+        select(func.count())
+        .select_from(Application)
+        .where(
+            Application.group_id == group_id,
+            col(Application.status).in_(ACTIVE_GROUP_STATUSES),
+        )
+    ).one()
+    return count
+
+
+def _mail_context(application: Application, edition: Edition, url: str) -> dict[str, Any]:
+    return {
+        "application": application,
+        "edition": edition,
+        "portal_url": url,
+        "organisation": application.organisation_name,
+    }
+
+
+def submit_application(
+    session: Session,
+    *,
+    edition: Edition,
+    data: ApplicationIn,
+    cv: bytes | None,
+    cv_filename: str | None,
+    storage: Storage,
+    secret_key: str,
+    base_url: str,
+    now: datetime | None = None,
+) -> SubmittedApplication:
+    """Store an application, its quote and the receipt e-mail in one transaction."""
+    now = now or utcnow()
+    if not applications_are_open(edition, now=now):
+        raise ApplicationsClosed("This edition is not taking applications now.")
+    email = normalise_email(str(data.email))
+    duplicate = session.exec(
+        select(Application.id).where(
+            Application.edition_id == edition.id, Application.email == email
+        )
+    ).first()
+    if duplicate is not None:
+        raise Conflict(
+            "An application with this e-mail address exists for this edition.",
+            fields={"email": "You have already applied with this address."},
+        )
+    check_cv(cv)
+
+    faults: dict[str, str] = {}
+    group: ApplicantGroup | None = None
+    organisation: Organisation | None = None
+    if data.group_code:
+        try:
+            group = _group_by_code(session, edition, data.group_code)
+        except InvalidInput as exc:
+            faults.update(exc.fields)
+        else:
+            if data.organisation_id is not None and data.organisation_id != group.organisation_id:
+                faults["group_code"] = "This group belongs to another organisation."
+            organisation = session.get(Organisation, group.organisation_id)
+    elif data.organisation_id is not None:
+        organisation = session.get(Organisation, data.organisation_id)
+        if organisation is None:
+            faults["organisation_id"] = "Choose an organisation from the list."
+    iso3 = organisation.country if organisation else None
+    if organisation is None and "organisation_id" not in faults and not group:
+        try:
+            iso3 = parse_country(data.country or "")
+        except InvalidInput as exc:
+            faults.update(exc.fields)
+    if faults:
+        raise InvalidInput("Some answers need a correction.", fields=faults)
+    assert iso3 is not None
+
+    size = (group_size(session, group.id or 0) + 1) if group else 1
+    quote = quote_for_edition(
+        session,
+        edition=edition,
+        organisation_id=organisation.id if organisation else None,
+        country=iso3,
+        group_size=size,
+    )
+    cv_key = None
+    if cv is not None:
+        cv_key = new_key("cv", ".pdf")
+        storage.put(cv_key, cv)
+    application = Application(
+        edition_id=edition.id or 0,
+        reference=_new_reference(session, edition),
+        given_name=data.given_name,
+        family_name=data.family_name,
+        email=email,
+        organisation_id=organisation.id if organisation else None,
+        organisation_name=organisation.name if organisation else (data.organisation_name or ""),
+        country=iso3,
+        job_title=data.job_title,
+        department=data.department,
+        years_in_international_affairs=data.years_in_international_affairs,
+        motivation=data.motivation,
+        cv_key=cv_key,
+        cv_filename=(cv_filename or "cv.pdf")[:200] if cv_key else None,
+        group_id=group.id if group else None,
+        language=data.language,
+        consent_at=now,
+        quote=quote_as_json(quote),
+        quoted_total=quote.total,
+        submitted_at=now,
+    )
+    session.add(application)
+    session.flush()
+    url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
+    queue_email(
+        session,
+        kind="application_received",
+        to=email,
+        subject=f"We received your application {application.reference}",
+        context=_mail_context(application, edition, url),
+        application_id=application.id,
+    )
+    record_change(
+        session,
+        actor=email,
+        action="application.submitted",
+        entity="application",
+        entity_id=application.id or 0,
+        after={"reference": application.reference, "total": str(quote.total), "group": size},
+    )
+    session.commit()
+    return SubmittedApplication(application, url)
+
+
+def resend_portal_link(
+    session: Session, *, edition: Edition, email: str, secret_key: str, base_url: str
+) -> None:
+    """E-mail the portal link to an address that applied; says nothing about others."""
+    application = session.exec(
+        select(Application).where(
+            Application.edition_id == edition.id, Application.email == normalise_email(email)
+        )
+    ).first()
+    if application is None:
+        return
+    url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
+    queue_email(
+        session,
+        kind="portal_link",
+        to=application.email,
+        subject=f"Your link to application {application.reference}",
+        context=_mail_context(application, edition, url),
+        application_id=application.id,
+    )
+    session.commit()
+
+
+def revoke_portal_links(
+    session: Session, *, application_id: int, actor: str, secret_key: str, base_url: str
+) -> Application:
+    """End every link issued so far and send the applicant a new one."""
+    application = get_application(session, application_id)
+    edition = session.get(Edition, application.edition_id)
+    assert edition is not None
+    application.portal_token_version += 1
+    session.add(application)
+    record_change(
+        session,
+        actor=actor,
+        action="application.portal_link_revoked",
+        entity="application",
+        entity_id=application_id,
+    )
+    url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
+    queue_email(
+        session,
+        kind="portal_link",
+        to=application.email,
+        subject=f"Your new link to application {application.reference}",
+        context=_mail_context(application, edition, url),
+        application_id=application.id,
+    )
+    session.commit()
+    return application
+
+
+def get_application(session: Session, application_id: int) -> Application:
+    """The application with this id, or NotFound."""
+    application = session.get(Application, application_id)
+    if application is None:
+        raise NotFound(f"There is no application {application_id}.")
+    return application
+
+
+def _change_status(
+    session: Session,
+    application: Application,
+    *,
+    allowed_from: tuple[str, ...],
+    to: str,
+    expected_version: int | None,
+    values: dict[str, Any],
+) -> None:
+    """Move to `to` only from `allowed_from` and only if nobody changed it meanwhile."""
+    version = application.version if expected_version is None else expected_version
+    result = session.execute(
+        update(Application)
+        .where(
+            col(Application.id) == application.id,
+            col(Application.version) == version,
+            col(Application.status).in_(allowed_from),
+        )
+        .values(status=to, version=version + 1, updated_at=utcnow(), **values)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        session.rollback()
+        session.refresh(application)
+        raise Conflict(
+            f"Application {application.reference} is {application.status} now "
+            f"(changed by someone else, or not possible from there); nothing was changed."
+        )
+    session.refresh(application)
+
+
+def withdraw(
+    session: Session, *, application: Application, now: datetime | None = None
+) -> Application:
+    """The applicant withdraws while the application is submitted or waitlisted."""
+    _change_status(
+        session,
+        application,
+        allowed_from=(ApplicationStatus.submitted.value, ApplicationStatus.waitlisted.value),
+        to=ApplicationStatus.withdrawn.value,
+        expected_version=None,
+        values={"withdrawn_at": now or utcnow()},
+    )
+    record_change(
+        session,
+        actor=application.email,
+        action="application.withdrawn",
+        entity="application",
+        entity_id=application.id or 0,
+    )
+    session.commit()
+    return application
+
+
+Decision = Literal["admit", "waitlist", "reject"]
+_DECISIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "admit": (
+        (ApplicationStatus.submitted.value, ApplicationStatus.waitlisted.value),
+        ApplicationStatus.admitted.value,
+    ),
+    "waitlist": ((ApplicationStatus.submitted.value,), ApplicationStatus.waitlisted.value),
+    "reject": (
+        (ApplicationStatus.submitted.value, ApplicationStatus.waitlisted.value),
+        ApplicationStatus.rejected.value,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Seats of an edition: confirmed (guaranteed), admitted (awaiting payment), total."""
+
+    seats: int
+    confirmed: int
+    admitted: int
+    waitlisted: int
+
+    @property
+    def free(self) -> int:
+        """Seats not yet guaranteed to anyone."""
+        return max(self.seats - self.confirmed, 0)
+
+    @property
+    def over_if_admitting(self) -> bool:
+        """Whether one more admission would promise more places than there are seats."""
+        return self.confirmed + self.admitted + 1 > self.seats
+
+
+def capacity(session: Session, edition: Edition) -> Capacity:
+    """Confirmed, admitted and waitlisted counts against the edition's seats."""
+    rows = session.exec(
+        select(Application.status, func.count())
+        .where(Application.edition_id == edition.id)
+        .group_by(Application.status)
+    ).all()
+    counts = dict(rows)
+    return Capacity(
+        seats=edition.capacity,
+        confirmed=counts.get(ApplicationStatus.confirmed.value, 0)
+        + counts.get(ApplicationStatus.completed.value, 0),
+        admitted=counts.get(ApplicationStatus.admitted.value, 0),
+        waitlisted=counts.get(ApplicationStatus.waitlisted.value, 0),
+    )
+
+
+def decide(
+    session: Session,
+    *,
+    application_id: int,
+    decision: Decision,
+    actor: StaffUser,
+    note: str = "",
+    expected_version: int | None = None,
+    storage: Storage,
+    secret_key: str,
+    base_url: str,
+    now: datetime | None = None,
+) -> Application:
+    """Admit, waitlist or reject; a waived admission is confirmed with a numbered confirmation."""
+    now = now or utcnow()
+    application = get_application(session, application_id)
+    edition = session.get(Edition, application.edition_id)
+    assert edition is not None
+    if decision not in _DECISIONS:
+        raise InvalidInput("Unknown decision.", fields={"decision": "admit, waitlist or reject"})
+    allowed_from, target = _DECISIONS[decision]
+    before = application.status
+    values: dict[str, Any] = {"decided_at": now, "decided_by": actor.email, "decision_note": note}
+    if decision == "waitlist":
+        values["waitlisted_at"] = now
+    _change_status(
+        session,
+        application,
+        allowed_from=allowed_from,
+        to=target,
+        expected_version=expected_version,
+        values=values,
+    )
+    url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
+    context = {**_mail_context(application, edition, url), "note": note}
+    attachments: list[Attachment] = []
+    if decision == "admit":
+        _fix_fee_at_admission(session, application, edition, storage=storage, now=now)
+        if application.fee_waiver_key:
+            attachments.append(
+                Attachment(
+                    f"fee-waiver-{application.fee_waiver_number}.pdf", application.fee_waiver_key
+                )
+            )
+    context["waived"] = application.status == ApplicationStatus.confirmed.value
+    subjects = {
+        "admit": f"You are admitted to the {edition.title}",
+        "waitlist": f"Your application {application.reference} is on the waiting list",
+        "reject": f"Your application {application.reference}",
+    }
+    queue_email(
+        session,
+        kind=f"decision_{decision}",
+        to=application.email,
+        subject=subjects[decision],
+        context=context,
+        application_id=application.id,
+        attachments=attachments,
+    )
+    record_change(
+        session,
+        actor=actor.email,
+        action=f"application.{decision}",
+        entity="application",
+        entity_id=application.id or 0,
+        before={"status": before},
+        after={"status": application.status, "note": note},
+    )
+    session.commit()
+    return application
+
+
+def _fix_fee_at_admission(
+    session: Session, application: Application, edition: Edition, *, storage: Storage, now: datetime
+) -> None:
+    """A waived fee is confirmed now, with a numbered confirmation; others await their invoice."""
+    quote = quote_for_edition(
+        session,
+        edition=edition,
+        organisation_id=application.organisation_id,
+        country=application.country,
+        group_size=1,
+    )
+    if not quote.waived or quote.total != Decimal("0.00"):
+        return
+    year = now.year
+    number = format_number("W", year, next_number(session, series="fee_waiver", year=year))
+    key = new_key("fee-waivers", ".pdf")
+    storage.put(
+        key,
+        render_pdf(
+            "fee_waiver.html",
+            waiver_document(
+                application, edition, number=number, quote=quote_as_json(quote), issued=now
+            ),
+        ),
+    )
+    application.fee_waiver_number = number
+    application.fee_waiver_key = key
+    application.status = ApplicationStatus.confirmed.value
+    application.confirmed_at = now
+    application.version += 1
+    session.add(application)
+    session.flush()
+
+
+def waiver_document(
+    application: Application,
+    edition: Edition,
+    *,
+    number: str,
+    quote: dict[str, Any],
+    issued: datetime,
+) -> dict[str, Any]:
+    """Plain values for the fee-waiver confirmation PDF (no ORM objects reach WeasyPrint)."""
+    return {
+        "number": number,
+        "issued_on": issued.date().isoformat(),
+        "holder": application.full_name,
+        "email": application.email,
+        "organisation": application.organisation_name,
+        "country": country_name(application.country),
+        "reference": application.reference,
+        "course": edition.title,
+        "edition": edition.edition_label,
+        "place": edition.place,
+        "start_date": edition.start_date.isoformat(),
+        "end_date": edition.end_date.isoformat(),
+        "income_fy": edition.income_fy,
+        "dues_year": edition.dues_year,
+        "lines": quote["lines"],
+        "total": quote["total"],
+        "currency": quote["currency"],
+    }
+
+
+def create_group(
+    session: Session,
+    *,
+    edition_slug: str,
+    organisation_id: int,
+    contact_email: str,
+    contact_name: str = "",
+    secret_key: str,
+    base_url: str,
+) -> tuple[ApplicantGroup, str]:
+    """A group code for colleagues of one organisation; the coordinator gets code and link."""
+    edition = get_edition(session, edition_slug)
+    organisation = session.get(Organisation, organisation_id)
+    if organisation is None:
+        raise InvalidInput(
+            "Unknown organisation.",
+            fields={"organisation_id": "Choose an organisation from the list."},
+        )
+    while True:
+        code = f"G-{_random_code(4)}-{_random_code(4)}"
+        if (
+            session.exec(select(ApplicantGroup.id).where(ApplicantGroup.code == code)).first()
+            is None
+        ):
+            break
+    group = ApplicantGroup(
+        edition_id=edition.id or 0,
+        organisation_id=organisation_id,
+        code=code,
+        contact_email=normalise_email(contact_email),
+        contact_name=contact_name.strip()[:200],
+    )
+    session.add(group)
+    session.flush()
+    url = group_url(group, edition, secret_key=secret_key, base_url=base_url)
+    queue_email(
+        session,
+        kind="group_created",
+        to=group.contact_email,
+        subject=f"Your group code for the {edition.title}: {code}",
+        context={
+            "group": group,
+            "edition": edition,
+            "organisation": organisation,
+            "group_url": url,
+        },
+    )
+    record_change(
+        session,
+        actor=group.contact_email,
+        action="group.created",
+        entity="group",
+        entity_id=group.id or 0,
+        after={"code": code, "organisation": organisation.name},
+    )
+    session.commit()
+    return group, url
+
+
+def group_url(group: ApplicantGroup, edition: Edition, *, secret_key: str, base_url: str) -> str:
+    """The coordinator's private page for a group."""
+    token = make_token(
+        secret_key=secret_key,
+        salt=GROUP_SALT,
+        subject_id=group.id or 0,
+        version=group.coordinator_token_version,
+        expires=link_expiry(edition.end_date),
+    )
+    return f"{base_url.rstrip('/')}/groups/{token}"
+
+
+def group_for_token(session: Session, token: str, *, secret_key: str) -> ApplicantGroup:
+    """The one group a coordinator link opens."""
+    found = read_token(token, secret_key=secret_key, salt=GROUP_SALT)
+    group = session.get(ApplicantGroup, found[0]) if found else None
+    if group is None or found is None or group.coordinator_token_version != found[1]:
+        raise NotFound("This link is not valid any more.")
+    return group
+
+
+def group_members(session: Session, group_id: int) -> list[Application]:
+    """Everyone who applied with a group's code, in order of application."""
+    return list(
+        session.exec(
+            select(Application)
+            .where(Application.group_id == group_id)
+            .order_by(col(Application.submitted_at))
+        ).all()
+    )

@@ -1,0 +1,218 @@
+"""E-mail: an outbox written with the change it reports, and a sender that never drops mail."""
+
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import Engine, or_, update
+from sqlmodel import Session, col, select
+
+from app.db import utcnow
+from app.models import OutboxMessage
+from app.services.storage import Storage
+
+log = logging.getLogger("diplomat.mail")
+
+EMAIL_TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "emails"
+MAX_ATTEMPTS = 12
+# A message claimed by a sender that died is offered again after this long.
+STALE_CLAIM = timedelta(minutes=10)
+
+_html = Environment(
+    loader=FileSystemLoader(str(EMAIL_TEMPLATES)),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+)
+# Plain-text parts are never rendered as markup, so nothing in them needs escaping.
+_text = Environment(
+    loader=FileSystemLoader(str(EMAIL_TEMPLATES)),
+    autoescape=False,  # noqa: S701
+    undefined=StrictUndefined,
+)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A stored file to attach."""
+
+    filename: str
+    key: str
+    content_type: str = "application/pdf"
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """How mail leaves: SMTP when a host is set, else .eml files in a folder."""
+
+    sender: str
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = True
+    mail_dir: Path | None = None
+    timeout: float = 15.0
+
+
+def queue_email(
+    session: Session,
+    *,
+    kind: str,
+    to: str,
+    subject: str,
+    context: dict[str, Any],
+    application_id: int | None = None,
+    attachments: list[Attachment] | None = None,
+) -> OutboxMessage:
+    """Render `emails/{kind}.txt` and `.html` into the outbox; sent after the commit."""
+    message = OutboxMessage(
+        kind=kind,
+        application_id=application_id,
+        to_address=to,
+        subject=subject,
+        body_text=_text.get_template(f"{kind}.txt").render(**context),
+        body_html=_html.get_template(f"{kind}.html").render(**context),
+        attachments=[
+            {"filename": a.filename, "key": a.key, "content_type": a.content_type}
+            for a in attachments or []
+        ],
+        message_id=make_msgid(domain="diplomat.local"),
+    )
+    session.add(message)
+    return message
+
+
+def build_message(outbox: OutboxMessage, *, sender: str, storage: Storage) -> EmailMessage:
+    """The MIME message for an outbox row: plain text, HTML alternative, attachments."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = outbox.to_address
+    message["Subject"] = outbox.subject
+    message["Message-ID"] = outbox.message_id
+    message["Date"] = format_datetime(outbox.created_at)
+    message.set_content(outbox.body_text)
+    message.add_alternative(outbox.body_html, subtype="html")
+    for attachment in outbox.attachments:
+        maintype, _, subtype = attachment["content_type"].partition("/")
+        message.add_attachment(
+            storage.get(attachment["key"]),
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment["filename"],
+        )
+    return message
+
+
+def _transmit(message: EmailMessage, settings: MailSettings) -> None:
+    if not settings.smtp_host:
+        folder = settings.mail_dir
+        if folder is None:
+            raise RuntimeError("no SMTP host and no mail folder configured")
+        folder.mkdir(parents=True, exist_ok=True)
+        name = str(message["Message-ID"]).strip("<>").replace("@", "_").replace("/", "_")
+        (folder / f"{name}.eml").write_bytes(message.as_bytes())
+        return
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.timeout) as smtp:
+        if settings.smtp_starttls:
+            smtp.starttls(context=ssl.create_default_context())
+        if settings.smtp_username:
+            smtp.login(settings.smtp_username, settings.smtp_password)
+        smtp.send_message(message)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before the next try: 30 s, 1 min, 2 min ... at most 1 hour."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def _claim(session: Session, message_id: int, now: datetime) -> bool:
+    # A conditional update is atomic on both databases: of several senders, one claims it.
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            col(OutboxMessage.id) == message_id,
+            or_(
+                col(OutboxMessage.status) == "pending",
+                (col(OutboxMessage.status) == "sending")
+                & (col(OutboxMessage.next_attempt_at) <= now - STALE_CLAIM),
+            ),
+        )
+        .values(status="sending", next_attempt_at=now)
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def deliver_due(
+    engine: Engine,
+    *,
+    settings: MailSettings,
+    storage: Storage,
+    now: datetime | None = None,
+    limit: int = 50,
+) -> tuple[int, int]:
+    """Send what is due; returns (sent, failed attempts). Each message is claimed once."""
+    now = now or utcnow()
+    sent = failed = 0
+    with Session(engine, expire_on_commit=False) as session:
+        due = session.exec(
+            select(OutboxMessage.id)
+            .where(
+                or_(
+                    (col(OutboxMessage.status) == "pending")
+                    & (col(OutboxMessage.next_attempt_at) <= now),
+                    (col(OutboxMessage.status) == "sending")
+                    & (col(OutboxMessage.next_attempt_at) <= now - STALE_CLAIM),
+                )
+            )
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+        ).all()
+        for message_id in due:
+            if message_id is None or not _claim(session, message_id, now):
+                continue
+            outbox = session.get(OutboxMessage, message_id)
+            if outbox is None:
+                continue
+            try:
+                _transmit(build_message(outbox, sender=settings.sender, storage=storage), settings)
+            except Exception as exc:  # any failure means: try again later
+                outbox.attempts += 1
+                outbox.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                if outbox.attempts >= MAX_ATTEMPTS:
+                    outbox.status = "failed"
+                    log.error("giving up on mail %s to %s: %s", outbox.id, outbox.to_address, exc)
+                else:
+                    outbox.status = "pending"
+                    outbox.next_attempt_at = now + backoff(outbox.attempts)
+                    log.warning(
+                        "mail %s to %s failed, retrying: %s", outbox.id, outbox.to_address, exc
+                    )
+                failed += 1
+            else:
+                outbox.attempts += 1
+                outbox.status = "sent"
+                outbox.sent_at = utcnow()
+                outbox.last_error = ""
+                sent += 1
+            session.add(outbox)
+            session.commit()
+    return sent, failed
+
+
+def retry_failed(session: Session, message_id: int) -> None:
+    """Put a failed message back in the queue (an administrator's retry)."""
+    outbox = session.get(OutboxMessage, message_id)
+    if outbox is not None and outbox.status == "failed":
+        outbox.status = "pending"
+        outbox.attempts = 0
+        outbox.next_attempt_at = utcnow()
+        session.add(outbox)
+        session.commit()

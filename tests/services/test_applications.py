@@ -1,0 +1,301 @@
+"""Submitting, deciding and withdrawing applications."""
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from app.models import Application, AuditEntry, OutboxMessage, StaffUser
+from app.services import applications as service
+from app.services.errors import Conflict, InvalidInput, NotFound
+from app.services.storage import LocalStorage
+from tests.factories import application_payload, make_organisation, open_edition
+
+SECRET = "test-secret-key-" + "x" * 32
+BASE = "http://testserver"
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "files")
+
+
+def submit(session: Session, storage: LocalStorage, edition, cv: bytes | None = None, **overrides):  # type: ignore[no-untyped-def]
+    return service.submit_application(
+        session,
+        edition=edition,
+        data=service.ApplicationIn.model_validate(application_payload(**overrides)),
+        cv=cv,
+        cv_filename="cv.pdf" if cv else None,
+        storage=storage,
+        secret_key=SECRET,
+        base_url=BASE,
+    )
+
+
+def test_submission_stores_application_quote_receipt_and_audit_together(
+    session: Session, storage: LocalStorage
+) -> None:
+    edition = open_edition(session)
+    org = make_organisation(session, name="Ciudad X", country="MEX")
+    submitted = submit(session, storage, edition, cv=PDF, organisation_id=org.id)
+    application = submitted.application
+    assert application.status == "submitted"
+    assert application.reference.startswith("MD99-")
+    assert application.quote["total"] == "1000.00"
+    assert application.quoted_total == Decimal("1000.00")
+    assert application.organisation_name == "Ciudad X"
+    assert application.country == "MEX"
+    assert storage.get(application.cv_key or "") == PDF
+    mail = session.exec(select(OutboxMessage)).one()
+    assert mail.kind == "application_received"
+    assert mail.to_address == "ama.banda@lilongwe.example"
+    assert application.reference in mail.body_text
+    assert submitted.portal_url in mail.body_text
+    audit = session.exec(select(AuditEntry).where(AuditEntry.action == "application.submitted"))
+    assert audit.one().entity_id == str(application.id)
+
+
+def test_the_same_email_twice_is_a_conflict_whatever_its_case(
+    session: Session, storage: LocalStorage
+) -> None:
+    edition = open_edition(session)
+    submit(session, storage, edition)
+    with pytest.raises(Conflict) as raised:
+        submit(session, storage, edition, email="AMA.Banda@Lilongwe.example")
+    assert "email" in raised.value.fields
+    assert len(session.exec(select(Application)).all()) == 1
+
+
+def test_a_closed_edition_takes_no_application(session: Session, storage: LocalStorage) -> None:
+    edition = open_edition(session, applications_close="2021-01-01T00:00:00+00:00")
+    with pytest.raises(service.ApplicationsClosed):
+        submit(session, storage, edition)
+
+
+@pytest.mark.parametrize(
+    ("cv", "message"),
+    [
+        (b"MZ\x90\x00 this is an executable renamed to cv.pdf", "PDF file"),
+        (b"%PDF-1.4\n" + b"0" * (5 * 1024 * 1024) + b"\n%%EOF", "at most 5 MB"),
+    ],
+)
+def test_a_cv_that_is_not_a_small_pdf_is_refused_and_nothing_is_stored(
+    session: Session, storage: LocalStorage, cv: bytes, message: str
+) -> None:
+    edition = open_edition(session)
+    with pytest.raises(InvalidInput) as raised:
+        submit(session, storage, edition, cv=cv)
+    assert message in raised.value.fields["cv"]
+    assert session.exec(select(Application)).all() == []
+    assert not (storage.root / "cv").exists()
+
+
+def test_a_group_code_joins_the_group_and_counts_towards_the_quote(
+    session: Session, storage: LocalStorage
+) -> None:
+    edition = open_edition(session)
+    org = make_organisation(session, name="Ciudad X", country="MEX")
+    group, url = service.create_group(
+        session,
+        edition_slug=edition.slug,
+        organisation_id=org.id or 0,
+        contact_email="Lead@Ciudad.example",
+        secret_key=SECRET,
+        base_url=BASE,
+    )
+    assert url.startswith(f"{BASE}/groups/")
+    first = submit(
+        session, storage, edition, email="a@ciudad.example", group_code=group.code.lower()
+    )
+    second = submit(session, storage, edition, email="b@ciudad.example", group_code=group.code)
+    assert first.application.group_id == group.id
+    assert first.application.organisation_id == org.id
+    assert first.application.quote["total"] == "1000.00"
+    assert second.application.quote["total"] == "900.00"
+    members = service.group_members(session, group.id or 0)
+    assert [m.email for m in members] == ["a@ciudad.example", "b@ciudad.example"]
+
+
+def test_an_unknown_group_code_is_a_field_error(session: Session, storage: LocalStorage) -> None:
+    edition = open_edition(session)
+    with pytest.raises(InvalidInput) as raised:
+        submit(session, storage, edition, group_code="G-XXXX-XXXX")
+    assert "group_code" in raised.value.fields
+
+
+def test_portal_token_opens_exactly_its_application_until_revoked(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    edition = open_edition(session)
+    one = submit(session, storage, edition, email="one@example.org")
+    two = submit(session, storage, edition, email="two@example.org")
+    token_one = one.portal_url.rsplit("/", 1)[-1]
+    assert (
+        service.application_for_token(session, token_one, secret_key=SECRET).id
+        == one.application.id
+    )
+    assert (
+        service.application_for_token(
+            session, two.portal_url.rsplit("/", 1)[-1], secret_key=SECRET
+        ).id
+        == two.application.id
+    )
+    with pytest.raises(NotFound):
+        service.application_for_token(session, token_one[:-2] + "xx", secret_key=SECRET)
+    with pytest.raises(NotFound):
+        service.application_for_token(session, token_one, secret_key="another-secret" * 4)
+    service.revoke_portal_links(
+        session,
+        application_id=one.application.id or 0,
+        actor=admin_user.email,
+        secret_key=SECRET,
+        base_url=BASE,
+    )
+    with pytest.raises(NotFound):
+        service.application_for_token(session, token_one, secret_key=SECRET)
+
+
+def test_resending_the_link_mails_only_an_address_that_applied(
+    session: Session, storage: LocalStorage
+) -> None:
+    edition = open_edition(session)
+    submit(session, storage, edition)
+    service.resend_portal_link(
+        session,
+        edition=edition,
+        email=" AMA.banda@lilongwe.example ",
+        secret_key=SECRET,
+        base_url=BASE,
+    )
+    service.resend_portal_link(
+        session, edition=edition, email="nobody@example.org", secret_key=SECRET, base_url=BASE
+    )
+    kinds = [m.kind for m in session.exec(select(OutboxMessage)).all()]
+    assert kinds == ["application_received", "portal_link"]
+
+
+def test_withdrawing_is_possible_only_while_submitted_or_waitlisted(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    edition = open_edition(session)
+    application = submit(session, storage, edition).application
+    service.withdraw(session, application=application)
+    assert application.status == "withdrawn"
+    with pytest.raises(Conflict):
+        service.withdraw(session, application=application)
+
+
+def decide(
+    session: Session,
+    storage: LocalStorage,
+    admin: StaffUser,
+    application_id: int,
+    decision: str,
+    **kw,
+):  # type: ignore[no-untyped-def]
+    return service.decide(
+        session,
+        application_id=application_id,
+        decision=decision,
+        actor=admin,  # type: ignore[arg-type]
+        storage=storage,
+        secret_key=SECRET,
+        base_url=BASE,
+        **kw,
+    )
+
+
+def test_admitting_a_paying_applicant_leaves_them_admitted_with_an_email(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    edition = open_edition(session)
+    org = make_organisation(session, name="Ciudad X", country="MEX")
+    application = submit(session, storage, edition, organisation_id=org.id).application
+    decided = decide(session, storage, admin_user, application.id or 0, "admit", note="Welcome!")
+    assert decided.status == "admitted"
+    assert decided.decided_by == admin_user.email
+    mail = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "decision_admit")).one()
+    assert "Welcome!" in mail.body_text
+    assert "invoice" in mail.body_text
+
+
+def test_admitting_a_waived_participant_confirms_them_with_a_numbered_waiver(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    edition = open_edition(session)
+    org = make_organisation(session)  # Lilongwe, low income, dues paid
+    application = submit(session, storage, edition, organisation_id=org.id).application
+    assert application.quote["total"] == "0.00"
+    decided = decide(session, storage, admin_user, application.id or 0, "admit")
+    assert decided.status == "confirmed"
+    assert decided.fee_waiver_number is not None
+    assert decided.fee_waiver_number.startswith("W")
+    assert storage.get(decided.fee_waiver_key or "").startswith(b"%PDF")
+    mail = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "decision_admit")).one()
+    assert mail.attachments[0]["filename"] == f"fee-waiver-{decided.fee_waiver_number}.pdf"
+
+
+def test_waiver_numbers_are_consecutive(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    edition = open_edition(session)
+    org = make_organisation(session)
+    numbers = []
+    for index in range(3):
+        application = submit(
+            session, storage, edition, email=f"p{index}@x.org", organisation_id=org.id
+        ).application
+        numbers.append(
+            decide(session, storage, admin_user, application.id or 0, "admit").fee_waiver_number
+        )
+    counters = [int(n.split("-")[1]) for n in numbers]  # type: ignore[union-attr]
+    assert counters == [counters[0], counters[0] + 1, counters[0] + 2]
+
+
+def test_a_stale_decision_loses_and_is_told(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    edition = open_edition(session)
+    application = submit(session, storage, edition).application
+    seen_version = application.version
+    decide(
+        session, storage, admin_user, application.id or 0, "waitlist", expected_version=seen_version
+    )
+    with pytest.raises(Conflict) as raised:
+        decide(
+            session,
+            storage,
+            admin_user,
+            application.id or 0,
+            "reject",
+            expected_version=seen_version,
+        )
+    assert "waitlisted" in raised.value.message
+    assert session.get(Application, application.id).status == "waitlisted"  # type: ignore[union-attr]
+
+
+def test_impossible_transitions_are_refused(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    edition = open_edition(session)
+    application = submit(session, storage, edition).application
+    decide(session, storage, admin_user, application.id or 0, "reject")
+    with pytest.raises(Conflict):
+        decide(session, storage, admin_user, application.id or 0, "admit")
+
+
+def test_capacity_counts_confirmed_and_admitted(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    edition = open_edition(session, capacity=2)
+    org = make_organisation(session)
+    waived = submit(session, storage, edition, email="w@x.org", organisation_id=org.id).application
+    paying = submit(session, storage, edition, email="p@x.org").application
+    decide(session, storage, admin_user, waived.id or 0, "admit")
+    decide(session, storage, admin_user, paying.id or 0, "admit")
+    seats = service.capacity(session, edition)
+    assert (seats.confirmed, seats.admitted, seats.free) == (1, 1, 1)
+    assert seats.over_if_admitting is True
