@@ -1,6 +1,10 @@
 """The application factory: middleware, routers, static files and error pages."""
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -16,10 +20,18 @@ from starlette.middleware.sessions import SessionMiddleware
 from app import __version__
 from app.config import Settings, get_settings
 from app.db import make_engine
-from app.routers import admin, api, pages
+from app.routers import (
+    admin,
+    api,
+    api_applications,
+    applicants,
+    pages,
+)
 from app.security import CSRFError, SecurityHeadersMiddleware
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
+from app.services.mail import MailSettings, deliver_due
 from app.services.staff import LoginFailed, LoginThrottled
+from app.services.storage import LocalStorage
 from app.web import (
     STATIC_DIR,
     ApiForbidden,
@@ -160,10 +172,54 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(request, 500, "An unexpected error occurred; it has been logged.")
 
 
+def mail_settings(settings: Settings) -> MailSettings:
+    """How this service sends mail."""
+    return MailSettings(
+        sender=settings.mail_from,
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_username=settings.smtp_username,
+        smtp_password=settings.smtp_password,
+        smtp_starttls=settings.smtp_starttls,
+        mail_dir=settings.mail_dir,
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Run the outbox sender inside the web process when configured to (the embedded default)."""
+    settings: Settings = app.state.settings
+    task = None
+    if settings.mail_worker_in_process:
+        task = asyncio.create_task(_send_mail_forever(app, settings))
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        app.state.engine.dispose()
+
+
+async def _send_mail_forever(app: FastAPI, settings: Settings) -> None:
+    config = mail_settings(settings)
+    while True:
+        try:
+            await asyncio.to_thread(
+                deliver_due, app.state.engine, settings=config, storage=app.state.storage
+            )
+        except Exception:
+            # The database may be away for a moment; the next round tries again.
+            log.exception("the mail sender failed a round")
+        await asyncio.sleep(settings.mail_poll_seconds)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for the given (or configured) settings."""
     settings = settings or get_settings()
     app = FastAPI(
+        lifespan=lifespan,
         title="diplomat",
         version=__version__,
         summary="The course office for city-network training.",
@@ -173,6 +229,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
+    app.state.storage = LocalStorage(settings.files_dir)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,
@@ -185,7 +242,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)
     app.include_router(admin.router)
+    app.include_router(applicants.router)
     app.include_router(api.router)
+    app.include_router(api_applications.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(session: SessionDep) -> JSONResponse:

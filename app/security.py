@@ -2,6 +2,7 @@
 
 import hmac
 import secrets
+from collections.abc import AsyncIterator
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
@@ -67,17 +68,27 @@ def csrf_token(request: Request) -> str:
     return token
 
 
-async def verify_csrf(request: Request) -> None:
-    """Refuse a state-changing request whose token (form field or header) is missing or wrong."""
-    if request.method in SAFE_METHODS:
-        return
-    expected = request.session.get("csrf")
-    sent = request.headers.get(CSRF_HEADER)
-    if not sent:
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            form = await request.form()
-            value = form.get(CSRF_FIELD)
-            sent = value if isinstance(value, str) else None
-    if not isinstance(expected, str) or not sent or not hmac.compare_digest(expected, sent):
-        raise CSRFError
+async def verify_csrf(request: Request) -> AsyncIterator[None]:
+    """Refuse a state-changing request whose token (form field or header) is missing or wrong.
+
+    It also closes the parsed form after the response, so uploaded files never linger.
+    """
+    form = None
+    content_type = request.headers.get("content-type", "")
+    if request.method not in SAFE_METHODS and content_type.startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+    try:
+        if request.method not in SAFE_METHODS:
+            expected = request.session.get("csrf")
+            sent = request.headers.get(CSRF_HEADER)
+            if not sent and form is not None:
+                value = form.get(CSRF_FIELD)
+                sent = value if isinstance(value, str) else None
+            if not isinstance(expected, str) or not sent or not hmac.compare_digest(expected, sent):
+                raise CSRFError
+        yield
+    finally:
+        if form is not None:
+            await form.close()

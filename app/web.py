@@ -19,6 +19,7 @@ from app.security import csrf_token
 from app.services.countries import country_name
 from app.services.money import format_money
 from app.services.staff import user_for_token
+from app.services.storage import Storage
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -76,8 +77,15 @@ def app_settings(request: Request) -> Settings:
     return settings
 
 
+def app_storage(request: Request) -> Storage:
+    """Where the serving application keeps files."""
+    storage: Storage = request.app.state.storage
+    return storage
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
+StorageDep = Annotated[Storage, Depends(app_storage)]
 
 
 class LoginRequired(Exception):

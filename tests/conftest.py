@@ -120,6 +120,7 @@ def settings(database_url: str) -> Settings:
         secret_key="test-secret-key-" + "x" * 32,
         var_dir=_TMP / "var",
         login_max_failures=3,
+        mail_worker_in_process=False,
     )
 
 

@@ -1,0 +1,271 @@
+"""The JSON API for applications, groups and admission decisions."""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from sqlmodel import Session
+
+from app.models import Application, ApplicationStatus, Edition
+from app.services import applications as service
+from app.services.countries import country_name
+from app.services.editions import get_edition, local_time
+from app.services.errors import NotFound
+from app.services.review import ApplicationFilters, list_applications
+from app.web import ApiAdmin, SessionDep, SettingsDep, StorageDep
+
+router = APIRouter(prefix="/api/v1", tags=["applications"])
+
+
+class ApplicationCreated(BaseModel):
+    """A stored application."""
+
+    id: int
+    reference: str
+    status: str
+
+
+class GroupIn(BaseModel):
+    """A coordinator asks for a group code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    organisation_id: int
+    contact_email: EmailStr = Field(max_length=254)
+    contact_name: str = Field(default="", max_length=200)
+
+
+class GroupCreated(BaseModel):
+    """The code colleagues enter when they apply."""
+
+    code: str
+
+
+class DecisionIn(BaseModel):
+    """An administrator's decision on an application."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["admit", "waitlist", "reject"]
+    note: str = Field(default="", max_length=2000)
+    version: int | None = Field(
+        default=None, description="The version the decision was made on; a stale one is 409."
+    )
+
+
+class ApplicationSummary(BaseModel):
+    """An application in a list."""
+
+    id: int
+    reference: str
+    status: str
+    version: int
+    given_name: str
+    family_name: str
+    email: str
+    organisation_id: int | None
+    organisation_name: str
+    country: str
+    country_name: str
+    group_id: int | None
+    quoted_total: str
+    submitted_at: datetime
+
+
+class ApplicationList(BaseModel):
+    """A page of applications."""
+
+    items: list[ApplicationSummary]
+    total: int
+    page: int
+    per_page: int
+
+
+class ApplicationDetail(ApplicationSummary):
+    """Everything about one application that the office handles."""
+
+    edition: str
+    job_title: str
+    department: str
+    years_in_international_affairs: int | None
+    motivation: str
+    has_cv: bool
+    language: str
+    quote: dict[str, Any]
+    amount_due: str
+    amount_paid: str
+    decided_at: datetime | None
+    decided_by: str | None
+    decision_note: str
+    fee_waiver_number: str | None
+    invoices: list[dict[str, Any]]
+    refunds: list[dict[str, Any]]
+    attendance: dict[str, Any] | None
+    final_work: dict[str, Any] | None
+    certificate: dict[str, Any] | None
+
+
+def _summary(application: Application) -> dict[str, Any]:
+    return {
+        "id": application.id,
+        "reference": application.reference,
+        "status": application.status,
+        "version": application.version,
+        "given_name": application.given_name,
+        "family_name": application.family_name,
+        "email": application.email,
+        "organisation_id": application.organisation_id,
+        "organisation_name": application.organisation_name,
+        "country": application.country,
+        "country_name": country_name(application.country),
+        "group_id": application.group_id,
+        "quoted_total": f"{application.quoted_total:.2f}",
+        "submitted_at": application.submitted_at,
+    }
+
+
+def application_detail(session: Session, application: Application) -> ApplicationDetail:
+    """The full view of one application."""
+    edition = get_edition_by_id(session, application.edition_id)
+    return ApplicationDetail.model_validate(
+        {
+            **_summary(application),
+            "submitted_at": local_time(edition, application.submitted_at),
+            "edition": edition.slug,
+            "job_title": application.job_title,
+            "department": application.department,
+            "years_in_international_affairs": application.years_in_international_affairs,
+            "motivation": application.motivation,
+            "has_cv": application.cv_key is not None,
+            "language": application.language,
+            "quote": application.quote,
+            # Nothing is owed before an invoice is issued; invoicing fills these in.
+            "amount_due": "0.00",
+            "amount_paid": "0.00",
+            "decided_at": application.decided_at,
+            "decided_by": application.decided_by,
+            "decision_note": application.decision_note,
+            "fee_waiver_number": application.fee_waiver_number,
+            "invoices": [],
+            "refunds": [],
+            "attendance": None,
+            "final_work": None,
+            "certificate": None,
+        }
+    )
+
+
+def get_edition_by_id(session: Session, edition_id: int) -> Edition:
+    """The edition an application belongs to (the foreign key guarantees it exists)."""
+    edition = session.get(Edition, edition_id)
+    if edition is None:
+        raise NotFound(f"There is no edition {edition_id}.")
+    return edition
+
+
+@router.post(
+    "/editions/{slug}/applications",
+    response_model=ApplicationCreated,
+    status_code=status.HTTP_201_CREATED,
+)
+def submit(
+    slug: str,
+    data: service.ApplicationIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+) -> dict[str, Any]:
+    """Apply to an edition (a CV can be added through the form); the same e-mail twice is 409."""
+    edition = get_edition(session, slug)
+    submitted = service.submit_application(
+        session,
+        edition=edition,
+        data=data,
+        cv=None,
+        cv_filename=None,
+        storage=storage,
+        secret_key=settings.secret_key,
+        base_url=settings.base_url,
+    )
+    application = submitted.application
+    return {"id": application.id, "reference": application.reference, "status": application.status}
+
+
+@router.post(
+    "/editions/{slug}/groups", response_model=GroupCreated, status_code=status.HTTP_201_CREATED
+)
+def create_group(
+    slug: str, data: GroupIn, session: SessionDep, settings: SettingsDep
+) -> dict[str, str]:
+    """A group code for colleagues from one organisation; the coordinator gets it by e-mail."""
+    group, _ = service.create_group(
+        session,
+        edition_slug=slug,
+        organisation_id=data.organisation_id,
+        contact_email=str(data.contact_email),
+        contact_name=data.contact_name,
+        secret_key=settings.secret_key,
+        base_url=settings.base_url,
+    )
+    return {"code": group.code}
+
+
+@router.get("/applications", response_model=ApplicationList)
+def applications(
+    session: SessionDep,
+    admin: ApiAdmin,
+    edition: Annotated[str | None, Query(max_length=80)] = None,
+    status: Annotated[ApplicationStatus | None, Query()] = None,
+    q: Annotated[str, Query(max_length=100)] = "",
+    page: Annotated[int, Query(ge=1, le=100000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """Applications, filtered by edition and status, oldest first."""
+    edition_id = get_edition(session, edition).id if edition else None
+    found = list_applications(
+        session,
+        ApplicationFilters(
+            edition_id=edition_id,
+            status=status.value if status else "",
+            q=q,
+            page=page,
+            per_page=per_page,
+        ),
+    )
+    return {
+        "items": [_summary(a) for a in found.rows],
+        "total": found.total,
+        "page": found.page,
+        "per_page": found.per_page,
+    }
+
+
+@router.get("/applications/{application_id}", response_model=ApplicationDetail)
+def application(application_id: int, session: SessionDep, admin: ApiAdmin) -> ApplicationDetail:
+    """One application with its quote and, as they come, invoices, attendance and certificate."""
+    return application_detail(session, service.get_application(session, application_id))
+
+
+@router.post("/applications/{application_id}/decision", response_model=ApplicationDetail)
+def decide(
+    application_id: int,
+    data: DecisionIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    admin: ApiAdmin,
+) -> ApplicationDetail:
+    """Admit, waitlist or reject; admitting a waived participant confirms them at once."""
+    decided = service.decide(
+        session,
+        application_id=application_id,
+        decision=data.decision,
+        actor=admin,
+        note=data.note,
+        expected_version=data.version,
+        storage=storage,
+        secret_key=settings.secret_key,
+        base_url=settings.base_url,
+    )
+    return application_detail(session, decided)
