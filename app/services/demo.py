@@ -24,17 +24,20 @@ DEMO_ACTOR = "demo loader"
 TIMEZONE = "Europe/Madrid"
 
 # (name, country, member, dues paid through): one row per case the fee rules distinguish.
+# CURRENT stands for the dues year of the example next edition, so "up to date" members are
+# up to date for both demo editions; 2023 is exactly the 2nd edition's dues year.
+CURRENT = 0
 DEMO_ORGANISATIONS: tuple[tuple[str, str, bool, int | None], ...] = (
-    ("Barcelona City Council", "ESP", True, 2024),
+    ("Barcelona City Council", "ESP", True, CURRENT),
     ("Mexico City Government", "MEX", True, 2023),
-    ("Berlin Senate Chancellery", "DEU", True, 2024),
-    ("City of Montréal", "CAN", True, 2023),
-    ("Seoul Metropolitan Government", "KOR", True, 2023),
+    ("Berlin Senate Chancellery", "DEU", True, CURRENT),
+    ("City of Montréal", "CAN", True, CURRENT),
+    ("Seoul Metropolitan Government", "KOR", True, CURRENT),
     ("Bogotá District Mayor's Office", "COL", True, 2022),
     ("eThekwini Municipality", "ZAF", True, 2021),
-    ("Lilongwe City Council", "MWI", True, 2023),
-    ("Addis Ababa City Administration", "ETH", True, 2024),
-    ("Lusaka City Council", "ZMB", True, 2023),
+    ("Lilongwe City Council", "MWI", True, CURRENT),
+    ("Addis Ababa City Administration", "ETH", True, CURRENT),
+    ("Lusaka City Council", "ZMB", True, CURRENT),
     ("Kampala Capital City Authority", "UGA", True, 2022),
     ("Bristol City Council", "GBR", False, None),
     ("Kinshasa City Hall", "COD", False, None),
@@ -235,7 +238,8 @@ def load_demo(session: Session, *, now: datetime | None = None) -> list[str]:
     """Load the demo editions and registry; existing rows are kept. Returns what was added."""
     now = (now or utcnow()).astimezone(UTC)
     added = []
-    for data in (second_edition(), example_next_edition(now)):
+    next_edition = example_next_edition(now)
+    for data in (second_edition(), next_edition):
         if session.exec(select(Edition.id).where(Edition.slug == data.slug)).first() is None:
             create_edition(session, data=data, actor=DEMO_ACTOR)
             added.append(f"edition {data.slug}")
@@ -249,7 +253,10 @@ def load_demo(session: Session, *, now: datetime | None = None) -> list[str]:
             create_organisation(
                 session,
                 data=OrganisationIn(
-                    name=name, country=country, is_member=is_member, dues_paid_through=dues
+                    name=name,
+                    country=country,
+                    is_member=is_member,
+                    dues_paid_through=next_edition.dues_year if dues == CURRENT else dues,
                 ),
                 actor=DEMO_ACTOR,
             )
