@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     # The seller on invoices and the signer of letters.
     organisation_name: str = "Metropolis (World Association of the Major Metropolises)"
     organisation_address: str = "Avinyó, 15\n08002 Barcelona\nSpain"
+    organisation_tax_id: str = "ESG00000000 (example)"
+    bank_name: str = "Example Bank, Barcelona"
+    bank_iban: str = "ES91 2100 0418 4502 0005 1332"
+    bank_bic: str = "CAIXESBBXXX"
+    invoice_due_days: int = Field(default=14, ge=0, le=365)
 
     @model_validator(mode="after")
     def _fill_development_defaults(self) -> "Settings":

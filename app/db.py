@@ -15,6 +15,8 @@ from starlette.requests import Request
 
 from app.config import get_settings
 
+SQLITE_IMMEDIATE = "diplomat_sqlite_immediate"
+
 
 def utcnow() -> datetime:
     """The current instant, timezone-aware in UTC."""
@@ -79,7 +81,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # wait for the lock instead of failing at once.
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
         # pysqlite's own transaction handling skips BEGIN and breaks savepoints; SQLAlchemy
@@ -88,7 +90,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # A writer takes the write lock when it begins, not at its first write: otherwise a
+        # transaction that read first could not write after another one committed.
+        immediate = connection.get_execution_options().get(SQLITE_IMMEDIATE)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_engine(url: str) -> Engine:
@@ -111,7 +116,19 @@ def get_engine() -> Engine:
     return make_engine(get_settings().database_url)
 
 
+def writer_engine(engine: Engine) -> Engine:
+    """The same engine for a unit of work that will write (SQLite: BEGIN IMMEDIATE)."""
+    return engine.execution_options(**{SQLITE_IMMEDIATE: True})
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request, on the engine of the application serving it."""
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
+    """One session per request, on the engine of the application serving it.
+
+    Requests that change state begin their transactions as writers, so concurrent writes on
+    SQLite queue for the lock instead of failing (PostgreSQL ignores the option).
+    """
+    engine: Engine = request.app.state.engine
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        engine = writer_engine(engine)
+    with Session(engine, expire_on_commit=False) as session:
         yield session

@@ -22,9 +22,11 @@ from app.config import Settings, get_settings
 from app.db import make_engine
 from app.routers import (
     admin,
+    admin_editions,
     admin_registry,
     api,
     api_applications,
+    api_invoices,
     applicants,
     pages,
 )
@@ -243,10 +245,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)
     app.include_router(admin.router)
+    app.include_router(admin_editions.router)
     app.include_router(admin_registry.router)
     app.include_router(applicants.router)
     app.include_router(api.router)
     app.include_router(api_applications.router)
+    app.include_router(api_invoices.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(session: SessionDep) -> JSONResponse:

@@ -17,6 +17,7 @@ from app.db import get_session
 from app.models import Role, StaffUser
 from app.security import csrf_token
 from app.services.countries import country_name
+from app.services.invoicing import Seller
 from app.services.money import format_money
 from app.services.staff import user_for_token
 from app.services.storage import Storage
@@ -83,9 +84,24 @@ def app_storage(request: Request) -> Storage:
     return storage
 
 
+def app_seller(request: Request) -> Seller:
+    """The seller on invoices and the bank details for payments, from settings."""
+    settings: Settings = request.app.state.settings
+    return Seller(
+        name=settings.organisation_name,
+        address=settings.organisation_address,
+        tax_id=settings.organisation_tax_id,
+        bank_name=settings.bank_name,
+        iban=settings.bank_iban,
+        bic=settings.bank_bic,
+        due_days=settings.invoice_due_days,
+    )
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 StorageDep = Annotated[Storage, Depends(app_storage)]
+SellerDep = Annotated[Seller, Depends(app_seller)]
 
 
 class LoginRequired(Exception):

@@ -36,8 +36,13 @@ def run_migrations_online() -> None:
         return
     url = config.attributes.get("url") or get_settings().database_url
     engine = make_engine(url)
-    with engine.begin() as conn:
-        _run(conn)
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            # Table rebuilds (batch mode) drop and recreate tables that others refer to; SQLite
+            # only allows that with foreign keys off, which must be set outside a transaction.
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        with conn.begin():
+            _run(conn)
     engine.dispose()
 
 

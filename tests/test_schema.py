@@ -32,4 +32,4 @@ def test_sqlite_runs_with_wal_and_a_busy_timeout(engine: Engine) -> None:
         return
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000

@@ -9,6 +9,7 @@ from app.models.applications import (
 )
 from app.models.audit import AuditEntry
 from app.models.course import Course, CourseSession, Edition, GroupTier, Module, SessionKind
+from app.models.invoicing import Invoice, InvoiceKind, InvoiceLine, Payment, PaymentMethod
 from app.models.registry import IncomeGroup, Organisation
 from app.models.staff import LoginAttempt, Role, StaffUser
 
@@ -22,11 +23,16 @@ __all__ = [
     "Edition",
     "GroupTier",
     "IncomeGroup",
+    "Invoice",
+    "InvoiceKind",
+    "InvoiceLine",
     "LoginAttempt",
     "Module",
     "NumberSequence",
     "Organisation",
     "OutboxMessage",
+    "Payment",
+    "PaymentMethod",
     "Role",
     "SessionKind",
     "StaffUser",

@@ -57,6 +57,10 @@ class Edition(SQLModel, table=True):
     dues_year: int
     income_fy: int
 
+    # Tax on registration fees: a rate per edition, with the legal note shown on invoices.
+    tax_rate: Decimal = Field(default=Decimal("0.00"), sa_type=Amount)
+    tax_note: str = Field(default="", sa_type=String(300))
+
     cancellation_cutoff_days: int = 30
     refund_percent: Decimal = Field(default=Decimal("75.00"), sa_type=Amount)
     refund_within_days: int = 30

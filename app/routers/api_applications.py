@@ -12,8 +12,9 @@ from app.services import applications as service
 from app.services.countries import country_name
 from app.services.editions import get_edition, local_time
 from app.services.errors import NotFound
+from app.services.payments import participant_balance, participant_invoices
 from app.services.review import ApplicationFilters, list_applications
-from app.web import ApiAdmin, SessionDep, SettingsDep, StorageDep
+from app.web import ApiAdmin, SellerDep, SessionDep, SettingsDep, StorageDep
 
 router = APIRouter(prefix="/api/v1", tags=["applications"])
 
@@ -128,6 +129,7 @@ def _summary(application: Application) -> dict[str, Any]:
 def application_detail(session: Session, application: Application) -> ApplicationDetail:
     """The full view of one application."""
     edition = get_edition_by_id(session, application.edition_id)
+    balance = participant_balance(session, application.id or 0)
     return ApplicationDetail.model_validate(
         {
             **_summary(application),
@@ -140,14 +142,24 @@ def application_detail(session: Session, application: Application) -> Applicatio
             "has_cv": application.cv_key is not None,
             "language": application.language,
             "quote": application.quote,
-            # Nothing is owed before an invoice is issued; invoicing fills these in.
-            "amount_due": "0.00",
-            "amount_paid": "0.00",
+            "amount_due": f"{balance.due:.2f}",
+            "amount_paid": f"{balance.paid:.2f}",
             "decided_at": application.decided_at,
             "decided_by": application.decided_by,
             "decision_note": application.decision_note,
             "fee_waiver_number": application.fee_waiver_number,
-            "invoices": [],
+            "invoices": [
+                {
+                    "number": invoice.number,
+                    "kind": invoice.kind,
+                    "purpose": invoice.purpose,
+                    "issue_date": invoice.issue_date.isoformat(),
+                    "due_date": invoice.due_date.isoformat(),
+                    "total": f"{invoice.total:.2f}",
+                    "status": invoice.status,
+                }
+                for invoice in participant_invoices(session, application.id or 0)
+            ],
             "refunds": [],
             "attendance": None,
             "final_work": None,
@@ -254,9 +266,11 @@ def decide(
     session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
+    seller: SellerDep,
     admin: ApiAdmin,
 ) -> ApplicationDetail:
-    """Admit, waitlist or reject; admitting a waived participant confirms them at once."""
+    """Admit, waitlist or reject; admitting invoices a paying participant (not in a group) and
+    confirms a waived one at once."""
     decided = service.decide(
         session,
         application_id=application_id,
@@ -267,5 +281,6 @@ def decide(
         storage=storage,
         secret_key=settings.secret_key,
         base_url=settings.base_url,
+        seller=seller,
     )
     return application_detail(session, decided)

@@ -12,9 +12,11 @@ from starlette.datastructures import FormData, UploadFile
 from app.models import Edition, Organisation
 from app.security import verify_csrf
 from app.services import applications as service
+from app.services import invoicing
 from app.services.countries import all_countries
 from app.services.editions import applications_are_open, get_edition
 from app.services.errors import Conflict, InvalidInput, NotFound
+from app.services.payments import participant_balance, participant_invoices
 from app.services.pricing import Quote
 from app.services.quotes import quote_for_edition
 from app.services.registry import search_organisations
@@ -285,6 +287,11 @@ def portal(token: str, request: Request, session: SessionDep, settings: Settings
             "token": token,
             "submitted": request.query_params.get("submitted") == "1",
             "can_withdraw": application.status in ("submitted", "waitlisted"),
+            "invoices": [
+                (invoice, invoicing.outstanding(invoice, invoicing.amount_paid(session, invoice)))
+                for invoice in participant_invoices(session, application.id or 0)
+            ],
+            "balance": participant_balance(session, application.id or 0),
             "flash": request.session.pop("flash", None),
         },
     )
@@ -318,6 +325,27 @@ def fee_waiver_pdf(
             "Content-Disposition": (
                 f'attachment; filename="fee-waiver-{application.fee_waiver_number}.pdf"'
             )
+        },
+    )
+
+
+@router.get("/portal/{token}/invoices/{number}.pdf")
+def invoice_pdf(
+    token: str, number: str, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> Response:
+    """An invoice or credit note with a line for this application, and no other."""
+    application = service.application_for_token(session, token, secret_key=settings.secret_key)
+    invoice = next(
+        (i for i in participant_invoices(session, application.id or 0) if i.number == number),
+        None,
+    )
+    if invoice is None or not invoice.pdf_key:
+        raise NotFound("There is no such invoice for this application.")
+    return Response(
+        storage.get(invoice.pdf_key),
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{invoice.kind}-{invoice.number}.pdf"'
         },
     )
 

@@ -23,6 +23,7 @@ from app.services.audit import record_change
 from app.services.countries import country_name, parse_country
 from app.services.editions import applications_are_open, get_edition
 from app.services.errors import Conflict, InvalidInput, NotFound
+from app.services.invoicing import Seller, issue_invoice
 from app.services.mail import Attachment, queue_email
 from app.services.numbering import format_number, next_number
 from app.services.pdf import render_pdf
@@ -169,9 +170,7 @@ def _group_by_code(session: Session, edition: Edition, code: str) -> ApplicantGr
     if group is None:
         raise InvalidInput(
             "Unknown group code.",
-            fields={
-                "group_code": "No group of this edition has this code; ask your coordinator."
-            },
+            fields={"group_code": "No group of this edition has this code; ask your coordinator."},
         )
     return group
 
@@ -485,9 +484,14 @@ def decide(
     storage: Storage,
     secret_key: str,
     base_url: str,
+    seller: Seller | None = None,
     now: datetime | None = None,
 ) -> Application:
-    """Admit, waitlist or reject; a waived admission is confirmed with a numbered confirmation."""
+    """Admit, waitlist or reject.
+
+    A waived admission is confirmed with a numbered confirmation; a paying participant who is
+    not in a group is invoiced at once (a group is invoiced together by an administrator).
+    """
     now = now or utcnow()
     application = get_application(session, application_id)
     edition = session.get(Edition, application.edition_id)
@@ -510,6 +514,7 @@ def decide(
     url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
     context = {**_mail_context(application, edition, url), "note": note}
     attachments: list[Attachment] = []
+    invoice = None
     if decision == "admit":
         _fix_fee_at_admission(session, application, edition, storage=storage, now=now)
         if application.fee_waiver_key:
@@ -518,6 +523,17 @@ def decide(
                     f"fee-waiver-{application.fee_waiver_number}.pdf", application.fee_waiver_key
                 )
             )
+        elif seller is not None and application.group_id is None:
+            invoice = issue_invoice(
+                session,
+                application=application,
+                seller=seller,
+                actor=actor.email,
+                storage=storage,
+                now=now,
+            )
+            attachments.append(Attachment(f"invoice-{invoice.number}.pdf", invoice.pdf_key or ""))
+    context["invoice"] = invoice
     context["waived"] = application.status == ApplicationStatus.confirmed.value
     subjects = {
         "admit": f"You are admitted to the {edition.title}",

@@ -184,6 +184,8 @@ class EditionFields(BaseModel):
     cancellation_cutoff_days: int | None = Field(default=None, ge=0, le=365)
     refund_percent: PercentIn | None = None
     refund_within_days: int | None = Field(default=None, ge=0, le=365)
+    tax_rate: PercentIn | None = None
+    tax_note: str | None = Field(default=None, max_length=300)
     fee_includes: list[str] | None = Field(default=None, max_length=50)
     fee_excludes: list[str] | None = Field(default=None, max_length=50)
     modules: list[ModuleIn] | None = Field(default=None, max_length=20)
@@ -352,6 +354,8 @@ def edition_snapshot(edition: Edition) -> dict[str, Any]:
         "cancellation_cutoff_days": edition.cancellation_cutoff_days,
         "refund_percent": str(edition.refund_percent),
         "refund_within_days": edition.refund_within_days,
+        "tax_rate": str(edition.tax_rate),
+        "tax_note": edition.tax_note,
     }
 
 
@@ -372,6 +376,8 @@ _SIMPLE_FIELDS = (
     "cancellation_cutoff_days",
     "refund_percent",
     "refund_within_days",
+    "tax_rate",
+    "tax_note",
     "fee_includes",
     "fee_excludes",
 )
@@ -415,6 +421,8 @@ def create_edition(session: Session, *, data: EditionCreate, actor: str) -> Edit
         ),
         refund_percent=Decimal("75") if data.refund_percent is None else data.refund_percent,
         refund_within_days=30 if data.refund_within_days is None else data.refund_within_days,
+        tax_rate=Decimal("0") if data.tax_rate is None else data.tax_rate,
+        tax_note=data.tax_note or "",
         fee_includes=(
             list(DEFAULT_FEE_INCLUDES) if data.fee_includes is None else data.fee_includes
         ),
@@ -442,9 +450,36 @@ def create_edition(session: Session, *, data: EditionCreate, actor: str) -> Edit
     return edition
 
 
-def update_edition(session: Session, *, slug: str, data: EditionPatch, actor: str) -> Edition:
-    """Change an edition; derived dates (deadlines) follow because they are computed."""
+def _check_unchanged_since(session: Session, edition: Edition, expected: datetime) -> None:
+    """Conflict unless the stored edition was last changed at `expected` (an aware instant)."""
+    if expected.tzinfo is None:
+        raise InvalidInput(
+            "The time the edition was loaded needs a time zone.",
+            fields={"updated_at": "Give the time with its UTC offset."},
+        )
+    # Lock the row until the commit: a save that passed the same check first makes this one
+    # wait and then see its new updated_at (PostgreSQL; SQLite serialises writers anyway).
+    session.refresh(edition, with_for_update=True)
+    if edition.updated_at.astimezone(UTC) != expected.astimezone(UTC):
+        raise Conflict(
+            f"The edition {edition.slug!r} was changed at {edition.updated_at.isoformat()}, "
+            "after it was loaded; review the stored values and try again.",
+            fields={"updated_at": edition.updated_at.isoformat()},
+        )
+
+
+def update_edition(
+    session: Session,
+    *,
+    slug: str,
+    data: EditionPatch,
+    actor: str,
+    expected_updated_at: datetime | None = None,
+) -> Edition:
+    """Change an edition; with `expected_updated_at`, only if nobody changed it since."""
     edition = get_edition(session, slug)
+    if expected_updated_at is not None:
+        _check_unchanged_since(session, edition, expected_updated_at)
     before = edition_snapshot(edition)
     given = data.model_dump(exclude_unset=True)
     for name in _SIMPLE_FIELDS:
@@ -465,6 +500,10 @@ def update_edition(session: Session, *, slug: str, data: EditionPatch, actor: st
         if fees.are_examples is not None:
             edition.fees_are_examples = fees.are_examples
         if fees.group_tiers is not None:
+            # The unit of work inserts before it deletes: flush the old rows out first, or a
+            # kept min_size collides with itself on the (edition_id, min_size) unique key.
+            edition.group_tiers.clear()
+            session.flush()
             _replace_tiers(edition, fees.group_tiers)
     if data.modules is not None:
         _replace_modules(edition, data.modules)
