@@ -21,9 +21,11 @@ cli = typer.Typer(
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 demo_cli = typer.Typer(help="Demo data.", no_args_is_help=True)
 users_cli = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+mail_cli = typer.Typer(help="The mail outbox.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(demo_cli, name="demo")
 cli.add_typer(users_cli, name="users")
+cli.add_typer(mail_cli, name="mail")
 
 DEFAULT_ADMIN_EMAIL = "admin@example.org"
 
@@ -83,6 +85,26 @@ def users_create(
     typer.echo(f"Created {user.role} {user.email}.")
     if generated:
         typer.echo(f"Password (shown once): {password}")
+
+
+@mail_cli.command("send")
+def mail_send() -> None:
+    """Send every queued e-mail that is due now (retries wait for their back-off)."""
+    from app.main import mail_settings
+    from app.services.mail import deliver_due
+    from app.services.storage import LocalStorage
+
+    settings = get_settings()
+    total_sent = total_failed = 0
+    while True:
+        sent, failed = deliver_due(
+            get_engine(), settings=mail_settings(settings), storage=LocalStorage(settings.files_dir)
+        )
+        total_sent += sent
+        total_failed += failed
+        if sent + failed == 0:
+            break
+    typer.echo(f"Sent {total_sent}, failed {total_failed} (failures are retried later).")
 
 
 @cli.command("init")

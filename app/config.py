@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
+EXAMPLE_IBAN = "ES91 2100 0418 4502 0005 1332"
+EXAMPLE_TAX_ID = "ESG00000000 (example)"
 INSECURE_SECRET = "change-me"  # noqa: S105 - the value a production secret must not keep
 
 
@@ -43,13 +45,15 @@ class Settings(BaseSettings):
     # Card payments; invisible until both are set.
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
+    # Another address for the Stripe API (tests point it at a local fake); empty: Stripe's own.
+    stripe_api_base: str = ""
 
     # The seller on invoices and the signer of letters.
     organisation_name: str = "Metropolis (World Association of the Major Metropolises)"
     organisation_address: str = "Avinyó, 15\n08002 Barcelona\nSpain"
-    organisation_tax_id: str = "ESG00000000 (example)"
+    organisation_tax_id: str = EXAMPLE_TAX_ID
     bank_name: str = "Example Bank, Barcelona"
-    bank_iban: str = "ES91 2100 0418 4502 0005 1332"
+    bank_iban: str = EXAMPLE_IBAN
     bank_bic: str = "CAIXESBBXXX"
     invoice_due_days: int = Field(default=14, ge=0, le=365)
 
@@ -67,6 +71,16 @@ class Settings(BaseSettings):
             self.secret_key = _development_secret(self.var_dir)
         elif self.environment == "production" and len(self.secret_key) < 32:
             raise ValueError("DIPLOMAT_SECRET_KEY must be at least 32 characters in production.")
+        if not iban_is_valid(self.bank_iban):
+            raise ValueError(f"DIPLOMAT_BANK_IBAN {self.bank_iban!r} is not a valid IBAN.")
+        if self.environment == "production" and (
+            self.bank_iban == EXAMPLE_IBAN or self.organisation_tax_id == EXAMPLE_TAX_ID
+        ):
+            # Invoices carry these: an example account on a real invoice loses real money.
+            raise ValueError(
+                "Set DIPLOMAT_BANK_IBAN, DIPLOMAT_BANK_BIC, DIPLOMAT_BANK_NAME and "
+                "DIPLOMAT_ORGANISATION_TAX_ID before starting in production."
+            )
         return self
 
     @property
@@ -88,6 +102,17 @@ class Settings(BaseSettings):
     def stripe_enabled(self) -> bool:
         """Card payments are offered only when both Stripe secrets are set."""
         return bool(self.stripe_secret_key and self.stripe_webhook_secret)
+
+
+def iban_is_valid(iban: str) -> bool:
+    """ISO 13616 check: country, check digits, and the mod-97 checksum."""
+    compact = iban.replace(" ", "").upper()
+    if not 15 <= len(compact) <= 34 or not compact[:2].isalpha() or not compact[2:4].isdigit():
+        return False
+    if not compact.isalnum():
+        return False
+    digits = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])
+    return int(digits) % 97 == 1
 
 
 def _development_secret(var_dir: Path) -> str:

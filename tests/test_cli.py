@@ -84,3 +84,14 @@ def test_production_refuses_a_missing_secret_key(tmp_path: Path) -> None:
     result = run_cli("db", "upgrade", env=env)
     assert result.returncode != 0
     assert "DIPLOMAT_SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_the_example_bank_account(tmp_path: Path) -> None:
+    env = {
+        "DIPLOMAT_ENVIRONMENT": "production",
+        "DIPLOMAT_SECRET_KEY": "k" * 40,
+        "DIPLOMAT_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+    }
+    result = run_cli("db", "upgrade", env=env)
+    assert result.returncode != 0
+    assert "DIPLOMAT_BANK_IBAN" in result.stderr

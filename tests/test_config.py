@@ -1,0 +1,47 @@
+"""Settings: secrets, bank details, and what production refuses."""
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.config import Settings, iban_is_valid
+
+
+def test_development_generates_a_secret_once_into_var(tmp_path: Path) -> None:
+    first = Settings(environment="development", secret_key="", var_dir=tmp_path)
+    second = Settings(environment="development", secret_key="", var_dir=tmp_path)
+    assert len(first.secret_key) >= 32
+    assert first.secret_key == second.secret_key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_production_refuses_a_default_or_short_secret(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="DIPLOMAT_SECRET_KEY"):
+        Settings(environment="production", secret_key="change-me", var_dir=tmp_path)
+    with pytest.raises(ValidationError, match="at least 32"):
+        Settings(environment="production", secret_key="short", var_dir=tmp_path)
+
+
+def test_production_needs_real_bank_details(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="DIPLOMAT_BANK_IBAN"):
+        Settings(environment="production", secret_key="k" * 40, var_dir=tmp_path)
+    ok = Settings(
+        environment="production",
+        secret_key="k" * 40,
+        var_dir=tmp_path,
+        bank_iban="DE89 3704 0044 0532 0130 00",
+        organisation_tax_id="ESG12345678",
+    )
+    assert ok.https is False
+
+
+def test_a_mistyped_iban_is_refused(tmp_path: Path) -> None:
+    assert iban_is_valid("GB82 WEST 1234 5698 7654 32")
+    assert not iban_is_valid("GB82 WEST 1234 5698 7654 33")
+    with pytest.raises(ValidationError, match="not a valid IBAN"):
+        Settings(bank_iban="ES00 0000", var_dir=tmp_path)
+
+
+def test_https_base_url_makes_cookies_secure(tmp_path: Path) -> None:
+    assert Settings(base_url="https://courses.example.org", var_dir=tmp_path).https
