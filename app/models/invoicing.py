@@ -52,6 +52,8 @@ class Invoice(SQLModel, table=True):
     # "issued", or "credited" once a credit note cancels all of it.
     status: str = Field(default="issued", sa_type=String(12), index=True)
     pdf_key: str | None = Field(default=None, sa_type=String(200))
+    # What the invoice is for: the course, edition, place and dates, as on the day of issue.
+    subject: str = Field(default="", sa_type=String(300))
 
 
 class InvoiceLine(SQLModel, table=True):

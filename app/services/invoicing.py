@@ -104,8 +104,17 @@ def invoiced_application_ids(session: Session, application_ids: list[int]) -> se
 
 
 def _line_description(application: Application, edition: Edition) -> str:
+    return f"Registration fee: {application.full_name}"
+
+
+def invoice_subject(edition: Edition) -> str:
+    """What a registration invoice is for, in words."""
     label = f", {edition.edition_label}" if edition.edition_label else ""
-    return f"Registration fee: {application.full_name} ({edition.title}{label}, {edition.place})"
+    start, end = edition.start_date, edition.end_date
+    return (
+        f"{edition.title}{label}, {edition.place}, "
+        f"{start.day} {start:%B %Y} to {end.day} {end:%B %Y}"
+    )
 
 
 def _issue(
@@ -157,6 +166,7 @@ def _issue(
         net_total=sum((b[2] for b in built), ZERO),
         tax_total=sum((b[3] for b in built), ZERO),
         total=sum((b[4] for b in built), ZERO),
+        subject=invoice_subject(edition),
     )
     session.add(invoice)
     session.flush()
@@ -370,6 +380,7 @@ def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
     refers_to = session.get(Invoice, invoice.refers_to_id) if invoice.refers_to_id else None
     return {
         "number": invoice.number,
+        "subject": invoice.subject,
         "kind": invoice.kind,
         "purpose": invoice.purpose,
         "refers_to": refers_to.number if refers_to else None,

@@ -44,6 +44,7 @@ def upgrade() -> None:
     sa.Column('total', app.db.Amount(precision=12, scale=2), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('pdf_key', sa.String(length=200), nullable=True),
+    sa.Column('subject', sa.String(length=300), nullable=False),
     sa.ForeignKeyConstraint(['edition_id'], ['edition.id'], ),
     sa.ForeignKeyConstraint(['group_id'], ['applicant_group.id'], ),
     sa.ForeignKeyConstraint(['refers_to_id'], ['invoice.id'], ),
