@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     bank_iban: str = EXAMPLE_IBAN
     bank_bic: str = "CAIXESBBXXX"
     invoice_due_days: int = Field(default=14, ge=0, le=365)
+    # Days a waitlisted applicant has to accept a freed seat before it goes to the next one.
+    waitlist_offer_days: int = Field(default=5, ge=1, le=60)
 
     @model_validator(mode="after")
     def _fill_development_defaults(self) -> "Settings":

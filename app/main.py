@@ -28,6 +28,7 @@ from app.routers import (
     api_applications,
     api_invoices,
     applicants,
+    logistics,
     pages,
 )
 from app.security import CSRFError, SecurityHeadersMiddleware
@@ -248,6 +249,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_editions.router)
     app.include_router(admin_registry.router)
     app.include_router(applicants.router)
+    app.include_router(logistics.router)
     app.include_router(api.router)
     app.include_router(api_applications.router)
     app.include_router(api_invoices.router)

@@ -158,6 +158,7 @@ def get_invoice(number: str, session: SessionDep, admin: ApiAdmin) -> InvoiceOut
 def invoice_pdf(number: str, session: SessionDep, storage: StorageDep, admin: ApiAdmin) -> Response:
     """The PDF of an invoice, as stored when it was issued."""
     invoice = invoicing.get_invoice(session, number)
+    invoicing.ensure_invoice_pdf(session, invoice, storage)
     return pdf_response(invoice, storage)
 
 

@@ -293,6 +293,7 @@ def portal(token: str, request: Request, session: SessionDep, settings: Settings
             ],
             "balance": participant_balance(session, application.id or 0),
             "flash": request.session.pop("flash", None),
+            "stripe_enabled": settings.stripe_enabled,
         },
     )
 
@@ -339,10 +340,10 @@ def invoice_pdf(
         (i for i in participant_invoices(session, application.id or 0) if i.number == number),
         None,
     )
-    if invoice is None or not invoice.pdf_key:
+    if invoice is None:
         raise NotFound("There is no such invoice for this application.")
     return Response(
-        storage.get(invoice.pdf_key),
+        invoicing.ensure_invoice_pdf(session, invoice, storage),
         media_type="application/pdf",
         headers={
             "Content-Disposition": f'attachment; filename="{invoice.kind}-{invoice.number}.pdf"'

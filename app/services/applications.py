@@ -532,7 +532,13 @@ def decide(
                 storage=storage,
                 now=now,
             )
-            attachments.append(Attachment(f"invoice-{invoice.number}.pdf", invoice.pdf_key or ""))
+            attachments.append(
+                Attachment(
+                    f"invoice-{invoice.number}.pdf",
+                    invoice.pdf_key or "",
+                    invoice_number=invoice.number,
+                )
+            )
     context["invoice"] = invoice
     context["waived"] = application.status == ApplicationStatus.confirmed.value
     subjects = {

@@ -30,7 +30,7 @@ from app.services.numbering import format_number, next_number
 from app.services.pdf import render_pdf
 from app.services.pricing import Quote
 from app.services.quotes import quote_for_edition
-from app.services.storage import Storage, new_key
+from app.services.storage import Storage
 
 BUYER_FIELDS = ("name", "organisation", "attention", "address", "country", "email", "po_number")
 INVOICE_SERIES = ("invoice", "")
@@ -185,8 +185,9 @@ def _issue(
             )
         )
     session.flush()
-    invoice.pdf_key = new_key("invoices", ".pdf")
-    storage.put(invoice.pdf_key, render_invoice_pdf(session, invoice))
+    # The PDF is rendered from this stored copy when first needed (the e-mail sender or a
+    # download), outside the transaction that takes the number.
+    invoice.pdf_key = invoice_pdf_key(invoice)
     session.add(invoice)
     record_change(
         session,
@@ -413,3 +414,22 @@ def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
 def render_invoice_pdf(session: Session, invoice: Invoice) -> bytes:
     """The invoice's PDF, from the stored copy."""
     return render_pdf("invoice.html", invoice_document(session, invoice))
+
+
+def invoice_pdf_key(invoice: Invoice) -> str:
+    """Where an invoice's PDF is kept: one file per number, never replaced by other content."""
+    return f"invoices/{invoice.kind}-{invoice.number}.pdf"
+
+
+def ensure_invoice_pdf(session: Session, invoice: Invoice, storage: Storage) -> bytes:
+    """The stored PDF of an invoice, rendered from the frozen copy the first time it is asked for.
+
+    Two renders of the same stored invoice give the same document, so a race between two
+    first requests is harmless.
+    """
+    key = invoice.pdf_key or invoice_pdf_key(invoice)
+    if storage.exists(key):
+        return storage.get(key)
+    pdf = render_invoice_pdf(session, invoice)
+    storage.put(key, pdf)
+    return pdf

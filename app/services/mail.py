@@ -40,11 +40,12 @@ _text = Environment(
 
 @dataclass(frozen=True)
 class Attachment:
-    """A stored file to attach."""
+    """A stored file to attach; an invoice's PDF is rendered when the mail is built."""
 
     filename: str
     key: str
     content_type: str = "application/pdf"
+    invoice_number: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,12 @@ def queue_email(
         body_text=_text.get_template(f"{kind}.txt").render(**context),
         body_html=_html.get_template(f"{kind}.html").render(**context),
         attachments=[
-            {"filename": a.filename, "key": a.key, "content_type": a.content_type}
+            {
+                "filename": a.filename,
+                "key": a.key,
+                "content_type": a.content_type,
+                "invoice_number": a.invoice_number,
+            }
             for a in attachments or []
         ],
         message_id=make_msgid(domain="diplomat.local"),
@@ -182,6 +188,7 @@ def deliver_due(
             if outbox is None:
                 continue
             try:
+                _render_invoices(session, outbox, storage)
                 _transmit(build_message(outbox, sender=settings.sender, storage=storage), settings)
             except Exception as exc:  # any failure means: try again later
                 outbox.attempts += 1
@@ -205,6 +212,16 @@ def deliver_due(
             session.add(outbox)
             session.commit()
     return sent, failed
+
+
+def _render_invoices(session: Session, outbox: OutboxMessage, storage: Storage) -> None:
+    """Make sure attached invoice PDFs exist (they are rendered on first use)."""
+    from app.services.invoicing import ensure_invoice_pdf, get_invoice
+
+    for attachment in outbox.attachments:
+        number = attachment.get("invoice_number")
+        if number and not storage.exists(attachment["key"]):
+            ensure_invoice_pdf(session, get_invoice(session, number), storage)
 
 
 def retry_failed(session: Session, message_id: int) -> None:

@@ -79,7 +79,8 @@ def test_admitting_a_paying_participant_issues_a_frozen_invoice_with_its_pdf(
     assert invoice.buyer["name"] == "Ama Banda"
     assert invoice.payment_instructions["reference"] == invoice.number
     assert invoice.seller["tax_id"] == "ESG00000000"
-    assert storage.get(invoice.pdf_key or "").startswith(b"%PDF")
+    assert invoicing.ensure_invoice_pdf(session, invoice, storage).startswith(b"%PDF")
+    assert storage.exists(invoice.pdf_key or "")
     assert application.status == "admitted"
     mail = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "decision_admit")).one()
     assert mail.attachments[0]["filename"] == f"invoice-{invoice.number}.pdf"
