@@ -22,10 +22,12 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 demo_cli = typer.Typer(help="Demo data.", no_args_is_help=True)
 users_cli = typer.Typer(help="Staff accounts.", no_args_is_help=True)
 mail_cli = typer.Typer(help="The mail outbox.", no_args_is_help=True)
+privacy_cli = typer.Typer(help="Personal data kept only as long as needed.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(demo_cli, name="demo")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(mail_cli, name="mail")
+cli.add_typer(privacy_cli, name="privacy")
 
 DEFAULT_ADMIN_EMAIL = "admin@example.org"
 
@@ -105,6 +107,31 @@ def mail_send() -> None:
         if sent + failed == 0:
             break
     typer.echo(f"Sent {total_sent}, failed {total_failed} (failures are retried later).")
+
+
+@privacy_cli.command("erase-visa-details")
+def erase_visa_details(
+    edition: Annotated[str, typer.Option(help="Only this edition (it must have ended).")] = "",
+) -> None:
+    """Erase passport numbers, birth dates, nationalities and letters of ended editions."""
+    from app.services.editions import get_edition
+    from app.services.logistics import erase_visa_details as erase
+    from app.services.storage import LocalStorage
+
+    settings = get_settings()
+    with Session(get_engine()) as session:
+        try:
+            edition_id = get_edition(session, edition).id if edition else None
+            count = erase(
+                session,
+                storage=LocalStorage(settings.files_dir),
+                edition_id=edition_id,
+                actor="diplomat privacy erase-visa-details",
+            )
+        except DomainError as exc:
+            typer.echo(exc.message, err=True)
+            raise typer.Exit(code=1) from exc
+    typer.echo(f"Visa details erased for {count} participants.")
 
 
 @cli.command("init")

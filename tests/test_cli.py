@@ -73,6 +73,11 @@ def test_demo_load_twice_adds_nothing(tmp_path: Path) -> None:
     assert run_cli("db", "upgrade", env=env).returncode == 0
     assert "records added" in run_cli("demo", "load", env=env).stdout
     assert "Demo already loaded." in run_cli("demo", "load", env=env).stdout
+    erased = run_cli("privacy", "erase-visa-details", env=env)
+    assert "Visa details erased for 0 participants." in erased.stdout
+    future = run_cli("privacy", "erase-visa-details", "--edition", "diploma-2027", env=env)
+    assert future.returncode in (0, 1)
+    assert run_cli("mail", "send", env=env).stdout.startswith("Sent 0, failed 0")
 
 
 def test_production_refuses_a_missing_secret_key(tmp_path: Path) -> None:
