@@ -7,8 +7,9 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from app.db import make_engine
+from app.db import make_engine, utcnow
 from app.models import Edition, Organisation, StaffUser
+from app.services.demo import example_next_edition
 
 
 def run_cli(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -75,8 +76,10 @@ def test_demo_load_twice_adds_nothing(tmp_path: Path) -> None:
     assert "Demo already loaded." in run_cli("demo", "load", env=env).stdout
     erased = run_cli("privacy", "erase-visa-details", env=env)
     assert "Visa details erased for 0 participants." in erased.stdout
-    future = run_cli("privacy", "erase-visa-details", "--edition", "diploma-2027", env=env)
-    assert future.returncode in (0, 1)
+    upcoming = example_next_edition(utcnow()).slug
+    future = run_cli("privacy", "erase-visa-details", "--edition", upcoming, env=env)
+    assert future.returncode == 1
+    assert "visa details are kept until it is over" in future.stderr
     assert run_cli("mail", "send", env=env).stdout.startswith("Sent 0, failed 0")
 
 
