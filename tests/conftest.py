@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from fastapi import Request
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -21,11 +23,16 @@ os.environ["DIPLOMAT_VAR_DIR"] = str(_TMP / "var")
 os.environ["DIPLOMAT_SECRET_KEY"] = "test-secret-key-" + "x" * 32
 os.environ["DIPLOMAT_DATABASE_URL"] = f"sqlite:///{_TMP / 'default.db'}"
 
+import app.services.staff  # noqa: E402
 from app.cli import alembic_config  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import get_session, make_engine  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.services.staff import create_user  # noqa: E402
+
+# Argon2's production cost (about half a second a hash here) would dominate the suite; the
+# tests check behaviour, not the cost, so they hash with the cheapest parameters.
+app.services.staff._hasher = PasswordHasher.from_parameters(CHEAPEST)
 
 POSTGRES_ENV = "DIPLOMAT_TEST_POSTGRES_URL"
 ADMIN_PASSWORD = "admin-password-123"
@@ -111,9 +118,9 @@ def session(engine: Engine) -> Iterator[Session]:
         connection.close()
 
 
-@pytest.fixture
-def settings(database_url: str) -> Settings:
-    """Settings for an application under test."""
+@pytest.fixture(scope="session")
+def app_settings(database_url: str) -> Settings:
+    """Settings for the application under test on one database."""
     return Settings(
         environment="test",
         database_url=database_url,
@@ -125,16 +132,30 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings, session: Session) -> Iterator[TestClient]:
+def settings(app_settings: Settings) -> Settings:
+    """The settings of the application under test (copy them to change any)."""
+    return app_settings
+
+
+@pytest.fixture(scope="session")
+def test_app(app_settings: Settings) -> FastAPI:
+    """One application per database: FastAPI analyses every route on its first request."""
+    return create_app(app_settings)
+
+
+@pytest.fixture
+def client(test_app: FastAPI, session: Session) -> Iterator[TestClient]:
     """An HTTP client for the app, whose requests all use the test's session."""
-    app = create_app(settings)
 
     def _session(_: Request) -> Iterator[Session]:
         yield session
 
-    app.dependency_overrides[get_session] = _session
-    with TestClient(app, base_url="http://testserver") as test_client:
-        yield test_client
+    test_app.dependency_overrides[get_session] = _session
+    try:
+        with TestClient(test_app, base_url="http://testserver") as test_client:
+            yield test_client
+    finally:
+        test_app.dependency_overrides.clear()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 import logging
 import secrets
 from datetime import timedelta
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -16,8 +17,14 @@ from app.services.errors import Conflict, DomainError, InvalidInput
 
 log = logging.getLogger("diplomat.auth")
 _hasher = PasswordHasher()
-# Verifying against a dummy hash for unknown accounts keeps the timing the same.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@lru_cache
+def _dummy_hash() -> str:
+    # Verifying against a dummy hash for unknown accounts keeps the timing the same.
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
 MIN_PASSWORD_LENGTH = 12
 
 
@@ -113,7 +120,7 @@ def authenticate(
     user = session.exec(select(StaffUser).where(StaffUser.email == email)).first()
     ok = False
     try:
-        ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        ok = _hasher.verify(user.password_hash if user else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         ok = False
     ok = ok and user is not None and user.active
