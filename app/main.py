@@ -22,7 +22,9 @@ from app.config import Settings, get_settings
 from app.db import make_engine
 from app.routers import (
     admin,
+    admin_applications,
     admin_editions,
+    admin_invoices,
     admin_registry,
     api,
     api_applications,
@@ -30,6 +32,7 @@ from app.routers import (
     applicants,
     logistics,
     pages,
+    stripe_payments,
 )
 from app.security import CSRFError, SecurityHeadersMiddleware
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
@@ -246,13 +249,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)
     app.include_router(admin.router)
+    app.include_router(admin_applications.router)
     app.include_router(admin_editions.router)
+    app.include_router(admin_invoices.router)
     app.include_router(admin_registry.router)
     app.include_router(applicants.router)
     app.include_router(logistics.router)
     app.include_router(api.router)
     app.include_router(api_applications.router)
     app.include_router(api_invoices.router)
+    app.include_router(stripe_payments.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(session: SessionDep) -> JSONResponse:

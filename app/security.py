@@ -14,7 +14,8 @@ CSRF_HEADER = "x-csrf-token"
 
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "font-src 'self'; connect-src 'self'; form-action 'self' https://checkout.stripe.com; "
+    "base-uri 'none'; "
     "object-src 'none'; frame-ancestors 'none'"
 )
 # FastAPI's interactive docs page is built from an inline script and a CDN bundle.

@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordBearer
 from jinja2_fragments.fastapi import Jinja2Blocks
 from pydantic import ValidationError
 from sqlmodel import Session
+from starlette.datastructures import FormData, UploadFile
 
 from app.config import Settings
 from app.db import get_session
@@ -98,10 +99,26 @@ def app_seller(request: Request) -> Seller:
     )
 
 
+async def submitted_form(request: Request) -> FormData:
+    """The parsed form (cached on the request: the CSRF check parsed it first)."""
+    return await request.form()
+
+
+def read_upload(upload: UploadFile, limit: int) -> bytes:
+    """Up to `limit` bytes of an uploaded file, read in the calling (worker) thread."""
+    upload.file.seek(0)
+    data: bytes = upload.file.read(limit)
+    return data
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 StorageDep = Annotated[Storage, Depends(app_storage)]
 SellerDep = Annotated[Seller, Depends(app_seller)]
+# Endpoints that use the database are plain functions, run in the thread pool: a blocking
+# database call inside the event loop would stall every request (and, on SQLite, wait for a
+# lock that only the stalled loop could release). Forms and bodies arrive as dependencies.
+FormDep = Annotated[FormData, Depends(submitted_form)]
 
 
 class LoginRequired(Exception):

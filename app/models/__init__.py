@@ -12,12 +12,15 @@ from app.models.course import Course, CourseSession, Edition, GroupTier, Module,
 from app.models.invoicing import Invoice, InvoiceKind, InvoiceLine, Payment, PaymentMethod
 from app.models.registry import IncomeGroup, Organisation
 from app.models.staff import LoginAttempt, Role, StaffUser
+from app.models.stripe import CardCheckout, CheckoutStatus, StripeEvent
 
 __all__ = [
     "ApplicantGroup",
     "Application",
     "ApplicationStatus",
     "AuditEntry",
+    "CardCheckout",
+    "CheckoutStatus",
     "Course",
     "CourseSession",
     "Edition",
@@ -36,4 +39,5 @@ __all__ = [
     "Role",
     "SessionKind",
     "StaffUser",
+    "StripeEvent",
 ]

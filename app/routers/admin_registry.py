@@ -12,7 +12,7 @@ from app.security import verify_csrf
 from app.services import registry
 from app.services.countries import all_countries
 from app.services.errors import Conflict, DomainError, InvalidInput
-from app.web import PageAdmin, SessionDep, form_errors, is_htmx, templates
+from app.web import PageAdmin, SessionDep, form_errors, is_htmx, read_upload, templates
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -48,10 +48,10 @@ def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
 
 
-async def _upload_text(file: UploadFile | None, pasted: str, *, max_bytes: int) -> str:
+def _upload_text(file: UploadFile | None, pasted: str, *, max_bytes: int) -> str:
     """The CSV from the file input if one was chosen, else the pasted text."""
     if file is not None and file.filename:
-        raw = await file.read(max_bytes + 1)
+        raw = read_upload(file, max_bytes + 1)
         if raw:
             return registry.decode_csv(raw, max_bytes=max_bytes, field_name="file")
     if pasted.strip():
@@ -306,7 +306,7 @@ def import_form(request: Request, user: PageAdmin) -> Response:
     response_class=HTMLResponse,
     form_limits={"max_part_size": IMPORT_FIELD_BYTES},
 )
-async def import_preview(
+def import_preview(
     request: Request,
     session: SessionDep,
     user: PageAdmin,
@@ -315,7 +315,7 @@ async def import_preview(
 ) -> Response:
     """What the CSV would create and update, row by row; nothing is written."""
     try:
-        text = await _upload_text(file, csv_text, max_bytes=registry.MAX_IMPORT_BYTES)
+        text = _upload_text(file, csv_text, max_bytes=registry.MAX_IMPORT_BYTES)
     except InvalidInput as exc:
         return _import_page(
             request,
@@ -406,7 +406,7 @@ def income_groups(
     response_model=None,
     form_limits={"max_part_size": INCOME_FIELD_BYTES},
 )
-async def upload_income_groups(
+def upload_income_groups(
     request: Request,
     session: SessionDep,
     user: PageAdmin,
@@ -423,7 +423,7 @@ async def upload_income_groups(
     except InvalidInput as exc:
         errors.update(exc.fields)
     try:
-        text = await _upload_text(file, csv_text, max_bytes=registry.MAX_INCOME_CSV_BYTES)
+        text = _upload_text(file, csv_text, max_bytes=registry.MAX_INCOME_CSV_BYTES)
     except InvalidInput as exc:
         errors.update(exc.fields)
     if year is not None and text is not None:

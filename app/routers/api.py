@@ -327,6 +327,11 @@ def search_organisations(
     ]
 
 
+async def request_body(request: Request) -> bytes:
+    """The raw request body."""
+    return await request.body()
+
+
 @router.put(
     "/income-groups/{fiscal_year}",
     response_model=IncomeGroupsOut,
@@ -337,15 +342,14 @@ def search_organisations(
         }
     },
 )
-async def replace_income_groups(
+def replace_income_groups(
     fiscal_year: Annotated[str, Path(max_length=10)],
-    request: Request,
+    raw: Annotated[bytes, Depends(request_body)],
     session: SessionDep,
     admin: ApiAdmin,
 ) -> IncomeGroupsOut:
     """Replace a fiscal year's classification from CSV `iso3,income_group`, all rows or none."""
     year = _fiscal_year(fiscal_year)
-    raw = await request.body()
     if len(raw) > 1_000_000:
         raise InvalidInput("The CSV is too large.", fields={"body": "At most 1 MB."})
     try:

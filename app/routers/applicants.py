@@ -20,7 +20,15 @@ from app.services.payments import participant_balance, participant_invoices
 from app.services.pricing import Quote
 from app.services.quotes import quote_for_edition
 from app.services.registry import search_organisations
-from app.web import SessionDep, SettingsDep, StorageDep, form_errors, templates
+from app.web import (
+    FormDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    form_errors,
+    read_upload,
+    templates,
+)
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -204,10 +212,10 @@ def apply_form(slug: str, request: Request, session: SessionDep) -> Response:
 
 
 @router.post("/editions/{slug}/apply/validate", response_class=HTMLResponse)
-async def validate_form(slug: str, request: Request, session: SessionDep) -> Response:
+def validate_form(slug: str, request: Request, session: SessionDep, form_data: FormDep) -> Response:
     """Check the form as fields are left; htmx picks the message of the field it asked about."""
     edition = get_edition(session, slug)
-    form = ApplyForm(values=_values(await request.form()))
+    form = ApplyForm(values=_values(form_data))
     _validate(session, edition, form)
     form.options = _options(session, form)
     _live_quote(session, edition, form)
@@ -215,9 +223,10 @@ async def validate_form(slug: str, request: Request, session: SessionDep) -> Res
 
 
 @router.post("/editions/{slug}/apply", response_class=HTMLResponse)
-async def submit(
+def submit(
     slug: str,
     request: Request,
+    raw: FormDep,
     session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
@@ -230,7 +239,6 @@ async def submit(
     if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
         form = ApplyForm(errors={"cv": "The CV must be a PDF of at most 5 MB."})
         return _render_form(request, edition, form, status_code=413)
-    raw = await request.form()
     form = ApplyForm(values=_values(raw))
     form.options = _options(session, form)
     _live_quote(session, edition, form)
@@ -238,7 +246,7 @@ async def submit(
     upload = raw.get("cv")
     if isinstance(upload, UploadFile) and upload.filename:
         form.cv_was_chosen = True
-        cv = await upload.read(service.CV_MAX_BYTES + 1)
+        cv = read_upload(upload, service.CV_MAX_BYTES + 1)
         cv_name = upload.filename
         try:
             service.check_cv(cv)
@@ -361,12 +369,11 @@ def portal_link_form(slug: str, request: Request, session: SessionDep) -> Respon
 
 
 @router.post("/editions/{slug}/portal-link", response_class=HTMLResponse)
-async def send_portal_link(
-    slug: str, request: Request, session: SessionDep, settings: SettingsDep
+def send_portal_link(
+    slug: str, request: Request, session: SessionDep, settings: SettingsDep, form: FormDep
 ) -> Response:
     """Send the link if the address applied; the answer is the same either way."""
     edition = get_edition(session, slug)
-    form = await request.form()
     email = _text(form, "email")[:254]
     if "@" not in email:
         return templates.TemplateResponse(
@@ -405,12 +412,11 @@ def group_form(slug: str, request: Request, session: SessionDep, org_q: str = ""
 
 
 @router.post("/editions/{slug}/groups/new", response_class=HTMLResponse)
-async def create_group(
-    slug: str, request: Request, session: SessionDep, settings: SettingsDep
+def create_group(
+    slug: str, request: Request, session: SessionDep, settings: SettingsDep, raw: FormDep
 ) -> Response:
     """Create the group and show its code; the coordinator also gets it by e-mail."""
     edition = get_edition(session, slug)
-    raw = await request.form()
     values = {
         name: _text(raw, name)
         for name in ("org_q", "organisation_id", "contact_email", "contact_name")

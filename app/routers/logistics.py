@@ -18,7 +18,7 @@ from app.services import logistics as service
 from app.services.countries import all_countries
 from app.services.editions import get_edition
 from app.services.errors import DomainError, NotFound
-from app.web import PageAdmin, SessionDep, SettingsDep, StorageDep, form_errors, templates
+from app.web import FormDep, PageAdmin, SessionDep, SettingsDep, StorageDep, form_errors, templates
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -108,9 +108,10 @@ def _portal_with_errors(
 
 
 @router.post("/portal/{token}/logistics", response_class=HTMLResponse)
-async def save_logistics(
+def save_logistics(
     token: str,
     request: Request,
+    form: FormDep,
     session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
@@ -118,7 +119,7 @@ async def save_logistics(
     """Save the participant's details for the week; errors go back next to their fields."""
     application = _portal_application(session, token, settings.secret_key)
     edition = _edition_of(session, application)
-    values = _typed(await request.form())
+    values = _typed(form)
     if not service.can_give_logistics(application):
         request.session["flash"] = (
             "Details for the week of the course can be given once you are admitted."

@@ -76,6 +76,8 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
             "DIPLOMAT_DATABASE_URL": url,
             "DIPLOMAT_VAR_DIR": str(folder),
             "DIPLOMAT_BASE_URL": f"http://127.0.0.1:{port}",
+            "DIPLOMAT_MAIL_POLL_SECONDS": "1",
+            **getattr(request, "server_env", {}),
         }
         output = _cli(["init"], env)
         password = re.search(r"password: (\S+)", output)
@@ -134,6 +136,21 @@ def page(browser, live_server: LiveServer):  # type: ignore[no-untyped-def]
     yield page
     context.close()
     assert errors == [], f"browser console errors: {errors}"
+
+
+def open_edition_slug(live_server: LiveServer) -> str:
+    """The demo edition that is taking applications now."""
+    editions = httpx.get(f"{live_server.url}/api/v1/editions", timeout=10).json()
+    return next(e["slug"] for e in editions if e["applications_are_open"])
+
+
+def log_in(page, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    """Log in as the first administrator."""
+    page.goto("/admin/login")
+    page.get_by_label("E-mail").fill(live_server.admin_email)
+    page.get_by_label("Password").fill(live_server.admin_password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/admin")
 
 
 def screenshot(page, name: str) -> None:  # type: ignore[no-untyped-def]
