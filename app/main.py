@@ -30,6 +30,7 @@ from app.routers import (
     api_applications,
     api_invoices,
     applicants,
+    cancellations,
     logistics,
     pages,
     stripe_payments,
@@ -254,6 +255,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_invoices.router)
     app.include_router(admin_registry.router)
     app.include_router(applicants.router)
+    app.include_router(cancellations.router)
+    app.include_router(cancellations.api_router)
     app.include_router(logistics.router)
     app.include_router(api.router)
     app.include_router(api_applications.router)

@@ -8,6 +8,15 @@ from app.models.applications import (
     OutboxMessage,
 )
 from app.models.audit import AuditEntry
+from app.models.cancellations import (
+    Cancellation,
+    CancellationChannel,
+    OfferStatus,
+    Refund,
+    RefundMethod,
+    RefundStatus,
+    SeatOffer,
+)
 from app.models.course import Course, CourseSession, Edition, GroupTier, Module, SessionKind
 from app.models.invoicing import Invoice, InvoiceKind, InvoiceLine, Payment, PaymentMethod
 from app.models.registry import IncomeGroup, Organisation
@@ -19,6 +28,8 @@ __all__ = [
     "Application",
     "ApplicationStatus",
     "AuditEntry",
+    "Cancellation",
+    "CancellationChannel",
     "CardCheckout",
     "CheckoutStatus",
     "Course",
@@ -32,11 +43,16 @@ __all__ = [
     "LoginAttempt",
     "Module",
     "NumberSequence",
+    "OfferStatus",
     "Organisation",
     "OutboxMessage",
     "Payment",
     "PaymentMethod",
+    "Refund",
+    "RefundMethod",
+    "RefundStatus",
     "Role",
+    "SeatOffer",
     "SessionKind",
     "StaffUser",
     "StripeEvent",

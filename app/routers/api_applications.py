@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from app.models import Application, ApplicationStatus, Edition
 from app.services import applications as service
+from app.services.cancellations import refund_summary, refunds_of
 from app.services.countries import country_name
 from app.services.editions import get_edition, local_time
 from app.services.errors import NotFound
@@ -160,7 +161,7 @@ def application_detail(session: Session, application: Application) -> Applicatio
                 }
                 for invoice in participant_invoices(session, application.id or 0)
             ],
-            "refunds": [],
+            "refunds": [refund_summary(r) for r in refunds_of(session, application.id or 0)],
             "attendance": None,
             "final_work": None,
             "certificate": None,

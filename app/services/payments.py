@@ -238,6 +238,8 @@ def participant_balance(session: Session, application_id: int) -> Balance:
         mine = sum((line.gross for line in lines if line.application_id == application_id), ZERO)
         invoiced += mine
         if invoice.kind == InvoiceKind.invoice.value and invoice.total > ZERO:
-            paid_total = amount_paid(session, invoice)
-            paid += (paid_total * mine / invoice.total).quantize(Decimal("0.01"))
+            # Only lines not yet credited share what the invoice holds, refunds owed excluded.
+            from app.services.cancellations import paid_share
+
+            paid += paid_share(session, invoice, application_id)
     return Balance(invoiced=invoiced, paid=paid)

@@ -54,8 +54,13 @@ def test_submission_stores_application_quote_receipt_and_audit_together(
     assert mail.to_address == "ama.banda@lilongwe.example"
     assert application.reference in mail.body_text
     assert submitted.portal_url in mail.body_text
-    audit = session.exec(select(AuditEntry).where(AuditEntry.action == "application.submitted"))
-    assert audit.one().entity_id == str(application.id)
+    audit = session.exec(
+        select(AuditEntry).where(
+            AuditEntry.action == "application.submitted",
+            AuditEntry.entity_id == str(application.id),
+        )
+    )
+    assert audit.one().after["reference"] == application.reference
 
 
 def test_the_same_email_twice_is_a_conflict_whatever_its_case(

@@ -1,0 +1,110 @@
+"""Written cancellations, the refunds they owe, and seats offered to the waiting list."""
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import Column, String, Text
+from sqlmodel import Field, SQLModel
+
+from app.db import Amount, UTCDateTime, utcnow
+
+
+class CancellationChannel(StrEnum):
+    """How a written cancellation arrived; the policy accepts no other way."""
+
+    email = "email"
+    portal = "portal"
+
+
+class RefundMethod(StrEnum):
+    """How a refund goes back: to the card that paid, or by bank transfer."""
+
+    card = "card"
+    bank_transfer = "bank_transfer"
+
+
+class RefundStatus(StrEnum):
+    """Whether a refund is still owed or paid out."""
+
+    owed = "owed"
+    completed = "completed"
+
+
+class OfferStatus(StrEnum):
+    """Where a seat offered to a waitlisted applicant stands."""
+
+    open = "open"
+    accepted = "accepted"
+    declined = "declined"
+    expired = "expired"
+
+
+class Cancellation(SQLModel, table=True):
+    """One written cancellation request and the policy's answer, accepted or refused."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    # Set only on an accepted cancellation: the database itself refuses a second one.
+    accepted_application_id: int | None = Field(
+        default=None, foreign_key="application.id", unique=True
+    )
+    received_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    channel: str = Field(sa_type=String(12))
+    # The four items the brochure requires, as the request gave them.
+    course_name: str = Field(sa_type=String(300))
+    full_name: str = Field(sa_type=String(200))
+    registration_date: date
+    contact: str = Field(sa_type=String(300))
+    accepted: bool
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    deadline: datetime = Field(sa_type=UTCDateTime)
+    paid: Decimal = Field(sa_type=Amount)
+    refund_amount: Decimal = Field(sa_type=Amount)
+    retained: Decimal = Field(sa_type=Amount)
+    refund_due_by: date | None = None
+    original_invoice_id: int | None = Field(default=None, foreign_key="invoice.id")
+    credit_note_id: int | None = Field(default=None, foreign_key="invoice.id")
+    fee_invoice_id: int | None = Field(default=None, foreign_key="invoice.id")
+    # The e-mail itself, when an administrator attached it (.eml).
+    email_key: str | None = Field(default=None, sa_type=String(200))
+    email_filename: str | None = Field(default=None, sa_type=String(200))
+    recorded_by: str = Field(sa_type=String(254))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Refund(SQLModel, table=True):
+    """Money owed back after an accepted cancellation, until it is paid out."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    cancellation_id: int = Field(foreign_key="cancellation.id", unique=True)
+    # The invoice the money was paid against; the refund is paid out of it.
+    invoice_id: int = Field(foreign_key="invoice.id", index=True)
+    amount: Decimal = Field(sa_type=Amount)
+    currency: str = Field(sa_type=String(3))
+    due_by: date = Field(index=True)
+    method: str = Field(sa_type=String(16))
+    status: str = Field(default=RefundStatus.owed.value, sa_type=String(12), index=True)
+    completed_on: date | None = None
+    completed_by: str | None = Field(default=None, sa_type=String(254))
+    reference: str = Field(default="", sa_type=String(200))
+    # A bank refund needs the participant's account, given in the portal.
+    account_holder: str = Field(default="", sa_type=String(200))
+    iban: str = Field(default="", sa_type=String(34))
+    bic: str = Field(default="", sa_type=String(11))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SeatOffer(SQLModel, table=True):
+    """A freed seat offered to a waitlisted applicant until a time limit."""
+
+    __tablename__ = "seat_offer"
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    edition_id: int = Field(foreign_key="edition.id", index=True)
+    offered_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    status: str = Field(default=OfferStatus.open.value, sa_type=String(12), index=True)
+    responded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
