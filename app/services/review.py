@@ -432,7 +432,7 @@ class BulkOutcome:
     refused: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        """`3 admitted, 1 could not be changed: MD99-XXXX is withdrawn now`."""
+        """`3 admitted, 1 could not be changed: MD99-7KQ3X9 is withdrawn now`."""
         done = {"admit": "admitted", "waitlist": "waitlisted", "reject": "rejected"}
         parts = [f"{len(self.decided)} {done[self.decision]}"]
         if self.refused:
