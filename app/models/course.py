@@ -65,6 +65,10 @@ class Edition(SQLModel, table=True):
     refund_percent: Decimal = Field(default=Decimal("75.00"), sa_type=Amount)
     refund_within_days: int = 30
 
+    # Share of each module's sessions a participant must attend for the certificate;
+    # 100 is the Diploma's rule, every session (an excused absence is not attendance).
+    attendance_min_percent: int = 100
+
     fee_includes: list[str] = Field(default_factory=list, sa_type=JSON)
     fee_excludes: list[str] = Field(default_factory=list, sa_type=JSON)
 
