@@ -139,7 +139,7 @@ def invoice_out(session: Session, invoice: Invoice) -> InvoiceOut:
             "lines": [line.model_dump() for line in invoicing.invoice_lines(session, invoice)],
             "payments": [_payment(p) for p in payments.payments_for(session, invoice)],
             "amount_paid": paid,
-            "outstanding": invoicing.outstanding(invoice, paid),
+            "outstanding": invoicing.outstanding(session, invoice),
         }
     )
 

@@ -296,7 +296,7 @@ def portal(token: str, request: Request, session: SessionDep, settings: Settings
             "submitted": request.query_params.get("submitted") == "1",
             "can_withdraw": application.status in ("submitted", "waitlisted"),
             "invoices": [
-                (invoice, invoicing.outstanding(invoice, invoicing.amount_paid(session, invoice)))
+                (invoice, invoicing.outstanding(session, invoice))
                 for invoice in participant_invoices(session, application.id or 0)
             ],
             "balance": participant_balance(session, application.id or 0),

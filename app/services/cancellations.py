@@ -43,7 +43,7 @@ from app.services.cancellation import (
     decide_cancellation,
 )
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
-from app.services.invoicing import Seller, _issue, amount_paid, invoice_lines
+from app.services.invoicing import Seller, _issue, amount_paid, billed_total, invoice_lines
 from app.services.mail import Attachment, queue_email
 from app.services.money import CENT, HUNDRED, ZERO, percent_of, round_cents
 from app.services.storage import Storage, new_key
@@ -214,12 +214,7 @@ def paid_share(session: Session, invoice: Invoice, application_id: int) -> Decim
 
 def open_total(session: Session, invoice: Invoice) -> Decimal:
     """An invoice's total less the credit notes that refer to it: what is still billed."""
-    credited = session.exec(
-        select(func.coalesce(func.sum(Invoice.total), 0)).where(
-            Invoice.refers_to_id == invoice.id, Invoice.kind == InvoiceKind.credit_note.value
-        )
-    ).one()
-    return invoice.total + Decimal(credited).quantize(CENT)
+    return billed_total(session, invoice)
 
 
 def _card_money(session: Session, invoice_id: int) -> Decimal:

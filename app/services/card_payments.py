@@ -108,7 +108,7 @@ def start_checkout(
     if invoice.currency.upper() in ZERO_DECIMAL_CURRENCIES:
         raise Conflict(f"Card payments in {invoice.currency} are not offered; pay by transfer.")
     _lock_invoice(session, invoice)
-    due = outstanding(invoice, amount_paid(session, invoice))
+    due = outstanding(session, invoice)
     if due <= ZERO:
         raise Conflict(f"Nothing is left to pay on {invoice.number}.")
     row = session.exec(
@@ -312,7 +312,7 @@ def fulfil_checkout(
         if existing is None:
             raise
         paid = amount_paid(session, invoice)
-        return PaymentResult(existing, paid, outstanding(invoice, paid), [], [], duplicate=True)
+        return PaymentResult(existing, paid, outstanding(session, invoice), [], [], duplicate=True)
     # A payment found already is returned uncommitted: keep the checkout's status all the same.
     session.commit()
     return result

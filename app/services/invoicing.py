@@ -21,6 +21,8 @@ from app.models import (
     InvoiceLine,
     Organisation,
     Payment,
+    Refund,
+    RefundStatus,
 )
 from app.services.audit import record_change
 from app.services.countries import country_name
@@ -369,11 +371,36 @@ def amount_paid(session: Session, invoice: Invoice) -> Decimal:
     return Decimal(total).quantize(Decimal("0.01")) if not isinstance(total, Decimal) else total
 
 
-def outstanding(invoice: Invoice, paid: Decimal) -> Decimal:
-    """What is still to pay on an invoice (nothing on a credit note or a cancelled invoice)."""
+def billed_total(session: Session, invoice: Invoice) -> Decimal:
+    """An invoice's total less the credit notes that refer to it: what is still billed."""
+    credited = session.exec(
+        select(func.coalesce(func.sum(Invoice.total), 0)).where(
+            Invoice.refers_to_id == invoice.id, Invoice.kind == InvoiceKind.credit_note.value
+        )
+    ).one()
+    return invoice.total + Decimal(credited).quantize(Decimal("0.01"))
+
+
+def held_money(session: Session, invoice: Invoice) -> Decimal:
+    """What an invoice holds towards its lines: received, less refunds still owed out of it."""
+    owed = session.exec(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.invoice_id == invoice.id, Refund.status == RefundStatus.owed.value
+        )
+    ).one()
+    return amount_paid(session, invoice) - Decimal(owed).quantize(Decimal("0.01"))
+
+
+def outstanding(session: Session, invoice: Invoice) -> Decimal:
+    """What is still to pay on an invoice (nothing on a credit note or a cancelled invoice).
+
+    A group invoice from which one member cancelled is credited for that member's lines
+    only, and the money owed back to them is not the others' money: the others still owe
+    what remains billed less what the invoice holds for them.
+    """
     if invoice.kind != InvoiceKind.invoice.value or invoice.status != "issued":
         return ZERO
-    return max(invoice.total - paid, ZERO)
+    return max(billed_total(session, invoice) - held_money(session, invoice), ZERO)
 
 
 def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, update
 from sqlalchemy import select as sa_select
@@ -21,7 +22,12 @@ from app.models import (
 )
 from app.services.audit import record_change
 from app.services.errors import Conflict, InvalidInput
-from app.services.invoicing import amount_paid, get_invoice, invoice_lines
+from app.services.invoicing import (
+    billed_total,
+    get_invoice,
+    held_money,
+    invoice_lines,
+)
 from app.services.mail import queue_email
 from app.services.money import ZERO
 
@@ -117,21 +123,23 @@ def record_payment(
         faults["amount"] = "The amount must be more than 0."
     if method not in {m.value for m in PaymentMethod}:
         faults["method"] = "The method is bank_transfer, card or other."
-    if received_on > now.date():
+    invoice = get_invoice(session, invoice_number)
+    edition = session.get(Edition, invoice.edition_id)
+    # "Today" is the office's day, in the edition's time zone, not UTC's.
+    today = now.astimezone(ZoneInfo(edition.timezone)).date() if edition else now.date()
+    if received_on > today:
         faults["received_on"] = "The value date cannot be in the future."
     if faults:
         raise InvalidInput("The payment cannot be recorded.", fields=faults)
-    invoice = get_invoice(session, invoice_number)
     if invoice.kind != InvoiceKind.invoice.value:
         raise Conflict(f"{invoice.number} is a credit note; payments go against invoices.")
+    billed = billed_total(session, invoice)
     if external_id:
         existing = session.exec(select(Payment).where(Payment.external_id == external_id)).first()
         if existing is not None:
-            paid = amount_paid(session, invoice)
-            return PaymentResult(
-                existing, paid, max(invoice.total - paid, ZERO), [], [], duplicate=True
-            )
-    before = amount_paid(session, invoice)
+            paid = held_money(session, invoice)
+            return PaymentResult(existing, paid, max(billed - paid, ZERO), [], [], duplicate=True)
+    before = held_money(session, invoice)
     payment = Payment(
         invoice_id=invoice.id or 0,
         amount=amount,
@@ -147,16 +155,16 @@ def record_payment(
     if invoice.status != "issued":
         payment.flagged = True
         payment.flag_reason = f"Received after {invoice.number} was cancelled: refund it in full."
-    elif paid > invoice.total:
+    elif paid > billed:
         payment.flagged = True
         payment.flag_reason = (
-            f"Overpaid by {paid - invoice.total:.2f} {invoice.currency}: refund the difference."
+            f"Overpaid by {paid - billed:.2f} {invoice.currency}: refund the difference."
         )
     session.add(payment)
     session.flush()
     confirmed: list[str] = []
     without_seat: list[str] = []
-    if invoice.status == "issued" and before < invoice.total <= paid:
+    if invoice.status == "issued" and before < billed <= paid:
         confirmed, without_seat = confirm_paid_participants(session, invoice=invoice, now=now)
         if without_seat:
             payment.flagged = True
@@ -182,7 +190,7 @@ def record_payment(
         },
     )
     session.commit()
-    return PaymentResult(payment, paid, max(invoice.total - paid, ZERO), confirmed, without_seat)
+    return PaymentResult(payment, paid, max(billed - paid, ZERO), confirmed, without_seat)
 
 
 def payments_for(session: Session, invoice: Invoice) -> list[Payment]:

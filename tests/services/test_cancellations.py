@@ -397,6 +397,61 @@ def test_a_group_member_cancelling_credits_only_their_line_and_leaves_the_others
     assert service.paid_share(session, invoice, leaving.id or 0) == Decimal("0.00")
 
 
+def test_after_a_member_cancels_the_group_owes_what_remains_billed_less_its_own_money(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    edition = open_edition(session)
+    org = make_organisation(session, name="Ciudad Y", country="MEX")
+    group, _ = applications_service.create_group(
+        session,
+        edition_slug=edition.slug,
+        organisation_id=org.id or 0,
+        contact_email="lead@ciudad-y.example",
+        secret_key=SECRET,
+        base_url=BASE,
+    )
+    members = [
+        admit(
+            session,
+            storage,
+            admin_user,
+            apply(session, storage, edition, email=f"y{i}@ciudad.example", group_code=group.code),
+        )
+        for i in range(3)
+    ]
+    invoice = invoicing.issue_group_invoice(
+        session, edition=edition, code=group.code, seller=SELLER, actor="t", storage=storage
+    )
+    session.commit()
+    pay(session, invoice.number, "1800.00")  # 600 of 900 for each of the three
+    assert invoicing.outstanding(session, invoice) == Decimal("900.00")
+    outcome = cancel(session, storage, members[0])
+    assert outcome.refund is not None
+    # Still billed: 2 x 900. Held for them: 2 x 600; the leaver's 600 is refunded or retained.
+    assert invoicing.outstanding(session, invoice) == Decimal("600.00")
+    service.complete_refund(
+        session,
+        refund_id=outcome.refund.id or 0,
+        completed_on=date.today(),
+        reference="TRF-2",
+        actor="admin@example.org",
+    )
+    assert invoicing.outstanding(session, invoice) == Decimal("600.00")
+    # Paying exactly what remains settles the invoice and confirms the two who stayed.
+    result = payments.record_payment(
+        session,
+        invoice_number=invoice.number,
+        amount=Decimal("600.00"),
+        received_on=date.today(),
+        method="bank_transfer",
+        reference=invoice.number,
+        actor="admin@example.org",
+    )
+    assert result.payment.flagged is False
+    assert invoicing.outstanding(session, invoice) == Decimal("0.00")
+    assert sorted(result.confirmed) == sorted(m.reference for m in members[1:])
+
+
 # Twice, and at once
 
 

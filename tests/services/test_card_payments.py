@@ -605,11 +605,11 @@ def test_a_payment_inserted_between_check_and_insert_is_returned_not_duplicated(
     )
     try:
         paid = committed_paid_checkout(engine, fake, stripe_api, application_id, number)
-        real_amount_paid = payments.amount_paid
+        real_held_money = payments.held_money
 
         def other_caller_wins(session: Session, invoice: Invoice) -> Decimal:
             # Runs after record_payment found no payment and before it inserts its own.
-            monkeypatch.setattr(payments, "amount_paid", real_amount_paid)
+            monkeypatch.setattr(payments, "held_money", real_held_money)
             with Session(engine) as other:
                 payments.record_payment(
                     other,
@@ -622,9 +622,9 @@ def test_a_payment_inserted_between_check_and_insert_is_returned_not_duplicated(
                     source="stripe",
                     external_id=paid["payment_intent"],
                 )
-            return real_amount_paid(session, invoice)
+            return real_held_money(session, invoice)
 
-        monkeypatch.setattr(payments, "amount_paid", other_caller_wins)
+        monkeypatch.setattr(payments, "held_money", other_caller_wins)
         with Session(engine) as session:
             result = card_payments.fulfil_checkout(session, stripe_session=paid)
         assert result is not None and result.duplicate

@@ -1,7 +1,7 @@
 """Invoices, numbering under concurrency, payments and seat confirmation."""
 
 import threading
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -203,6 +203,39 @@ def test_bad_payments_are_refused_with_the_field(
         )
     assert field in raised.value.fields
     assert session.exec(select(Payment)).all() == []
+
+
+def test_the_value_date_is_checked_against_the_day_in_the_editions_time_zone(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    edition = open_edition(session)  # Europe/Madrid
+    admit(session, storage, admin_user, apply(session, storage, edition))
+    number = session.exec(select(Invoice.number)).one()
+    # 23:30 UTC on 1 June is already 01:30 on 2 June in Madrid.
+    late_evening_utc = datetime(2026, 6, 1, 23, 30, tzinfo=UTC)
+    result = payments.record_payment(
+        session,
+        invoice_number=number,
+        amount=Decimal("10.00"),
+        received_on=date(2026, 6, 2),
+        method="bank_transfer",
+        reference=number,
+        actor=admin_user.email,
+        now=late_evening_utc,
+    )
+    assert result.paid == Decimal("10.00")
+    with pytest.raises(InvalidInput) as raised:
+        payments.record_payment(
+            session,
+            invoice_number=number,
+            amount=Decimal("10.00"),
+            received_on=date(2026, 6, 3),
+            method="bank_transfer",
+            reference=number,
+            actor=admin_user.email,
+            now=late_evening_utc,
+        )
+    assert "received_on" in raised.value.fields
 
 
 def test_the_same_external_payment_is_recorded_once(
