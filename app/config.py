@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # The embedded default sends queued mail from inside the web process.
     mail_worker_in_process: bool = True
     mail_poll_seconds: float = Field(default=5.0, gt=0)
+    # How often the in-process office chores run: expiring seat offers, sending card refunds.
+    chores_poll_seconds: float = Field(default=60.0, gt=0)
 
     # Card payments; invisible until both are set.
     stripe_secret_key: str = ""

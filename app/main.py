@@ -12,14 +12,15 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from app import __version__
 from app.config import Settings, get_settings
-from app.db import make_engine
+from app.db import make_engine, writer_engine
 from app.routers import (
     admin,
     admin_applications,
@@ -36,6 +37,7 @@ from app.routers import (
     stripe_payments,
 )
 from app.security import CSRFError, SecurityHeadersMiddleware
+from app.services import card_payments, waitlist
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.services.mail import MailSettings, deliver_due
 from app.services.staff import LoginFailed, LoginThrottled
@@ -197,13 +199,14 @@ def mail_settings(settings: Settings) -> MailSettings:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run the outbox sender inside the web process when configured to (the embedded default)."""
     settings: Settings = app.state.settings
-    task = None
+    tasks = []
     if settings.mail_worker_in_process:
-        task = asyncio.create_task(_send_mail_forever(app, settings))
+        tasks.append(asyncio.create_task(_send_mail_forever(app, settings)))
+        tasks.append(asyncio.create_task(_run_chores_forever(app, settings)))
     try:
         yield
     finally:
-        if task is not None:
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -221,6 +224,33 @@ async def _send_mail_forever(app: FastAPI, settings: Settings) -> None:
             # The database may be away for a moment; the next round tries again.
             log.exception("the mail sender failed a round")
         await asyncio.sleep(settings.mail_poll_seconds)
+
+
+def run_chores(engine: Engine, settings: Settings) -> None:
+    """One round of what the office would otherwise forget: offers that ran out, card refunds."""
+    waitlist.run_offer_expiry(
+        engine,
+        offer_days=settings.waitlist_offer_days,
+        secret_key=settings.secret_key,
+        base_url=settings.base_url,
+    )
+    if settings.stripe_enabled:
+        client = card_payments.stripe_client(
+            api_key=settings.stripe_secret_key, api_base=settings.stripe_api_base
+        )
+        with Session(writer_engine(engine), expire_on_commit=False) as session:
+            for outcome in card_payments.send_card_refunds(session, client=client):
+                if outcome.problem:
+                    log.warning("card refund %s not sent: %s", outcome.refund_id, outcome.problem)
+
+
+async def _run_chores_forever(app: FastAPI, settings: Settings) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(run_chores, app.state.engine, settings)
+        except Exception:
+            log.exception("the office chores failed a round")
+        await asyncio.sleep(settings.chores_poll_seconds)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -33,6 +33,11 @@ class FakeStripe:
     creates: list[CreateRequest] = field(default_factory=list)
     by_key: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refund_requests: list[CreateRequest] = field(default_factory=list)
+    refunds_by_key: dict[str, str] = field(default_factory=dict)
+    # Set to make Stripe refuse refunds (e.g. the charge is too old), as an API error would.
+    refuse_refunds: str = ""
 
     def create(self, form: dict[str, str], key: str | None) -> tuple[int, dict[str, Any]]:
         with self.lock:
@@ -80,6 +85,31 @@ class FakeStripe:
                 return 400, _error("invalid_request_error", "Only open sessions can be expired.")
             found["status"] = "expired"
             return 200, found
+
+    def refund(self, form: dict[str, str], key: str | None) -> tuple[int, dict[str, Any]]:
+        """POST /v1/refunds: a refund of part or all of a payment intent, once per key."""
+        with self.lock:
+            self.refund_requests.append(CreateRequest(form, key))
+            if self.refuse_refunds:
+                return 400, _error("invalid_request_error", self.refuse_refunds)
+            if key and key in self.refunds_by_key:
+                return 200, self.refunds[self.refunds_by_key[key]]
+            refund_id = f"re_test_{len(self.refunds) + 1:04d}"
+            self.refunds[refund_id] = {
+                "id": refund_id,
+                "object": "refund",
+                "amount": int(form["amount"]),
+                "payment_intent": form["payment_intent"],
+                "status": "succeeded",
+                "metadata": {
+                    name[len("metadata[") : -1]: value
+                    for name, value in form.items()
+                    if name.startswith("metadata[")
+                },
+            }
+            if key:
+                self.refunds_by_key[key] = refund_id
+            return 200, self.refunds[refund_id]
 
     def retrieve(self, session_id: str) -> tuple[int, dict[str, Any]]:
         with self.lock:
@@ -135,6 +165,8 @@ def _handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
             parts = self.path.split("?")[0].strip("/").split("/")
             if parts == ["v1", "checkout", "sessions"]:
                 self._send(*fake.create(form, self.headers.get("Idempotency-Key")))
+            elif parts == ["v1", "refunds"]:
+                self._send(*fake.refund(form, self.headers.get("Idempotency-Key")))
             elif (
                 len(parts) == 5
                 and parts[:3] == ["v1", "checkout", "sessions"]

@@ -1,6 +1,7 @@
 """Card payments through Stripe Checkout: started from the portal, fulfilled exactly once."""
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -19,9 +20,11 @@ from app.models import (
     Invoice,
     Payment,
     PaymentMethod,
+    Refund,
     StripeEvent,
 )
 from app.services.audit import record_change
+from app.services.cancellations import RefundAlreadyCompleted, card_refunds_owed, refund_by_card
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.invoicing import amount_paid, get_invoice, invoice_lines, outstanding
 from app.services.money import CENT, ZERO
@@ -515,3 +518,139 @@ def handle_event(session: Session, *, event: dict[str, Any], now: datetime | Non
         return "unmatched" if stored else "duplicate"
     stored = _finish_event(session, event_id=event_id, kind=kind, now=now, processed=True)
     return outcome if stored else "duplicate"
+
+
+@dataclass(frozen=True)
+class CardRefundOutcome:
+    """What became of one owed card refund: sent back through Stripe, or why not yet."""
+
+    refund_id: int
+    sent: bool
+    stripe_refund_ids: list[str]
+    problem: str = ""
+
+
+def _card_payments_of(session: Session, refund: Refund) -> list[tuple[Payment, Decimal]]:
+    """The invoice's Stripe payments, each with what is left to refund on it, largest first.
+
+    Only refunds recorded before this refund was owed count against a payment: the plan, and
+    so the idempotency keys, stay the same on every retry, even when Stripe's webhook for
+    this very refund was recorded in between.
+    """
+    paid = session.exec(
+        select(Payment).where(
+            Payment.invoice_id == refund.invoice_id,
+            Payment.source == "stripe",
+            col(Payment.amount) > 0,
+            col(Payment.external_id).is_not(None),
+        )
+    ).all()
+    found: list[tuple[Payment, Decimal]] = []
+    for payment in paid:
+        refunded = session.exec(
+            select(func.coalesce(func.sum(Payment.amount), 0)).where(
+                Payment.source == REFUND_SOURCE,
+                Payment.reference == payment.external_id,
+                col(Payment.recorded_at) < refund.created_at,
+            )
+        ).one()
+        left = payment.amount + Decimal(refunded).quantize(CENT)
+        if left > ZERO:
+            found.append((payment, left))
+    return sorted(found, key=lambda item: item[1], reverse=True)
+
+
+def _record_card_refund(
+    session: Session, *, payment: Payment, stripe_refund: dict[str, Any], now: datetime
+) -> None:
+    """The negative payment for a refund Stripe made; the webhook may have recorded it first."""
+    external_id = _object_id(stripe_refund)
+    if session.exec(select(Payment.id).where(Payment.external_id == external_id)).first():
+        return
+    try:
+        with session.begin_nested():
+            session.add(
+                Payment(
+                    invoice_id=payment.invoice_id,
+                    amount=-from_cents(int(stripe_refund.get("amount") or 0)),
+                    received_on=now.date(),
+                    method=PaymentMethod.card.value,
+                    reference=payment.external_id or "",
+                    source=REFUND_SOURCE,
+                    external_id=external_id,
+                    recorded_by=ACTOR,
+                    recorded_at=now,
+                )
+            )
+    except IntegrityError:
+        pass  # the charge.refunded webhook recorded the same refund a moment ago
+
+
+def send_card_refund(
+    session: Session, *, refund: Refund, client: stripe.StripeClient, now: datetime | None = None
+) -> CardRefundOutcome:
+    """Send one owed card refund back to the card(s) that paid the invoice, through Stripe.
+
+    The idempotency key comes from our refund row and the payment it goes against, so a retry
+    after a timeout, or two runners at once, make one refund at Stripe. The negative payment is
+    recorded under Stripe's refund id, which the `charge.refunded` webhook also uses: whichever
+    arrives second records nothing.
+    """
+    now = now or utcnow()
+    refund_id = refund.id or 0
+    left = refund.amount
+    sent: list[str] = []
+    for payment, available in _card_payments_of(session, refund):
+        if left <= ZERO:
+            break
+        part = min(left, available)
+        try:
+            made = client.v1.refunds.create(
+                {
+                    "payment_intent": payment.external_id or "",
+                    "amount": to_cents(part),
+                    "metadata": {"refund_id": str(refund_id), "invoice_id": str(refund.invoice_id)},
+                },
+                {"idempotency_key": f"refund-{refund_id}-{payment.external_id}-{to_cents(part)}"},
+            )
+        except stripe.StripeError as exc:
+            log.warning("stripe refused refund %s: %s", refund_id, exc)
+            session.rollback()
+            return CardRefundOutcome(refund_id, False, sent, f"Stripe refused the refund: {exc}")
+        _record_card_refund(
+            session,
+            payment=payment,
+            stripe_refund={"id": str(made.id), "amount": int(made.amount)},
+            now=now,
+        )
+        session.commit()
+        sent.append(str(made.id))
+        left -= part
+    if left > ZERO:
+        problem = (
+            f"{left:.2f} {refund.currency} of refund {refund_id} has no card payment left to go "
+            "back to: pay it by bank transfer."
+        )
+        return CardRefundOutcome(refund_id, False, sent, problem)
+    try:
+        refund_by_card(
+            session,
+            refund_id=refund_id,
+            completed_on=now.date(),
+            reference=", ".join(sent),
+            payment_recorded=True,
+            now=now,
+        )
+    except RefundAlreadyCompleted:
+        return CardRefundOutcome(refund_id, False, sent, "Already sent.")
+    return CardRefundOutcome(refund_id, True, sent)
+
+
+def send_card_refunds(
+    session: Session, *, client: stripe.StripeClient, now: datetime | None = None
+) -> list[CardRefundOutcome]:
+    """Send every owed card refund through Stripe; those Stripe refuses stay owed for the office."""
+    return [
+        send_card_refund(session, refund=refund, client=client, now=now)
+        for refund in card_refunds_owed(session)
+    ]

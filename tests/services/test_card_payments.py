@@ -3,7 +3,7 @@
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -632,3 +632,97 @@ def test_a_payment_inserted_between_check_and_insert_is_returned_not_duplicated(
         assert count_payments(engine, number) == 1
     finally:
         cleanup(engine, edition_id, [])
+
+
+# Card refunds owed after a cancellation go back through Stripe
+
+
+def cancelled_card_payer(
+    session: Session,
+    storage: LocalStorage,
+    fake: FakeStripe,
+    stripe_api: stripe.StripeClient,
+    participant: tuple[Application, Invoice],
+) -> tuple[str, Any]:
+    from tests.services.test_cancellations import cancel
+
+    intent = record_card_payment(session, fake, stripe_api, participant)
+    outcome = cancel(session, storage, participant[0])
+    assert outcome.refund is not None and outcome.refund.method == "card"
+    return intent, outcome.refund
+
+
+def test_an_owed_card_refund_is_sent_once_keyed_by_our_row_and_recorded_once(
+    session: Session,
+    storage: LocalStorage,
+    fake: FakeStripe,
+    stripe_api: stripe.StripeClient,
+    participant: tuple[Application, Invoice],
+) -> None:
+    intent, refund = cancelled_card_payer(session, storage, fake, stripe_api, participant)
+    [outcome] = card_payments.send_card_refunds(session, client=stripe_api)
+    assert outcome.sent and outcome.problem == ""
+    [request] = fake.refund_requests
+    assert request.form["payment_intent"] == intent
+    assert request.form["amount"] == "112500"  # 75 % of 1500.00
+    assert request.form["metadata[refund_id]"] == str(refund.id)
+    assert request.idempotency_key == f"refund-{refund.id}-{intent}-112500"
+    session.refresh(refund)
+    assert (refund.status, refund.reference) == ("completed", outcome.stripe_refund_ids[0])
+    assert refunds(session) == [Decimal("-1125.00")]
+    # Another round sends nothing, and Stripe's charge.refunded for it records nothing more.
+    assert card_payments.send_card_refunds(session, client=stripe_api) == []
+    charge = refunded_charge(intent, [(outcome.stripe_refund_ids[0], 112500)])
+    assert (
+        card_payments.handle_event(
+            session, event=event("charge.refunded", charge, event_id=new_id())
+        )
+        == "refund already recorded"
+    )
+    unlisted = refunded_charge(intent, None, amount_refunded=112500)
+    card_payments.handle_event(session, event=event("charge.refunded", unlisted, event_id=new_id()))
+    assert refunds(session) == [Decimal("-1125.00")]
+    assert len(fake.refunds) == 1
+
+
+def test_the_webhook_first_then_the_sender_still_records_one_refund(
+    session: Session,
+    storage: LocalStorage,
+    fake: FakeStripe,
+    stripe_api: stripe.StripeClient,
+    participant: tuple[Application, Invoice],
+) -> None:
+    intent, refund = cancelled_card_payer(session, storage, fake, stripe_api, participant)
+    # Stripe made the refund and told us before our own call returned: the id is the same.
+    made = fake.refund(
+        {"payment_intent": intent, "amount": "112500"},
+        f"refund-{refund.id}-{intent}-112500",
+    )[1]
+    charge = refunded_charge(intent, [(made["id"], 112500)])
+    later = refund.created_at + timedelta(seconds=1)
+    card_payments.handle_event(
+        session, event=event("charge.refunded", charge, event_id=new_id()), now=later
+    )
+    [outcome] = card_payments.send_card_refunds(session, client=stripe_api)
+    assert outcome.sent and outcome.stripe_refund_ids == [made["id"]]
+    assert refunds(session) == [Decimal("-1125.00")]
+    assert len(fake.refunds) == 1
+
+
+def test_a_refund_stripe_refuses_stays_owed_with_the_reason(
+    session: Session,
+    storage: LocalStorage,
+    fake: FakeStripe,
+    stripe_api: stripe.StripeClient,
+    participant: tuple[Application, Invoice],
+) -> None:
+    _, refund = cancelled_card_payer(session, storage, fake, stripe_api, participant)
+    fake.refuse_refunds = "Charge ch_1 has been disputed."
+    [outcome] = card_payments.send_card_refunds(session, client=stripe_api)
+    assert not outcome.sent and "disputed" in outcome.problem
+    session.refresh(refund)
+    assert refund.status == "owed"
+    assert refunds(session) == []
+    fake.refuse_refunds = ""
+    [again] = card_payments.send_card_refunds(session, client=stripe_api)
+    assert again.sent
