@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str = ""
     # Another address for the Stripe API (tests point it at a local fake); empty: Stripe's own.
     stripe_api_base: str = ""
+    # Where "Pay by card" sends the browser; allowed as a form target in the pages' policy.
+    stripe_checkout_origin: str = "https://checkout.stripe.com"
 
     # The seller on invoices and the signer of letters.
     organisation_name: str = "Metropolis (World Association of the Major Metropolises)"

@@ -276,7 +276,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         same_site="lax",
         https_only=settings.https,
     )
-    app.add_middleware(SecurityHeadersMiddleware, https=settings.https)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        https=settings.https,
+        checkout_origin=settings.stripe_checkout_origin,
+    )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)
     app.include_router(admin.router)

@@ -12,12 +12,20 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 
-PAGE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; form-action 'self' https://checkout.stripe.com; "
-    "base-uri 'none'; "
-    "object-src 'none'; frame-ancestors 'none'"
-)
+STRIPE_CHECKOUT_ORIGIN = "https://checkout.stripe.com"
+
+
+def page_csp(checkout_origin: str = STRIPE_CHECKOUT_ORIGIN) -> str:
+    """The pages' policy; forms may also lead to the card checkout ("Pay by card" redirects)."""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"font-src 'self'; connect-src 'self'; form-action 'self' {checkout_origin}; "
+        "base-uri 'none'; "
+        "object-src 'none'; frame-ancestors 'none'"
+    )
+
+
+PAGE_CSP = page_csp()
 # FastAPI's interactive docs page is built from an inline script and a CDN bundle.
 DOCS_CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
@@ -33,16 +41,19 @@ class CSRFError(Exception):
 class SecurityHeadersMiddleware:
     """Adds CSP, framing, referrer and sniffing headers to every response."""
 
-    def __init__(self, app: ASGIApp, *, https: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, *, https: bool, checkout_origin: str = STRIPE_CHECKOUT_ORIGIN
+    ) -> None:
         self.app = app
         self.https = https
+        self.page_csp = page_csp(checkout_origin)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        csp = DOCS_CSP if path in ("/docs", "/redoc") else PAGE_CSP
+        csp = DOCS_CSP if path in ("/docs", "/redoc") else self.page_csp
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -178,10 +178,44 @@ def _handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                     404, _error("invalid_request_error", f"Unrecognized request URL {self.path}")
                 )
 
+        def _hosted_page(self, parts: list[str]) -> None:
+            """Stripe's hosted checkout, as a browser sees it: a page, then back to the shop."""
+            session_id = parts[1]
+            found = fake.sessions.get(session_id)
+            if found is None:
+                self.send_response(404)
+                self.end_headers()
+                return
+            if len(parts) == 3 and parts[2] == "complete":
+                paid = fake.pay(session_id)
+                target = str(paid["success_url"]).replace("{CHECKOUT_SESSION_ID}", session_id)
+                self.send_response(303)
+                self.send_header("Location", target)
+                self.end_headers()
+                return
+            amount = found["amount_total"] / 100
+            html = (
+                "<!doctype html><title>Checkout</title><main><h1>Test checkout</h1>"
+                f"<p>Pay {amount:.2f} {str(found['currency']).upper()}</p>"
+                f'<a href="/pay/{session_id}/complete">Pay now</a></main>'
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
+
         def do_GET(self) -> None:
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if parts[0] == "pay" and len(parts) in (2, 3):
+                self._hosted_page(parts)
+                return
+            if parts == ["favicon.ico"]:
+                self.send_response(204)
+                self.end_headers()
+                return
             if not self._authorised():
                 return
-            parts = self.path.split("?")[0].strip("/").split("/")
             if len(parts) == 4 and parts[:3] == ["v1", "checkout", "sessions"]:
                 self._send(*fake.retrieve(parts[3]))
             else:

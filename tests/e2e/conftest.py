@@ -61,6 +61,15 @@ def _cli(args: list[str], env: dict[str, str]) -> str:
     return result.stdout
 
 
+def _extra_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings a test module adds with a module-scoped `server_env` fixture (e.g. Stripe)."""
+    try:
+        extra: dict[str, str] = request.getfixturevalue("server_env")
+    except pytest.FixtureLookupError:
+        return {}
+    return extra
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     """`diplomat init` then `uvicorn app.main:app` on a free loopback port."""
@@ -77,7 +86,7 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
             "DIPLOMAT_VAR_DIR": str(folder),
             "DIPLOMAT_BASE_URL": f"http://127.0.0.1:{port}",
             "DIPLOMAT_MAIL_POLL_SECONDS": "1",
-            **getattr(request, "server_env", {}),
+            **_extra_env(request),
         }
         output = _cli(["init"], env)
         password = re.search(r"password: (\S+)", output)
