@@ -390,6 +390,7 @@ def issue_group_invoice(
     edition: Annotated[str, Query(max_length=80)] = "",
     purchase_order: Annotated[str, Form(max_length=100)] = "",
     billing_address: Annotated[str, Form(max_length=500)] = "",
+    buyer_tax_id: Annotated[str, Form(max_length=40)] = "",
     back: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
     """One invoice to the group's organisation for its admitted members not yet invoiced."""
@@ -409,6 +410,7 @@ def issue_group_invoice(
             storage=storage,
             purchase_order=purchase_order.strip(),
             billing_address=billing_address.strip(),
+            buyer_tax_id=buyer_tax_id.strip(),
         )
     except (invoicing.NothingToInvoice, NotFound) as exc:
         _flash(request, f"No invoice was issued: {exc.message}")

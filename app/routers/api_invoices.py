@@ -95,6 +95,7 @@ class GroupInvoiceIn(BaseModel):
 
     purchase_order: str = Field(default="", max_length=100)
     billing_address: str = Field(default="", max_length=500)
+    buyer_tax_id: str = Field(default="", max_length=40)
 
 
 def _payment(payment: Any) -> dict[str, Any]:
@@ -225,6 +226,7 @@ def group_invoice(
         storage=storage,
         purchase_order=details.purchase_order,
         billing_address=details.billing_address,
+        buyer_tax_id=details.buyer_tax_id.strip(),
     )
     session.commit()
     return invoice_out(session, invoice)

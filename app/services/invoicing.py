@@ -1,5 +1,6 @@
 """Invoices: issued as frozen copies with gap-free numbers, rendered from what is stored."""
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -34,7 +35,16 @@ from app.services.pricing import Quote
 from app.services.quotes import quote_for_edition
 from app.services.storage import Storage
 
-BUYER_FIELDS = ("name", "organisation", "attention", "address", "country", "email", "po_number")
+BUYER_FIELDS = (
+    "name",
+    "organisation",
+    "attention",
+    "address",
+    "country",
+    "tax_id",
+    "email",
+    "po_number",
+)
 INVOICE_SERIES = ("invoice", "")
 CREDIT_NOTE_SERIES = ("credit_note", "CN")
 # Group sizes count members who are admitted and not cancelled (DOMAIN.md, step 4).
@@ -282,6 +292,7 @@ def issue_group_invoice(
     storage: Storage,
     purchase_order: str = "",
     billing_address: str = "",
+    buyer_tax_id: str = "",
     now: datetime | None = None,
 ) -> Invoice:
     """One invoice to the group's organisation for its admitted members not yet invoiced."""
@@ -329,6 +340,7 @@ def issue_group_invoice(
         "email": group.contact_email,
         "address": billing_address,
         "po_number": purchase_order,
+        "tax_id": buyer_tax_id,
         "attention": group.contact_name,
     }
     return _issue(
@@ -403,6 +415,14 @@ def outstanding(session: Session, invoice: Invoice) -> Decimal:
     return max(billed_total(session, invoice) - held_money(session, invoice), ZERO)
 
 
+def _shown_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """A quote line under an invoice line, its amount with thousands separators."""
+    shown = dict(detail)
+    with contextlib.suppress(ArithmeticError):  # anything else is shown as stored
+        shown["amount"] = f"{Decimal(str(detail.get('amount', ''))):,.2f}"
+    return shown
+
+
 def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
     """Plain values of a stored invoice for its PDF: never live data."""
     refers_to = session.get(Invoice, invoice.refers_to_id) if invoice.refers_to_id else None
@@ -421,17 +441,17 @@ def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
         "instructions": dict(invoice.payment_instructions),
         "tax_rate": f"{invoice.tax_rate.normalize():f}",
         "tax_note": invoice.tax_note,
-        "net_total": f"{invoice.net_total:.2f}",
-        "tax_total": f"{invoice.tax_total:.2f}",
-        "total": f"{invoice.total:.2f}",
+        "net_total": f"{invoice.net_total:,.2f}",
+        "tax_total": f"{invoice.tax_total:,.2f}",
+        "total": f"{invoice.total:,.2f}",
         "lines": [
             {
                 "position": line.position,
                 "description": line.description,
-                "details": [dict(d) for d in line.details],
-                "net": f"{line.net:.2f}",
-                "tax": f"{line.tax:.2f}",
-                "gross": f"{line.gross:.2f}",
+                "details": [_shown_detail(d) for d in line.details],
+                "net": f"{line.net:,.2f}",
+                "tax": f"{line.tax:,.2f}",
+                "gross": f"{line.gross:,.2f}",
             }
             for line in invoice_lines(session, invoice)
         ],

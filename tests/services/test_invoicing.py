@@ -107,7 +107,7 @@ def test_changing_fees_later_never_reprices_an_issued_invoice_or_stored_quote(
     assert invoice.total == Decimal("1500.00")
     assert session.get(Application, application.id).quote["total"] == "1500.00"  # type: ignore[union-attr]
     document = invoicing.invoice_document(session, invoice)
-    assert document["total"] == "1500.00"
+    assert document["total"] == "1,500.00"  # as printed
 
 
 def test_partial_payments_add_up_and_full_payment_confirms_with_an_email(
@@ -288,6 +288,7 @@ def test_a_group_is_billed_on_one_invoice_at_its_tier(
         actor=admin_user.email,
         storage=storage,
         purchase_order="PO-77",
+        buyer_tax_id="MX-CXY-850101",
     )
     session.commit()
     lines = invoicing.invoice_lines(session, invoice)
@@ -295,6 +296,9 @@ def test_a_group_is_billed_on_one_invoice_at_its_tier(
     assert invoice.total == Decimal("2700.00")
     assert invoice.buyer["name"] == "Ciudad X"
     assert invoice.buyer["po_number"] == "PO-77"
+    shown = invoicing.invoice_document(session, invoice)
+    assert shown["buyer"]["tax_id"] == "MX-CXY-850101"
+    assert shown["total"] == "2,700.00"
     with pytest.raises(invoicing.NothingToInvoice):
         invoicing.issue_group_invoice(
             session,
