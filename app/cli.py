@@ -179,6 +179,41 @@ def serve(
     )
 
 
+@cli.command("worker")
+def worker(
+    poll: Annotated[float, typer.Option(help="Seconds between rounds when idle.")] = 2.0,
+    until_idle: Annotated[
+        bool, typer.Option(help="Stop after the first round that finds nothing to do.")
+    ] = False,
+) -> None:
+    """Do the background work (mail, seat offers, card refunds) beside the web workers.
+
+    Any number of workers can share one PostgreSQL database: each message and refund is
+    claimed by one of them. Run the web processes with DIPLOMAT_MAIL_WORKER_IN_PROCESS=false.
+    """
+    import time
+
+    from app.main import mail_settings, run_chores
+    from app.services.mail import deliver_due
+    from app.services.storage import LocalStorage
+
+    settings = get_settings()
+    engine = get_engine()
+    storage = LocalStorage(settings.files_dir)
+    last_chores = 0.0
+    while True:
+        sent, failed = deliver_due(engine, settings=mail_settings(settings), storage=storage)
+        if time.monotonic() - last_chores >= settings.chores_poll_seconds or until_idle:
+            run_chores(engine, settings)
+            last_chores = time.monotonic()
+        if sent + failed:
+            typer.echo(f"Sent {sent}, failed {failed}.")
+            continue
+        if until_idle:
+            return
+        time.sleep(poll)
+
+
 def main() -> None:
     """Entry point of the `diplomat` command."""
     cli()

@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import Engine, or_, update
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.db import utcnow, writer_engine
 from app.models import OutboxMessage
 from app.services.storage import Storage
 
@@ -138,8 +138,12 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
-def _claim(session: Session, message_id: int, now: datetime) -> bool:
-    # A conditional update is atomic on both databases: of several senders, one claims it.
+def _claim(session: Session, message_id: int, now: datetime) -> OutboxMessage | None:
+    """Take one message for sending; of several senders, exactly one gets it.
+
+    A conditional update is atomic on both databases. The row is read in the same short
+    transaction and kept loaded, so nothing is locked while the mail server is talked to.
+    """
     result = session.execute(
         update(OutboxMessage)
         .where(
@@ -152,8 +156,12 @@ def _claim(session: Session, message_id: int, now: datetime) -> bool:
         )
         .values(status="sending", next_attempt_at=now)
     )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        session.rollback()
+        return None
+    outbox = session.get(OutboxMessage, message_id)
     session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return outbox
 
 
 def deliver_due(
@@ -164,11 +172,17 @@ def deliver_due(
     now: datetime | None = None,
     limit: int = 50,
 ) -> tuple[int, int]:
-    """Send what is due; returns (sent, failed attempts). Each message is claimed once."""
+    """Send what is due; returns (sent, failed attempts). Each message is claimed once.
+
+    Claims and outcomes are short writer transactions (SQLite: BEGIN IMMEDIATE, so senders in
+    several processes queue for the lock instead of failing on a stale read); the mail server
+    is talked to outside any transaction.
+    """
     now = now or utcnow()
     sent = failed = 0
-    with Session(engine, expire_on_commit=False) as session:
-        due = session.exec(
+    writer = writer_engine(engine)
+    with Session(engine) as reader:
+        due = reader.exec(
             select(OutboxMessage.id)
             .where(
                 or_(
@@ -181,34 +195,44 @@ def deliver_due(
             .order_by(col(OutboxMessage.id))
             .limit(limit)
         ).all()
-        for message_id in due:
-            if message_id is None or not _claim(session, message_id, now):
-                continue
+    for message_id in due:
+        if message_id is None:
+            continue
+        with Session(writer, expire_on_commit=False) as session:
+            claimed = _claim(session, message_id, now)
+        if claimed is None:
+            continue
+        problem: Exception | None = None
+        try:
+            with Session(engine) as reader:
+                _render_invoices(reader, claimed, storage)
+            _transmit(build_message(claimed, sender=settings.sender, storage=storage), settings)
+        except Exception as exc:  # any failure means: try again later
+            problem = exc
+        with Session(writer, expire_on_commit=False) as session:
             outbox = session.get(OutboxMessage, message_id)
             if outbox is None:
                 continue
-            try:
-                _render_invoices(session, outbox, storage)
-                _transmit(build_message(outbox, sender=settings.sender, storage=storage), settings)
-            except Exception as exc:  # any failure means: try again later
-                outbox.attempts += 1
-                outbox.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-                if outbox.attempts >= MAX_ATTEMPTS:
-                    outbox.status = "failed"
-                    log.error("giving up on mail %s to %s: %s", outbox.id, outbox.to_address, exc)
-                else:
-                    outbox.status = "pending"
-                    outbox.next_attempt_at = now + backoff(outbox.attempts)
-                    log.warning(
-                        "mail %s to %s failed, retrying: %s", outbox.id, outbox.to_address, exc
-                    )
-                failed += 1
-            else:
-                outbox.attempts += 1
+            outbox.attempts += 1
+            if problem is None:
                 outbox.status = "sent"
                 outbox.sent_at = utcnow()
                 outbox.last_error = ""
                 sent += 1
+            else:
+                outbox.last_error = f"{type(problem).__name__}: {problem}"[:2000]
+                if outbox.attempts >= MAX_ATTEMPTS:
+                    outbox.status = "failed"
+                    log.error(
+                        "giving up on mail %s to %s: %s", outbox.id, outbox.to_address, problem
+                    )
+                else:
+                    outbox.status = "pending"
+                    outbox.next_attempt_at = now + backoff(outbox.attempts)
+                    log.warning(
+                        "mail %s to %s failed, retrying: %s", outbox.id, outbox.to_address, problem
+                    )
+                failed += 1
             session.add(outbox)
             session.commit()
     return sent, failed

@@ -170,6 +170,8 @@ def expire_offers(
             select(SeatOffer)
             .where(SeatOffer.status == OfferStatus.open.value, col(SeatOffer.expires_at) <= now)
             .order_by(col(SeatOffer.expires_at), col(SeatOffer.id))
+            # Several workers may run this round at once: each offer is passed on by one.
+            .with_for_update(skip_locked=True)
         ).all()
     )
     editions: dict[int, Edition] = {}
