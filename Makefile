@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck format serve init clean
+.PHONY: run test lint typecheck format serve init clean catalogs compile-catalogs
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -18,8 +18,18 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	@touch $@
 
-init: $(VENV)/.installed
+# Compiled catalogs (.mo) are build output, not committed: every run and test compiles them.
+compile-catalogs: $(VENV)/.installed
+	$(BIN)/pybabel -q compile -d app/translations -D messages
+
+# After changing strings: extract them and add the new ones to the Spanish and French .po files.
+catalogs: $(VENV)/.installed
+	$(BIN)/pybabel -q extract -F babel.cfg -k N_ --no-location --sort-output --project=diplomat -o app/translations/messages.pot .
+	$(BIN)/pybabel -q update -i app/translations/messages.pot -d app/translations -D messages --no-fuzzy-matching --ignore-obsolete
+
+init: compile-catalogs
 	$(BIN)/diplomat init
+	$(BIN)/diplomat demo season
 
 run: init
 	$(BIN)/diplomat serve --host $(HOST) --port $(PORT)
@@ -32,7 +42,7 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy app
 
 # Two workers: the machines this runs on have two cores.
-test: lint typecheck
+test: lint typecheck compile-catalogs
 	$(BIN)/pytest -n 2
 
 format: $(VENV)/.installed-dev

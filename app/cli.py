@@ -2,6 +2,7 @@
 
 import secrets
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -48,6 +49,40 @@ def db_upgrade(revision: str = "head") -> None:
     typer.echo(f"Database at {revision}.")
 
 
+@db_cli.command("backup")
+def db_backup(
+    path: Annotated[Path, typer.Argument(help="The backup file to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Back up the database to PATH (SQLite: online backup; PostgreSQL: pg_dump)."""
+    from app.services.backup import BackupError, backup_database
+
+    try:
+        result = backup_database(get_settings().database_url, path, overwrite=force)
+    except BackupError as exc:
+        typer.echo(f"Backup not made: {exc.message}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"Backed up the {result.kind} database to {result.path} ({result.size} bytes).")
+
+
+@db_cli.command("restore")
+def db_restore(
+    path: Annotated[Path, typer.Argument(help="A file written by `diplomat db backup`.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a database that already holds data.")
+    ] = False,
+) -> None:
+    """Restore the database from PATH; a database that holds data needs --force."""
+    from app.services.backup import BackupError, restore_database
+
+    try:
+        kind = restore_database(get_settings().database_url, path, force=force)
+    except BackupError as exc:
+        typer.echo(f"Nothing restored: {exc.message}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"Restored the {kind} database from {path}. Run `diplomat db upgrade` next.")
+
+
 @demo_cli.command("load")
 def demo_load(
     only_if_empty: Annotated[
@@ -61,6 +96,54 @@ def demo_load(
             return
         added = load_demo(session)
     typer.echo(f"Demo loaded: {len(added)} records added." if added else "Demo already loaded.")
+
+
+@demo_cli.command("season")
+def demo_season() -> None:
+    """Fill the past demo edition with a season of applicants, money, attendance and work."""
+    from sqlmodel import func, select
+
+    from app.models import Application, Edition, StaffUser
+    from app.services.demo_season import OfficeSettings, fill_demo_week
+    from app.services.invoicing import Seller
+    from app.services.storage import LocalStorage
+
+    settings = get_settings()
+    with Session(get_engine(), expire_on_commit=False) as session:
+        edition = session.exec(select(Edition).where(Edition.slug == "diploma-2024")).first()
+        admin = session.exec(select(StaffUser).where(StaffUser.role == "admin")).first()
+        if edition is None or admin is None:
+            typer.echo("Load the demo and create an administrator first (`diplomat init`).")
+            raise typer.Exit(code=1)
+        held = session.exec(
+            select(func.count())
+            .select_from(Application)
+            .where(Application.edition_id == edition.id)
+        ).one()
+        if held:
+            typer.echo(f"The demo season is there already ({held} applications); nothing added.")
+            return
+        people = fill_demo_week(
+            session,
+            edition,
+            storage=LocalStorage(settings.files_dir),
+            admin=admin,
+            settings=OfficeSettings(
+                seller=Seller(
+                    name=settings.organisation_name,
+                    address=settings.organisation_address,
+                    tax_id=settings.organisation_tax_id,
+                    bank_name=settings.bank_name,
+                    iban=settings.bank_iban,
+                    bic=settings.bank_bic,
+                    due_days=settings.invoice_due_days,
+                ),
+                secret_key=settings.secret_key,
+                base_url=settings.base_url,
+                office_email=settings.mail_from,
+            ),
+        )
+    typer.echo(f"Filled the season of {edition.slug}: {len(people)} applicants.")
 
 
 @users_cli.command("create")

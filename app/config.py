@@ -1,11 +1,13 @@
 """Settings, read once from the environment (prefix DIPLOMAT_) or a `.env` file."""
 
+import contextlib
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -13,6 +15,30 @@ DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
 EXAMPLE_IBAN = "ES91 2100 0418 4502 0005 1332"
 EXAMPLE_TAX_ID = "ESG00000000 (example)"
 INSECURE_SECRET = "change-me"  # noqa: S105 - the value a production secret must not keep
+
+
+class Signatory(BaseModel):
+    """A person who signs the certificates: name, title, and a signature image (SVG/PNG/JPEG)."""
+
+    name: str = Field(min_length=1, max_length=120)
+    title: str = Field(default="", max_length=160)
+    signature: Path | None = None
+
+
+# Fictional people with drawn signatures, so the demo's certificates look finished; production
+# refuses to start with them (see below).
+DEMO_SIGNATORIES = (
+    Signatory(
+        name="Marta Vidal Soler",
+        title="Director of the Diploma",
+        signature=PROJECT_ROOT / "app/static/img/signatures/demo-signature-1.svg",
+    ),
+    Signatory(
+        name="Jordi Puig Serra",
+        title="Secretary General, Metropolis",
+        signature=PROJECT_ROOT / "app/static/img/signatures/demo-signature-2.svg",
+    ),
+)
 
 
 class Settings(BaseSettings):
@@ -63,6 +89,21 @@ class Settings(BaseSettings):
     # Days a waitlisted applicant has to accept a freed seat before it goes to the next one.
     waitlist_offer_days: int = Field(default=5, ge=1, le=60)
 
+    # Certificates: who signs them, how LinkedIn names the issuer, the Open Badges key.
+    certificate_signatories: list[Signatory] = Field(
+        default_factory=lambda: [s.model_copy() for s in DEMO_SIGNATORIES], max_length=3
+    )
+    certificate_issuer_line: str = "Metropolis · World Association of the Major Metropolises"
+    linkedin_organization_id: str = Field(default="", pattern=r"^\d*$")
+    linkedin_organization_name: str = "Metropolis"
+    # An Ed25519 private key in PEM; development and tests generate one into var/.
+    open_badges_private_key: str = ""
+    # Public verification: this many look-ups per address in the window, then 429.
+    certificate_verify_limit: int = Field(default=30, ge=1)
+    certificate_verify_window_seconds: int = Field(default=60, ge=1)
+    # Processes that render a bulk run's PDFs; 0 picks one per core, at most 4.
+    certificate_render_processes: int = Field(default=0, ge=0, le=16)
+
     @model_validator(mode="after")
     def _fill_development_defaults(self) -> "Settings":
         if not self.database_url:
@@ -87,7 +128,31 @@ class Settings(BaseSettings):
                 "Set DIPLOMAT_BANK_IBAN, DIPLOMAT_BANK_BIC, DIPLOMAT_BANK_NAME and "
                 "DIPLOMAT_ORGANISATION_TAX_ID before starting in production."
             )
+        self._check_certificate_settings()
         return self
+
+    def _check_certificate_settings(self) -> None:
+        """Certificates carry a signature key and signatories: production needs real ones."""
+        if not self.open_badges_private_key.strip():
+            if self.environment == "production":
+                raise ValueError(
+                    "DIPLOMAT_OPEN_BADGES_PRIVATE_KEY is missing: set it to an Ed25519 private "
+                    "key in PEM (`openssl genpkey -algorithm ed25519`) before starting in "
+                    "production; it signs every Open Badges credential."
+                )
+            self.open_badges_private_key = _development_badge_key(self.var_dir)
+        if not ed25519_key_is_valid(self.open_badges_private_key):
+            raise ValueError(
+                "DIPLOMAT_OPEN_BADGES_PRIVATE_KEY is not an Ed25519 private key in PEM."
+            )
+        demo_names = {s.name for s in DEMO_SIGNATORIES}
+        if self.environment == "production" and any(
+            s.name in demo_names for s in self.certificate_signatories
+        ):
+            raise ValueError(
+                "Set DIPLOMAT_CERTIFICATE_SIGNATORIES (a JSON list of {name, title, signature}) "
+                "before starting in production: the demo signatories are fictional."
+            )
 
     @property
     def https(self) -> bool:
@@ -131,6 +196,46 @@ def _development_secret(var_dir: Path) -> str:
     path.write_text(secret)
     path.chmod(0o600)
     return secret
+
+
+def ed25519_key_is_valid(pem: str) -> bool:
+    """Whether `pem` holds an Ed25519 private key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem.strip().encode(), password=None)
+    except (ValueError, TypeError):
+        return False
+    return isinstance(key, Ed25519PrivateKey)
+
+
+def _development_badge_key(var_dir: Path) -> str:
+    """An Ed25519 key generated once into var/, so badges issued in development stay valid."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    path = var_dir / "open_badges_ed25519.pem"
+    if path.exists():
+        return path.read_text()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    pem = (
+        Ed25519PrivateKey.generate()
+        .private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        .decode()
+    )
+    temporary = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
+    temporary.write_text(pem)
+    temporary.chmod(0o600)
+    # Two processes starting at once: the first file in place wins, both then read it.
+    with contextlib.suppress(FileExistsError):
+        os.link(temporary, path)
+    temporary.unlink(missing_ok=True)
+    return path.read_text()
 
 
 @lru_cache

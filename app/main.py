@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
@@ -21,23 +21,42 @@ from starlette.middleware.sessions import SessionMiddleware
 from app import __version__
 from app.config import Settings, get_settings
 from app.db import make_engine, writer_engine
+from app.i18n import N_
+from app.language import LanguageMiddleware
 from app.routers import (
     admin,
     admin_applications,
+    admin_audit,
+    admin_dashboard,
     admin_editions,
+    admin_exports,
     admin_invoices,
     admin_registry,
+    admin_translations,
     api,
     api_applications,
+    api_attendance,
     api_invoices,
     applicants,
+    attendance,
     cancellations,
+    certificates,
+    final_work,
     logistics,
     pages,
     stripe_payments,
 )
-from app.security import CSRFError, SecurityHeadersMiddleware
+from app.routers.api_errors import document_api_errors
+from app.security import (
+    MAX_BODY_BYTES,
+    BodyLimitMiddleware,
+    CSRFError,
+    SecurityHeadersMiddleware,
+    upload_body_limit,
+)
+from app.services import applications as application_rules
 from app.services import card_payments, waitlist
+from app.services import final_work as final_work_rules
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.services.mail import MailSettings, deliver_due
 from app.services.staff import LoginFailed, LoginThrottled
@@ -54,17 +73,19 @@ from app.web import (
 
 log = logging.getLogger("diplomat")
 
+# Catalog ids: the error page shows them in the reader's language.
 STATUS_TITLES = {
-    400: "Bad request",
-    401: "Please log in",
-    403: "Not allowed",
-    404: "Page not found",
-    405: "Not allowed",
-    409: "Conflict",
-    422: "Please check the form",
-    429: "Too many attempts",
-    500: "Something went wrong",
-    503: "Temporarily unavailable",
+    400: N_("Bad request"),
+    401: N_("Please log in"),
+    403: N_("Not allowed"),
+    404: N_("Page not found"),
+    405: N_("Not allowed"),
+    409: N_("Conflict"),
+    422: N_("Please check the form"),
+    413: N_("Too large to accept"),
+    429: N_("Too many attempts"),
+    500: N_("Something went wrong"),
+    503: N_("Temporarily unavailable"),
 }
 
 
@@ -81,7 +102,7 @@ def _error(request: Request, status_code: int, detail: Any, message: str = "") -
         "errors/error.html",
         {
             "status_code": status_code,
-            "title": STATUS_TITLES.get(status_code, "Error"),
+            "title": STATUS_TITLES.get(status_code, N_("Error")),
             "message": message or (detail if isinstance(detail, str) else ""),
         },
         status_code=status_code,
@@ -112,6 +133,10 @@ def _domain_detail(exc: DomainError, status_code: int) -> Any:
     if exc.fields:
         return {"message": exc.message, "fields": exc.fields}
     return exc.message
+
+
+async def _too_large(request: Request, message: str) -> Response:
+    return _error(request, status.HTTP_413_CONTENT_TOO_LARGE, message, message)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -168,6 +193,16 @@ def install_error_handlers(app: FastAPI) -> None:
             "This form has expired or did not come from this site. Go back, reload the page "
             "and try again.",
         )
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def value_out_of_range(request: Request, exc: Exception) -> Response:
+        # A number beyond what the column holds (SQLite: 64 bits, refused when bound;
+        # PostgreSQL: "integer out of range") names nothing that can exist: bad input.
+        log.warning("value out of range on %s %s: %s", request.method, request.url.path, exc)
+        message = "A value in the request cannot be stored: a number out of range, or a NUL."
+        detail = [{"loc": ["request"], "msg": message, "type": "value_error"}]
+        return _error(request, status.HTTP_422_UNPROCESSABLE_CONTENT, detail, message)
 
     @app.exception_handler(OperationalError)
     async def database_unavailable(request: Request, exc: OperationalError) -> Response:
@@ -268,6 +303,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.storage = LocalStorage(settings.files_dir)
+    # The language of the request; inside the session middleware, which keeps the choice.
+    app.add_middleware(LanguageMiddleware)
+    # Inside the session middleware (added later, so outside): its refusal page has a session.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=MAX_BODY_BYTES,
+        uploads={
+            r"/editions/[^/]+/apply": upload_body_limit(application_rules.CV_MAX_BYTES),
+            r"/portal/[^/]+/final-work": upload_body_limit(final_work_rules.FINAL_WORK_MAX_BYTES),
+        },
+        refuse=_too_large,
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,
@@ -288,14 +335,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_editions.router)
     app.include_router(admin_invoices.router)
     app.include_router(admin_registry.router)
+    app.include_router(admin_translations.router)
+    app.include_router(admin_dashboard.router)
+    app.include_router(admin_exports.router)
+    app.include_router(admin_audit.router)
     app.include_router(applicants.router)
     app.include_router(cancellations.router)
     app.include_router(cancellations.api_router)
     app.include_router(logistics.router)
+    app.include_router(certificates.router)
+    app.include_router(certificates.api_router)
+    app.include_router(certificates.badges_router)
+    app.include_router(final_work.router)
+    app.include_router(final_work.api_router)
     app.include_router(api.router)
     app.include_router(api_applications.router)
     app.include_router(api_invoices.router)
     app.include_router(stripe_payments.router)
+    app.include_router(attendance.router)
+    app.include_router(api_attendance.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(session: SessionDep) -> JSONResponse:
@@ -307,6 +365,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ok", "database": "up", "version": __version__})
 
     install_error_handlers(app)
+    # The API's error answers, declared in /openapi.json as they are sent.
+    document_api_errors(app)
     return app
 
 

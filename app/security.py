@@ -1,11 +1,14 @@
-"""Security headers and CSRF protection for forms."""
+"""Security headers, request body limits and CSRF protection for forms."""
 
 import hmac
+import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -13,6 +16,88 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 
 STRIPE_CHECKOUT_ORIGIN = "https://checkout.stripe.com"
+
+# Request bodies over this are refused with 413 before they are read: the largest ordinary
+# body is a 2 MB file (registry import, bank statement, cancellation e-mail) with its form.
+# Addresses taking larger uploads get their own limit (`BodyLimitMiddleware(uploads=...)`).
+MAX_BODY_BYTES = 3 * 1024 * 1024
+# Room for the form around an upload: the other fields and the multipart boundaries.
+FORM_OVERHEAD_BYTES = 512 * 1024
+
+
+def upload_body_limit(file_bytes: int) -> int:
+    """The body limit of an address taking one file of at most `file_bytes`."""
+    return file_bytes + FORM_OVERHEAD_BYTES
+
+
+class BodyTooLarge(HTTPException):
+    """A request body went past its limit while it was being read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=too_large_message(limit))
+        self.limit = limit
+
+
+def too_large_message(limit: int) -> str:
+    """Why a body was refused, in the sizes a person chooses files by."""
+    file_bytes = limit - FORM_OVERHEAD_BYTES if limit > MAX_BODY_BYTES else limit
+    megabytes = max(1, round(file_bytes / (1024 * 1024)))
+    return (
+        f"What was sent is larger than this page accepts: a file here may be at most "
+        f"{megabytes} MB. Go back and choose a smaller file."
+    )
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over their address's limit with 413, without reading them.
+
+    A declared Content-Length over the limit is answered at once; a body sent without one
+    (chunked) is counted as it arrives and refused the moment it passes the limit, so an
+    oversized upload is never spooled to disk or memory in full.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        default: int,
+        uploads: Mapping[str, int],
+        refuse: Callable[[Request, str], Awaitable[Response]],
+    ) -> None:
+        self.app = app
+        self.default = default
+        self.uploads = [(re.compile(pattern), limit) for pattern, limit in uploads.items()]
+        self.refuse = refuse
+
+    def limit_for(self, path: str) -> int:
+        """The body limit of an address."""
+        for pattern, limit in self.uploads:
+            if pattern.fullmatch(path):
+                return limit
+        return self.default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            response = await self.refuse(Request(scope), too_large_message(limit))
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted_receive, send)
 
 
 def page_csp(checkout_origin: str = STRIPE_CHECKOUT_ORIGIN) -> str:

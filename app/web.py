@@ -1,7 +1,6 @@
 """What routers share: templates with their filters, and the dependency aliases."""
 
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -13,13 +12,15 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
 
+from app import i18n
 from app.config import Settings
 from app.db import get_session
+from app.language import language_links
 from app.models import Role, StaffUser
+from app.quote_text import quote_label, quote_reason
 from app.security import csrf_token
 from app.services.countries import country_name
 from app.services.invoicing import Seller
-from app.services.money import format_money
 from app.services.staff import user_for_token
 from app.services.storage import Storage
 
@@ -29,48 +30,24 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 templates = Jinja2Blocks(directory=str(TEMPLATES_DIR))
 
 
-def date_in_words(value: date) -> str:
-    """`Saturday 19 October 2024`."""
-    return f"{value:%A} {value.day} {value:%B} {value.year}"
-
-
-def date_range_in_words(start: date, end: date) -> str:
-    """`18 to 22 November 2024`, shortened where month or year repeat."""
-    if start == end:
-        return f"{start.day} {start:%B} {start.year}"
-    if (start.year, start.month) == (end.year, end.month):
-        return f"{start.day} to {end.day} {end:%B} {end.year}"
-    if start.year == end.year:
-        return f"{start.day} {start:%B} to {end.day} {end:%B} {end.year}"
-    return f"{start.day} {start:%B} {start.year} to {end.day} {end:%B} {end.year}"
-
-
 def local(value: datetime, timezone: str) -> datetime:
     """An instant on the wall clock of `timezone`."""
     return value.astimezone(ZoneInfo(timezone))
 
 
-def money(amount: Decimal, currency: str = "EUR") -> str:
-    """`1,500.00 EUR` with a thousands separator."""
-    whole = format_money(amount)
-    sign = "-" if whole.startswith("-") else ""
-    units, cents = whole.lstrip("-").split(".")
-    return f"{sign}{int(units):,}.{cents} {currency}"
+# Dates, money and percentages follow the language of the request (app.i18n); English keeps
+# the formats the office has always printed.
+date_in_words = i18n.date_words
+date_range_in_words = i18n.date_range_words
+money = i18n.money
+percent = i18n.percent
 
 
-def percent(value: Decimal) -> str:
-    """`10 %`, `12.5 %`."""
-    return f"{format(value.normalize(), 'f')} %"
-
-
+i18n.install(templates.env)
 templates.env.filters.update(
-    date_words=date_in_words,
-    local=local,
-    money=money,
-    percent=percent,
-    country_name=country_name,
+    local=local, country_name=country_name, quote_label=quote_label, quote_reason=quote_reason
 )
-templates.env.globals.update(csrf_token=csrf_token, date_range_words=date_range_in_words)
+templates.env.globals.update(csrf_token=csrf_token, language_links=language_links)
 
 
 def app_settings(request: Request) -> Settings:

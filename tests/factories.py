@@ -1,13 +1,38 @@
 """Small builders for test data."""
 
-from datetime import date
+import io
+import secrets
+import tempfile
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlmodel import Session
+from pypdf import PdfWriter
+from sqlmodel import Session, select
 
-from app.models import Edition, Organisation
-from app.services.editions import EditionCreate, create_edition
+from app.db import utcnow
+from app.models import (
+    Application,
+    AttendanceMark,
+    CourseSession,
+    Edition,
+    Invoice,
+    InvoiceLine,
+    Module,
+    Organisation,
+    SessionKind,
+    StaffUser,
+)
+from app.services import applications as applications_service
+from app.services import final_work, payments
+from app.services.editions import DIPLOMA_LESSONS, EditionCreate, create_edition
+from app.services.invoicing import Seller
+from app.services.quotes import quote_as_json, quote_for_edition
 from app.services.registry import OrganisationIn, create_organisation
+from app.services.staff import create_user
+from app.services.storage import LocalStorage
 
 
 def edition_payload(**overrides: Any) -> dict[str, Any]:
@@ -88,3 +113,207 @@ def open_edition(session: Session, **overrides: Any) -> Edition:
     }
     values.update(overrides)
     return make_edition(session, **values)
+
+
+# --- Eligible participants (final work and eligibility) ---------------------------------
+
+FACTORY_SECRET = "test-secret-key-" + "x" * 32
+FACTORY_BASE_URL = "http://testserver"
+FACTORY_ADMIN = "factory-admin@example.org"
+
+
+def pdf_bytes(pages: int = 1) -> bytes:
+    """A small, valid PDF document."""
+    writer = PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(width=595, height=842)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def _factory_admin(session: Session) -> StaffUser:
+    user = session.exec(select(StaffUser).where(StaffUser.email == FACTORY_ADMIN)).first()
+    return user or create_user(
+        session, email=FACTORY_ADMIN, password=secrets.token_urlsafe(16), role="admin"
+    )
+
+
+def ensure_schedule(session: Session, edition: Edition) -> list[CourseSession]:
+    """The edition's sessions; an edition without modules gets five, with 2-3 past sessions each."""
+    session.refresh(edition)
+    if not edition.modules:
+        zone = ZoneInfo(edition.timezone)
+        ended = edition.end_date < utcnow().astimezone(zone).date()
+        first_day = edition.start_date if ended else utcnow().date() - timedelta(days=30)
+        kinds = [SessionKind.knowledge, SessionKind.skills, SessionKind.site_visit]
+        for index, (title, _) in enumerate(DIPLOMA_LESSONS):
+            day = first_day + timedelta(days=index)
+            module = Module(position=index + 1, title=title)
+            module.sessions = [
+                CourseSession(
+                    kind=kind.value,
+                    title=f"Lesson {index + 1}: {kind.value.replace('_', ' ')}",
+                    starts_at=datetime.combine(
+                        day, time(9 + 3 * number, 0), tzinfo=zone
+                    ).astimezone(UTC),
+                    ends_at=datetime.combine(day, time(11 + 3 * number, 0), tzinfo=zone).astimezone(
+                        UTC
+                    ),
+                )
+                for number, kind in enumerate(kinds[: 2 + index % 2])
+            ]
+            edition.modules.append(module)
+        session.add(edition)
+        session.commit()
+        session.refresh(edition)
+    return [s for module in edition.modules for s in module.sessions]
+
+
+def _submitted(
+    session: Session, edition: Edition, payload: dict[str, Any], storage: Any
+) -> Application:
+    """Submitted through the service inside the window; an edition whose window is over or
+    empty gets the row the service would have written."""
+    data = applications_service.ApplicationIn.model_validate(payload)
+    now = utcnow()
+    if not applications_service.applications_are_open(edition, now=now):
+        now = edition.applications_open + timedelta(seconds=1)
+    if applications_service.applications_are_open(edition, now=now):
+        return applications_service.submit_application(
+            session,
+            edition=edition,
+            data=data,
+            cv=None,
+            cv_filename=None,
+            storage=storage,
+            secret_key=FACTORY_SECRET,
+            base_url=FACTORY_BASE_URL,
+            now=now,
+        ).application
+    organisation = session.get(Organisation, data.organisation_id) if data.organisation_id else None
+    country = organisation.country if organisation else (data.country or "MWI")
+    quote = quote_for_edition(
+        session,
+        edition=edition,
+        organisation_id=organisation.id if organisation else None,
+        country=country,
+        group_size=1,
+    )
+    application = Application(
+        edition_id=edition.id or 0,
+        reference="MDT-" + secrets.token_hex(5).upper(),
+        given_name=data.given_name,
+        family_name=data.family_name,
+        email=str(data.email).lower(),
+        organisation_id=organisation.id if organisation else None,
+        organisation_name=organisation.name if organisation else (data.organisation_name or ""),
+        country=country,
+        job_title=data.job_title,
+        motivation=data.motivation,
+        consent_at=now,
+        quote=quote_as_json(quote),
+        quoted_total=quote.total,
+        submitted_at=now,
+    )
+    session.add(application)
+    session.commit()
+    return application
+
+
+def make_eligible_participant(session: Session, edition: Edition, **overrides: Any) -> Application:
+    """A confirmed participant who meets every condition for the certificate.
+
+    Paid in full (or, with `waived=True`, a low-income member whose fee is waived), marked
+    present at every session of the edition, and with an accepted final work. Other keyword
+    arguments change the application (`given_name`, `email`, ...). The edition gets five
+    past modules with sessions of each kind if it has none.
+    """
+    waived = bool(overrides.pop("waived", False))
+    storage = LocalStorage(Path(tempfile.mkdtemp(prefix="diplomat-factory-")))
+    admin = _factory_admin(session)
+    sessions = ensure_schedule(session, edition)
+    tag = secrets.token_hex(4)
+    payload = application_payload(email=f"participant-{tag}@example.org")
+    if waived:
+        organisation = make_organisation(
+            session,
+            name=f"Lilongwe City Council {tag}",
+            country="MWI",
+            is_member=True,
+            dues_paid_through=edition.dues_year,
+        )
+        payload.pop("organisation_name")
+        payload.pop("country")
+        payload["organisation_id"] = organisation.id
+    payload.update(overrides)
+    application = _submitted(session, edition, payload, storage)
+    # Seats are not what this builder is about: make room so the payment confirms.
+    if payments.confirmed_count(session, edition.id or 0) >= edition.capacity:
+        edition.capacity = payments.confirmed_count(session, edition.id or 0) + 1
+        session.add(edition)
+        session.commit()
+    application = applications_service.decide(
+        session,
+        application_id=application.id or 0,
+        decision="admit",
+        actor=admin,
+        storage=storage,
+        secret_key=FACTORY_SECRET,
+        base_url=FACTORY_BASE_URL,
+        seller=Seller(
+            name="Metropolis",
+            address="Avinyó, 15\n08002 Barcelona",
+            tax_id="ESG00000000",
+            bank_name="Example Bank",
+            iban="ES91 2100 0418 4502 0005 1332",
+            bic="CAIXESBBXXX",
+            due_days=14,
+        ),
+    )
+    invoice = session.exec(
+        select(Invoice)
+        .join(InvoiceLine, InvoiceLine.invoice_id == Invoice.id)  # type: ignore[arg-type]
+        .where(InvoiceLine.application_id == application.id)
+    ).first()
+    if invoice is not None and invoice.total > Decimal("0.00"):
+        payments.record_payment(
+            session,
+            invoice_number=invoice.number,
+            amount=invoice.total,
+            received_on=utcnow().date() - timedelta(days=1),
+            method="bank_transfer",
+            reference=invoice.number,
+            actor=admin.email,
+        )
+    session.refresh(application)
+    assert application.status == "confirmed", application.status
+    for course_session in sessions:
+        session.add(
+            AttendanceMark(
+                course_session_id=course_session.id or 0,
+                application_id=application.id or 0,
+                status="present",
+                source="api",
+                marked_by="tutor@example.org",
+            )
+        )
+    session.commit()
+    final_work.upload_final_work(
+        session,
+        application=application,
+        data=pdf_bytes(),
+        filename="final-work.pdf",
+        storage=storage,
+    )
+    final_work.assess_final_work(
+        session,
+        application_id=application.id or 0,
+        status="accepted",
+        note="A clear strategy with measurable goals.",
+        actor="tutor@example.org",
+        secret_key=FACTORY_SECRET,
+        base_url=FACTORY_BASE_URL,
+    )
+    session.refresh(application)
+    return application

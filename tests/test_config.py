@@ -24,6 +24,7 @@ def test_production_refuses_a_default_or_short_secret(tmp_path: Path) -> None:
 
 
 def test_production_needs_real_bank_details(tmp_path: Path) -> None:
+    (tmp_path / "badge.pem").write_text(Settings(var_dir=tmp_path).open_badges_private_key)
     with pytest.raises(ValidationError, match="DIPLOMAT_BANK_IBAN"):
         Settings(environment="production", secret_key="k" * 40, var_dir=tmp_path)
     ok = Settings(
@@ -32,6 +33,9 @@ def test_production_needs_real_bank_details(tmp_path: Path) -> None:
         var_dir=tmp_path,
         bank_iban="DE89 3704 0044 0532 0130 00",
         organisation_tax_id="ESG12345678",
+        # Certificates need a signing key and real signatories in production too.
+        open_badges_private_key=(tmp_path / "badge.pem").read_text(),
+        certificate_signatories=[{"name": "Ana Real", "title": "Director"}],
     )
     assert ok.https is False
 

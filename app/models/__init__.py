@@ -28,6 +28,12 @@ from app.models.cancellations import (
     RefundStatus,
     SeatOffer,
 )
+from app.models.certificates import (
+    Certificate,
+    CertificateRun,
+    CertificateVersion,
+    RateLimitWindow,
+)
 from app.models.course import Course, CourseSession, Edition, GroupTier, Module, SessionKind
 from app.models.invoicing import Invoice, InvoiceKind, InvoiceLine, Payment, PaymentMethod
 from app.models.registry import IncomeGroup, Organisation
@@ -45,6 +51,9 @@ __all__ = [
     "Cancellation",
     "CancellationChannel",
     "CardCheckout",
+    "Certificate",
+    "CertificateRun",
+    "CertificateVersion",
     "CheckInAttempt",
     "CheckInCode",
     "CheckoutStatus",
@@ -68,6 +77,7 @@ __all__ = [
     "OutboxMessage",
     "Payment",
     "PaymentMethod",
+    "RateLimitWindow",
     "Refund",
     "RefundMethod",
     "RefundStatus",

@@ -71,6 +71,11 @@ class Edition(SQLModel, table=True):
 
     fee_includes: list[str] = Field(default_factory=list, sa_type=JSON)
     fee_excludes: list[str] = Field(default_factory=list, sa_type=JSON)
+    # Title and description in other languages: {"es": {"title": ..., "description": ...}};
+    # a text not given falls back to the English one above (app.i18n.localized).
+    translations: dict[str, dict[str, str]] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
 
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -115,6 +120,10 @@ class Module(SQLModel, table=True):
     position: int
     title: str = Field(sa_type=String(200))
     description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    # Title and description in other languages, as on Edition.
+    translations: dict[str, dict[str, str]] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
 
     edition: Edition = Relationship(back_populates="modules")
     sessions: list["CourseSession"] = Relationship(

@@ -8,6 +8,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.models import Edition, Organisation
+from app.routers.api_errors import error_responses
 from app.services import editions as edition_service
 from app.services import registry
 from app.services.countries import country_name
@@ -242,7 +243,7 @@ class IncomeGroupsOut(BaseModel):
     rows: int
 
 
-@router.post("/auth/token", response_model=TokenOut)
+@router.post("/auth/token", response_model=TokenOut, responses=error_responses(401, 429))
 def create_token(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],

@@ -8,8 +8,12 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlmodel import Session
 
 from app.models import Application, ApplicationStatus, Edition
+from app.routers.api_attendance import application_attendance
+from app.routers.api_errors import error_responses
+from app.routers.final_work import api_eligibility, api_final_work
 from app.services import applications as service
 from app.services.cancellations import refund_summary, refunds_of
+from app.services.certificates import summary as certificate_summary
 from app.services.countries import country_name
 from app.services.editions import get_edition, local_time
 from app.services.errors import NotFound
@@ -106,6 +110,7 @@ class ApplicationDetail(ApplicationSummary):
     attendance: dict[str, Any] | None
     final_work: dict[str, Any] | None
     certificate: dict[str, Any] | None
+    eligibility: dict[str, Any] | None = None
 
 
 def _summary(application: Application) -> dict[str, Any]:
@@ -162,9 +167,10 @@ def application_detail(session: Session, application: Application) -> Applicatio
                 for invoice in participant_invoices(session, application.id or 0)
             ],
             "refunds": [refund_summary(r) for r in refunds_of(session, application.id or 0)],
-            "attendance": None,
-            "final_work": None,
-            "certificate": None,
+            "attendance": application_attendance(session, application),
+            "final_work": api_final_work(session, application),
+            "eligibility": api_eligibility(session, application),
+            "certificate": certificate_summary(session, application.id or 0),
         }
     )
 
@@ -181,6 +187,7 @@ def get_edition_by_id(session: Session, edition_id: int) -> Edition:
     "/editions/{slug}/applications",
     response_model=ApplicationCreated,
     status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409),
 )
 def submit(
     slug: str,
@@ -224,7 +231,7 @@ def create_group(
     return {"code": group.code}
 
 
-@router.get("/applications", response_model=ApplicationList)
+@router.get("/applications", response_model=ApplicationList, responses=error_responses(404))
 def applications(
     session: SessionDep,
     admin: ApiAdmin,
@@ -260,7 +267,11 @@ def application(application_id: int, session: SessionDep, admin: ApiAdmin) -> Ap
     return application_detail(session, service.get_application(session, application_id))
 
 
-@router.post("/applications/{application_id}/decision", response_model=ApplicationDetail)
+@router.post(
+    "/applications/{application_id}/decision",
+    response_model=ApplicationDetail,
+    responses=error_responses(409),
+)
 def decide(
     application_id: int,
     data: DecisionIn,

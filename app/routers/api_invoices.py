@@ -11,7 +11,7 @@ from sqlmodel import Session
 from app.models import Invoice, PaymentMethod
 from app.services import invoicing, payments
 from app.services.editions import get_edition
-from app.services.schemas import MoneyIn, MoneyOut
+from app.services.schemas import DateIn, MoneyIn, MoneyOut
 from app.web import ApiAdmin, SellerDep, SessionDep, StorageDep
 
 router = APIRouter(prefix="/api/v1", tags=["invoices"])
@@ -73,7 +73,7 @@ class PaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount: MoneyIn = Field(gt=0)
-    received_on: date
+    received_on: DateIn
     method: PaymentMethod
     reference: str = Field(default="", max_length=200)
 

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
 
+from app.i18n import N_, current_language, gettext, translate
 from app.models import Edition, Organisation
-from app.security import verify_csrf
+from app.security import upload_body_limit, verify_csrf
 from app.services import applications as service
 from app.services import invoicing
 from app.services.countries import all_countries
@@ -48,7 +49,7 @@ FORM_FIELDS = (
     "language",
 )
 # A CV of 5 MB plus the other fields; larger bodies are refused before they are read.
-MAX_BODY_BYTES = service.CV_MAX_BYTES + 512 * 1024
+MAX_BODY_BYTES = upload_body_limit(service.CV_MAX_BYTES)
 
 
 @dataclass
@@ -81,7 +82,8 @@ def _application_input(values: dict[str, str]) -> dict[str, Any]:
         name: values[name]
         for name in ("given_name", "family_name", "email", "job_title", "department", "motivation")
     }
-    data["language"] = values.get("language") or "en"
+    # The language the form was read in (its hidden field), else the one of this request.
+    data["language"] = values.get("language") or current_language()
     data["consent"] = values.get("consent") in ("on", "yes", "true", "1")
     organisation_id = values.get("organisation_id", "")
     if organisation_id.isdigit():
@@ -95,21 +97,24 @@ def _application_input(values: dict[str, str]) -> dict[str, Any]:
     return data
 
 
+# Messages are catalog ids (English); they are translated when the form is rendered.
 _MESSAGES = {
-    "consent": (
+    "consent": N_(
         "Please agree to the processing of your data; we cannot consider the application "
         "without it."
     ),
-    "email": "Enter an e-mail address like name@city.gov.",
-    "motivation": (
-        f"Tell us in {service.MOTIVATION_MIN} to {service.MOTIVATION_MAX} characters why you "
-        "want to take part."
-    ),
-    "job_title": "Enter your job title.",
-    "given_name": "Enter your given name.",
-    "family_name": "Enter your family name.",
-    "years_in_international_affairs": "Enter a whole number of years from 0 to 60.",
+    "email": N_("Enter an e-mail address like name@city.gov."),
+    "motivation": N_("Tell us in %(min)s to %(max)s characters why you want to take part."),
+    "job_title": N_("Enter your job title."),
+    "given_name": N_("Enter your given name."),
+    "family_name": N_("Enter your family name."),
+    "years_in_international_affairs": N_("Enter a whole number of years from 0 to 60."),
 }
+_MESSAGE_VALUES = {"min": service.MOTIVATION_MIN, "max": service.MOTIVATION_MAX}
+DUPLICATE_EMAIL = N_(
+    "You have already applied to this edition with this address. "
+    "We can send you the link to your application again."
+)
 
 
 def _errors(exc: ValidationError) -> dict[str, str]:
@@ -118,7 +123,8 @@ def _errors(exc: ValidationError) -> dict[str, str]:
         if name == "form" or name not in FORM_FIELDS:
             errors.setdefault("organisation_id", message)
             continue
-        errors[name] = _MESSAGES.get(name, message)
+        known = _MESSAGES.get(name)
+        errors[name] = gettext(known) % _MESSAGE_VALUES if known else message
     return errors
 
 
@@ -179,6 +185,8 @@ def _form_context(edition: Edition, form: ApplyForm) -> dict[str, Any]:
 def _render_form(
     request: Request, edition: Edition, form: ApplyForm, *, status_code: int = 200, **extra: Any
 ) -> Response:
+    # Messages from the rules arrive in English; they are shown in the reader's language.
+    form.errors = {name: translate(message) for name, message in form.errors.items()}
     return templates.TemplateResponse(
         request,
         "applicants/apply.html",
@@ -207,7 +215,7 @@ def apply_form(slug: str, request: Request, session: SessionDep) -> Response:
     closed = _closed_page(request, session, edition)
     if closed is not None:
         return closed
-    form = ApplyForm(values={"language": "en"})
+    form = ApplyForm()
     return _render_form(request, edition, form)
 
 
@@ -268,10 +276,7 @@ def submit(
         )
     except Conflict as exc:
         if "email" in exc.fields:
-            form.errors["email"] = (
-                "You have already applied to this edition with this address. "
-                "We can send you the link to your application again."
-            )
+            form.errors["email"] = DUPLICATE_EMAIL
             return _render_form(request, edition, form, status_code=409, duplicate=True)
         raise
     except InvalidInput as exc:

@@ -15,12 +15,14 @@ from starlette.datastructures import FormData, UploadFile
 
 from app.db import utcnow
 from app.models import Application, Cancellation, Edition, Refund, RefundStatus
+from app.routers.api_errors import error_responses
 from app.security import verify_csrf
 from app.services import cancellations as service
 from app.services import waitlist
 from app.services.applications import application_for_token, get_application
 from app.services.editions import applications_are_open, get_edition, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
+from app.services.schemas import DateIn, LocalOrAwareIn
 from app.web import (
     ApiAdmin,
     FormDep,
@@ -620,13 +622,13 @@ class CancellationIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    received_at: datetime = Field(
+    received_at: LocalOrAwareIn = Field(
         description="When it arrived; without an offset it is read in the edition's time zone."
     )
     channel: Literal["email", "portal"]
     course_name: str | None = Field(default=None, max_length=300)
     full_name: str | None = Field(default=None, max_length=200)
-    registration_date: date | None = None
+    registration_date: DateIn | None = None
     contact: str | None = Field(default=None, max_length=300)
 
 
@@ -657,7 +659,7 @@ class RefundCompleteIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    completed_on: date
+    completed_on: DateIn
     reference: str = Field(max_length=200)
 
 
@@ -665,7 +667,11 @@ def _refund_out(refund: Refund) -> RefundOut:
     return RefundOut.model_validate(service.refund_summary(refund))
 
 
-@api_router.post("/applications/{application_id}/cancellation", response_model=CancellationOut)
+@api_router.post(
+    "/applications/{application_id}/cancellation",
+    response_model=CancellationOut,
+    responses=error_responses(409),
+)
 def api_cancel(
     application_id: int,
     data: CancellationIn,
@@ -708,7 +714,9 @@ def api_cancel(
     )
 
 
-@api_router.post("/refunds/{refund_id}/complete", response_model=RefundOut)
+@api_router.post(
+    "/refunds/{refund_id}/complete", response_model=RefundOut, responses=error_responses(409)
+)
 def api_complete_refund(
     refund_id: int, data: RefundCompleteIn, session: SessionDep, admin: ApiAdmin
 ) -> RefundOut:

@@ -1,8 +1,9 @@
 """Applications: submitting, the private portal link, groups, withdrawal and admission decisions."""
 
+import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -11,12 +12,14 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
+from app.i18n import N_, localized, prefer_language
 from app.models import (
     ApplicantGroup,
     Application,
     ApplicationStatus,
     Edition,
     Organisation,
+    OutboxMessage,
     StaffUser,
 )
 from app.services.audit import record_change
@@ -32,9 +35,13 @@ from app.services.quotes import quote_as_json, quote_for_edition
 from app.services.staff import normalise_email
 from app.services.storage import Storage, new_key
 
+log = logging.getLogger("diplomat.applications")
+
 MOTIVATION_MIN = 50
 MOTIVATION_MAX = 2000
 CV_MAX_BYTES = 5 * 1024 * 1024
+# Re-sent portal links per application and hour (the request form is public).
+LINK_RESENDS_PER_HOUR = 3
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ACTIVE_GROUP_STATUSES = (
     ApplicationStatus.submitted.value,
@@ -43,7 +50,7 @@ ACTIVE_GROUP_STATUSES = (
     ApplicationStatus.confirmed.value,
     ApplicationStatus.completed.value,
 )
-CONSENT_TEXT = (
+CONSENT_TEXT = N_(
     "I agree that Metropolis stores and uses the data in this application to assess it, to "
     "run the course, and to issue invoices and my certificate; it is not shared with anyone "
     "else and is erased when no longer needed."
@@ -85,7 +92,7 @@ class ApplicationIn(BaseModel):
                 missing.append("country")
             if missing:
                 raise ValueError(
-                    "Choose your organisation from the list, or give its name and country."
+                    N_("Choose your organisation from the list, or give its name and country.")
                 )
         return self
 
@@ -124,11 +131,12 @@ def check_cv(data: bytes | None) -> None:
         return
     if len(data) > CV_MAX_BYTES:
         raise InvalidInput(
-            "The CV is too large.", fields={"cv": "The CV must be a PDF of at most 5 MB."}
+            "The CV is too large.", fields={"cv": N_("The CV must be a PDF of at most 5 MB.")}
         )
     if not is_pdf(data):
         raise InvalidInput(
-            "The CV is not a PDF.", fields={"cv": "The CV must be a PDF file (this one is not)."}
+            "The CV is not a PDF.",
+            fields={"cv": N_("The CV must be a PDF file (this one is not).")},
         )
 
 
@@ -157,7 +165,10 @@ def application_for_token(session: Session, token: str, *, secret_key: str) -> A
     found = read_token(token, secret_key=secret_key, salt=PORTAL_SALT)
     application = session.get(Application, found[0]) if found else None
     if application is None or found is None or application.portal_token_version != found[1]:
-        raise NotFound("This link is not valid any more. Ask for a new one by e-mail.")
+        raise NotFound(N_("This link is not valid any more. Ask for a new one by e-mail."))
+    # Every portal page speaks the language the applicant chose, unless this browser picked
+    # another with the switcher.
+    prefer_language(application.language)
     return application
 
 
@@ -170,7 +181,9 @@ def _group_by_code(session: Session, edition: Edition, code: str) -> ApplicantGr
     if group is None:
         raise InvalidInput(
             "Unknown group code.",
-            fields={"group_code": "No group of this edition has this code; ask your coordinator."},
+            fields={
+                "group_code": N_("No group of this edition has this code; ask your coordinator.")
+            },
         )
     return group
 
@@ -293,7 +306,8 @@ def submit_application(
         session,
         kind="application_received",
         to=email,
-        subject=f"We received your application {application.reference}",
+        subject=N_("We received your application %(reference)s"),
+        subject_values={"reference": application.reference},
         context=_mail_context(application, edition, url),
         application_id=application.id,
     )
@@ -312,7 +326,11 @@ def submit_application(
 def resend_portal_link(
     session: Session, *, edition: Edition, email: str, secret_key: str, base_url: str
 ) -> None:
-    """E-mail the portal link to an address that applied; says nothing about others."""
+    """E-mail the portal link to an address that applied; says nothing about others.
+
+    At most `LINK_RESENDS_PER_HOUR` an hour: the form is public, and without a cap anyone
+    could fill an applicant's mailbox with links. The answer stays the same either way.
+    """
     application = session.exec(
         select(Application).where(
             Application.edition_id == edition.id, Application.email == normalise_email(email)
@@ -320,12 +338,27 @@ def resend_portal_link(
     ).first()
     if application is None:
         return
+    recent = session.exec(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            OutboxMessage.application_id == application.id,
+            OutboxMessage.kind == "portal_link",
+            OutboxMessage.created_at >= utcnow() - timedelta(hours=1),
+        )
+    ).one()
+    if recent >= LINK_RESENDS_PER_HOUR:
+        log.warning(
+            "portal link not re-sent to application %s: %s this hour", application.id, recent
+        )
+        return
     url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
     queue_email(
         session,
         kind="portal_link",
         to=application.email,
-        subject=f"Your link to application {application.reference}",
+        subject=N_("Your link to application %(reference)s"),
+        subject_values={"reference": application.reference},
         context=_mail_context(application, edition, url),
         application_id=application.id,
     )
@@ -353,7 +386,8 @@ def revoke_portal_links(
         session,
         kind="portal_link",
         to=application.email,
-        subject=f"Your new link to application {application.reference}",
+        subject=N_("Your new link to application %(reference)s"),
+        subject_values={"reference": application.reference},
         context=_mail_context(application, edition, url),
         application_id=application.id,
     )
@@ -542,15 +576,19 @@ def decide(
     context["invoice"] = invoice
     context["waived"] = application.status == ApplicationStatus.confirmed.value
     subjects = {
-        "admit": f"You are admitted to the {edition.title}",
-        "waitlist": f"Your application {application.reference} is on the waiting list",
-        "reject": f"Your application {application.reference}",
+        "admit": N_("You are admitted to the %(edition)s"),
+        "waitlist": N_("Your application %(reference)s is on the waiting list"),
+        "reject": N_("Your application %(reference)s"),
     }
     queue_email(
         session,
         kind=f"decision_{decision}",
         to=application.email,
         subject=subjects[decision],
+        subject_values={
+            "edition": localized(edition, "title", application.language),
+            "reference": application.reference,
+        },
         context=context,
         application_id=application.id,
         attachments=attachments,
@@ -591,6 +629,7 @@ def _fix_fee_at_admission(
             waiver_document(
                 application, edition, number=number, quote=quote_as_json(quote), issued=now
             ),
+            language=application.language,
         ),
     )
     application.fee_waiver_number = number
@@ -619,7 +658,7 @@ def waiver_document(
         "organisation": application.organisation_name,
         "country": country_name(application.country),
         "reference": application.reference,
-        "course": edition.title,
+        "course": localized(edition, "title", application.language),
         "edition": edition.edition_label,
         "place": edition.place,
         "start_date": edition.start_date.isoformat(),

@@ -748,6 +748,7 @@ def cancel_registration(
         subject=f"Cancellation accepted: {application.full_name} ({application.reference})",
         context=context,
         application_id=application.id,
+        language="en",  # the office reads English whatever the participant chose
     )
     record_change(
         session,
@@ -837,6 +838,7 @@ def _record_refusal(
         subject=f"Cancellation refused: {application.full_name} ({application.reference})",
         context=context,
         application_id=application.id,
+        language="en",  # the office reads English whatever the participant chose
     )
     record_change(
         session,

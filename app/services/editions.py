@@ -7,16 +7,24 @@ from typing import Any, Self
 from zoneinfo import ZoneInfo, available_timezones
 
 import pycountry
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
-from app.models import Course, CourseSession, Edition, GroupTier, Module, SessionKind
+from app.models import (
+    AttendanceMark,
+    Course,
+    CourseSession,
+    Edition,
+    GroupTier,
+    Module,
+    SessionKind,
+)
 from app.services.audit import record_change
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.pricing import FeeSchedule
 from app.services.pricing import GroupTier as PricingTier
-from app.services.schemas import FiscalYear, MoneyIn, PercentIn
+from app.services.schemas import DateIn, FiscalYear, InstantIn, MoneyIn, PercentIn
 
 DIPLOMA_COURSE_SLUG = "diploma"
 DIPLOMA_COURSE_TITLE = "Metropolis Diploma in Internationalization for Local Authorities"
@@ -140,8 +148,8 @@ class SessionIn(BaseModel):
 
     kind: SessionKind
     title: str = Field(min_length=1, max_length=200)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: InstantIn
+    ends_at: InstantIn
     place: str = Field(default="", max_length=200)
 
     @model_validator(mode="after")
@@ -171,16 +179,16 @@ class EditionFields(BaseModel):
     place: str | None = Field(default=None, min_length=1, max_length=200)
     venue_format: str | None = Field(default=None, max_length=100)
     description: str | None = Field(default=None, max_length=10000)
-    start_date: date | None = None
-    end_date: date | None = None
+    start_date: DateIn | None = None
+    end_date: DateIn | None = None
     dates_to_be_confirmed: bool | None = None
     timezone: str | None = None
     capacity: int | None = Field(default=None, ge=1, le=100000)
     currency: str | None = None
     dues_year: int | None = Field(default=None, ge=1900, le=2200)
     income_fy: FiscalYear | None = Field(default=None, ge=1990, le=2200)
-    applications_open: AwareDatetime | None = None
-    applications_close: AwareDatetime | None = None
+    applications_open: InstantIn | None = None
+    applications_close: InstantIn | None = None
     cancellation_cutoff_days: int | None = Field(default=None, ge=0, le=365)
     refund_percent: PercentIn | None = None
     refund_within_days: int | None = Field(default=None, ge=0, le=365)
@@ -200,8 +208,8 @@ class EditionCreate(EditionFields):
     slug: str = Field(pattern=SLUG_PATTERN)
     title: str = Field(min_length=1, max_length=200)
     place: str = Field(min_length=1, max_length=200)
-    start_date: date
-    end_date: date
+    start_date: DateIn
+    end_date: DateIn
     timezone: str
     capacity: int = Field(ge=1, le=100000)
     currency: str = "EUR"
@@ -336,7 +344,10 @@ def edition_snapshot(edition: Edition) -> dict[str, Any]:
     """The edition's settings as plain JSON values, for the audit log."""
     return {
         "title": edition.title,
+        "edition_label": edition.edition_label,
         "place": edition.place,
+        "venue_format": edition.venue_format,
+        "description": edition.description,
         "start_date": edition.start_date.isoformat(),
         "end_date": edition.end_date.isoformat(),
         "dates_to_be_confirmed": edition.dates_to_be_confirmed,
@@ -348,6 +359,7 @@ def edition_snapshot(edition: Edition) -> dict[str, Any]:
         "fee_standard": str(edition.fee_standard),
         "fee_member": str(edition.fee_member),
         "waiver_percent": str(edition.waiver_percent),
+        "fees_are_examples": edition.fees_are_examples,
         "group_tiers": [[t.min_size, str(t.percent)] for t in edition.group_tiers],
         "dues_year": edition.dues_year,
         "income_fy": edition.income_fy,
@@ -356,6 +368,8 @@ def edition_snapshot(edition: Edition) -> dict[str, Any]:
         "refund_within_days": edition.refund_within_days,
         "tax_rate": str(edition.tax_rate),
         "tax_note": edition.tax_note,
+        "fee_includes": list(edition.fee_includes),
+        "fee_excludes": list(edition.fee_excludes),
     }
 
 
@@ -506,6 +520,19 @@ def update_edition(
             session.flush()
             _replace_tiers(edition, fees.group_tiers)
     if data.modules is not None:
+        marked = session.exec(
+            select(AttendanceMark.id)
+            .join(CourseSession, col(CourseSession.id) == col(AttendanceMark.course_session_id))
+            .join(Module, col(Module.id) == col(CourseSession.module_id))
+            .where(Module.edition_id == edition.id)
+            .limit(1)
+        ).first()
+        if marked is not None:
+            session.rollback()
+            raise Conflict(
+                "Attendance has been taken in this edition's sessions, so its modules cannot "
+                "be replaced; change single sessions on the programme page instead."
+            )
         _replace_modules(edition, data.modules)
     try:
         _check_consistency(edition)
@@ -513,13 +540,14 @@ def update_edition(
         # The loaded edition was already changed in memory: undo it so nothing leaks out.
         session.rollback()
         raise
-    edition.updated_at = utcnow()
     session.add(edition)
     session.flush()
     after = edition_snapshot(edition)
     changed_before = {k: v for k, v in before.items() if after.get(k) != v}
     changed_after = {k: after[k] for k in changed_before}
     if changed_after or data.modules is not None:
+        # Only a real change moves the stamp: a form opened before a no-op PATCH still saves.
+        edition.updated_at = utcnow()
         record_change(
             session,
             actor=actor,

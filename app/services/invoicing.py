@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from app import i18n
 from app.db import utcnow
 from app.models import (
     ApplicantGroup,
@@ -419,7 +420,7 @@ def _shown_detail(detail: dict[str, Any]) -> dict[str, Any]:
     """A quote line under an invoice line, its amount with thousands separators."""
     shown = dict(detail)
     with contextlib.suppress(ArithmeticError):  # anything else is shown as stored
-        shown["amount"] = f"{Decimal(str(detail.get('amount', ''))):,.2f}"
+        shown["amount"] = i18n.amount(Decimal(str(detail.get("amount", ""))))
     return shown
 
 
@@ -441,26 +442,45 @@ def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
         "instructions": dict(invoice.payment_instructions),
         "tax_rate": f"{invoice.tax_rate.normalize():f}",
         "tax_note": invoice.tax_note,
-        "net_total": f"{invoice.net_total:,.2f}",
-        "tax_total": f"{invoice.tax_total:,.2f}",
-        "total": f"{invoice.total:,.2f}",
+        "net_total": i18n.amount(invoice.net_total),
+        "tax_total": i18n.amount(invoice.tax_total),
+        "total": i18n.amount(invoice.total),
         "lines": [
             {
                 "position": line.position,
                 "description": line.description,
                 "details": [_shown_detail(d) for d in line.details],
-                "net": f"{line.net:,.2f}",
-                "tax": f"{line.tax:,.2f}",
-                "gross": f"{line.gross:,.2f}",
+                "net": i18n.amount(line.net),
+                "tax": i18n.amount(line.tax),
+                "gross": i18n.amount(line.gross),
             }
             for line in invoice_lines(session, invoice)
         ],
     }
 
 
+def invoice_language(session: Session, invoice: Invoice) -> str:
+    """The language of an invoice's document: its participants' if they share one, else English.
+
+    An individual invoice speaks its applicant's language; a group invoice goes to the
+    organisation, so it is in English unless every member chose the same language.
+    """
+    languages = set(
+        session.exec(
+            select(Application.language)
+            .join(InvoiceLine, col(InvoiceLine.application_id) == col(Application.id))
+            .where(InvoiceLine.invoice_id == invoice.id)
+        ).all()
+    )
+    return i18n.normalise_language(languages.pop()) if len(languages) == 1 else "en"
+
+
 def render_invoice_pdf(session: Session, invoice: Invoice) -> bytes:
-    """The invoice's PDF, from the stored copy."""
-    return render_pdf("invoice.html", invoice_document(session, invoice))
+    """The invoice's PDF, from the stored copy, in its participants' language."""
+    language = invoice_language(session, invoice)
+    with i18n.use_language(language):
+        document = invoice_document(session, invoice)
+    return render_pdf("invoice.html", document, language=language)
 
 
 def invoice_pdf_key(invoice: Invoice) -> str:

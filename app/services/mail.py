@@ -14,8 +14,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import Engine, or_, update
 from sqlmodel import Session, col, select
 
+from app import i18n
 from app.db import utcnow, writer_engine
-from app.models import OutboxMessage
+from app.models import Application, OutboxMessage
 from app.services.storage import Storage
 
 log = logging.getLogger("diplomat.mail")
@@ -36,6 +37,8 @@ _text = Environment(
     autoescape=False,  # noqa: S701
     undefined=StrictUndefined,
 )
+i18n.install(_html)
+i18n.install(_text)
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,30 @@ def queue_email(
     context: dict[str, Any],
     application_id: int | None = None,
     attachments: list[Attachment] | None = None,
+    language: str | None = None,
+    subject_values: dict[str, Any] | None = None,
 ) -> OutboxMessage:
-    """Render `emails/{kind}.txt` and `.html` into the outbox; sent after the commit."""
+    """Render `emails/{kind}.txt` and `.html` into the outbox; sent after the commit.
+
+    The mail is written in `language`, else in the language of the application it is about,
+    else in English. With `subject_values`, `subject` is a catalog message (marked with `N_`)
+    translated and filled in; without, it is used as given.
+    """
+    if language is None and application_id is not None:
+        application = session.get(Application, application_id)
+        language = application.language if application is not None else None
+    with i18n.use_language(language):
+        if subject_values is not None:
+            subject = i18n.gettext(subject) % subject_values
+        body_text = _text.get_template(f"{kind}.txt").render(**context)
+        body_html = _html.get_template(f"{kind}.html").render(**context)
     message = OutboxMessage(
         kind=kind,
         application_id=application_id,
         to_address=to,
         subject=subject,
-        body_text=_text.get_template(f"{kind}.txt").render(**context),
-        body_html=_html.get_template(f"{kind}.html").render(**context),
+        body_text=body_text,
+        body_html=body_html,
         attachments=[
             {
                 "filename": a.filename,

@@ -10,6 +10,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
+from app.i18n import N_, localized
 from app.models import (
     Application,
     ApplicationStatus,
@@ -96,7 +97,8 @@ def confirm_paid_participants(
             session,
             kind="place_guaranteed",
             to=application.email,
-            subject=f"Your place in the {edition.title} is guaranteed",
+            subject=N_("Your place in the %(edition)s is guaranteed"),
+            subject_values={"edition": localized(edition, "title", application.language)},
             context={"application": application, "edition": edition, "invoice": invoice},
             application_id=application.id,
         )

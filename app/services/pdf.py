@@ -9,6 +9,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
+from app import i18n
+from app.quote_text import quote_label, quote_reason
+
 log = logging.getLogger("diplomat.pdf")
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -23,6 +26,8 @@ _environment = Environment(
     autoescape=select_autoescape(default=True, default_for_string=True),
     undefined=StrictUndefined,
 )
+i18n.install(_environment)
+_environment.filters.update(quote_label=quote_label, quote_reason=quote_reason)
 
 
 class BlockedFetch(ValueError):
@@ -50,16 +55,28 @@ class StaticOnlyFetcher(URLFetcher):  # type: ignore[misc]
         raise BlockedFetch(f"refused: {url}")
 
 
-def render_html(template: str, context: dict[str, Any]) -> str:
-    """The HTML of a PDF template (autoescaped: user text is text)."""
-    return _environment.get_template(template).render(**context)
+def render_html(template: str, context: dict[str, Any], *, language: str | None = None) -> str:
+    """The HTML of a PDF template (autoescaped: user text is text), in `language`.
+
+    A document never takes the language of whoever happens to ask for it: without `language`
+    it is English.
+    """
+    with i18n.use_language(language or i18n.DEFAULT_LANGUAGE):
+        return _environment.get_template(template).render(**context)
 
 
 def render_pdf(
-    template: str, context: dict[str, Any], *, fetcher: StaticOnlyFetcher | None = None
+    template: str,
+    context: dict[str, Any],
+    *,
+    fetcher: StaticOnlyFetcher | None = None,
+    language: str | None = None,
 ) -> bytes:
-    """Render `template` from `templates/pdf/` with plain values to PDF bytes."""
-    html = render_html(template, context)
+    """Render `template` from `templates/pdf/` with plain values to PDF bytes.
+
+    Without `language` the document is in English.
+    """
+    html = render_html(template, context, language=language)
     document = HTML(string=html, base_url=BASE_URL, url_fetcher=fetcher or StaticOnlyFetcher())
     pdf: bytes = document.write_pdf()
     return pdf

@@ -1,9 +1,10 @@
-"""Shared field types for service inputs and API outputs: money, percents, codes."""
+"""Shared field types for service inputs and API outputs: money, percents, codes, dates."""
 
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, PlainSerializer
 
 from app.services.money import format_money, round_cents
 
@@ -52,3 +53,22 @@ def _fiscal_year(value: Any) -> Any:
 
 FiscalYear = Annotated[int, BeforeValidator(_fiscal_year)]
 """A World Bank fiscal year as 2023, "2023" or "FY2023"."""
+
+
+def _iso_text(value: Any) -> Any:
+    # Pydantic reads a number, or text of digits, as Unix time: 0 would silently be 1970.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("give a date as YYYY-MM-DD, an instant as 2026-05-01T09:00:00+02:00")
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("give a date as YYYY-MM-DD, an instant as 2026-05-01T09:00:00+02:00")
+    return value
+
+
+DateIn = Annotated[date, BeforeValidator(_iso_text)]
+"""A calendar day written `YYYY-MM-DD`."""
+
+InstantIn = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+"""An instant written in ISO 8601 with its offset."""
+
+LocalOrAwareIn = Annotated[datetime, BeforeValidator(_iso_text)]
+"""An instant in ISO 8601; without an offset the caller reads it on a known clock."""

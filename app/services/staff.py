@@ -12,6 +12,7 @@ from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
+from app.i18n import N_
 from app.models import LoginAttempt, Role, StaffUser
 from app.services.errors import Conflict, DomainError, InvalidInput
 
@@ -128,7 +129,7 @@ def authenticate(
     if not ok or user is None:
         session.commit()
         log.warning("failed login for %s from %s", email, address)
-        raise LoginFailed("Wrong e-mail or password.")
+        raise LoginFailed(N_("Wrong e-mail or password."))
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
         session.add(user)

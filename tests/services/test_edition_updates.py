@@ -127,3 +127,32 @@ def test_a_tier_can_keep_its_size_and_change_its_percent(session: Session) -> No
         actor="admin@example.org",
     )
     assert [(t.min_size, t.percent) for t in changed.group_tiers] == [(2, Decimal("15.00"))]
+
+
+def test_modules_with_attendance_taken_are_not_replaced(session: Session) -> None:
+    from tests.factories import make_eligible_participant, open_edition
+
+    edition = open_edition(session)
+    make_eligible_participant(session, edition)
+    before = [(s.id, s.title) for m in edition.modules for s in m.sessions]
+    patch = EditionPatch.model_validate(
+        {
+            "modules": [
+                {
+                    "title": "Only one",
+                    "sessions": [
+                        {
+                            "kind": "knowledge",
+                            "title": "New",
+                            "starts_at": "2027-11-15T09:00:00+01:00",
+                            "ends_at": "2027-11-15T11:00:00+01:00",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    with pytest.raises(Conflict, match="Attendance has been taken"):
+        update_edition(session, slug=edition.slug, data=patch, actor="admin@example.org")
+    edition = get_edition(session, edition.slug)
+    assert [(s.id, s.title) for m in edition.modules for s in m.sessions] == before
