@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.db import utcnow, writer_engine
 from app.models import CertificateRun, Edition
 from app.services.audit import record_change
 from app.services.certificates import CertificateOptions, issue_for_edition
@@ -135,7 +135,9 @@ def execute_run(
     own = session is None
     if session is None:
         assert engine is not None
-        session = Session(engine)
+        # A writer from the start (SQLite: BEGIN IMMEDIATE): a deferred transaction that
+        # reads, then writes after another writer committed, fails at once instead of waiting.
+        session = Session(writer_engine(engine))
     work = session
 
     def progress(done: int, total: int, issued: int) -> None:

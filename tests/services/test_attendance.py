@@ -68,10 +68,12 @@ def changes(session: Session, course_session: CourseSession, application: Applic
 def missed_mails(session: Session, application: Application) -> list[OutboxMessage]:
     return list(
         session.exec(
-            select(OutboxMessage).where(
+            select(OutboxMessage)
+            .where(
                 OutboxMessage.application_id == application.id,
                 OutboxMessage.kind == service.MISSED_MAIL_KIND,
             )
+            .order_by(col(OutboxMessage.id))
         ).all()
     )
 
