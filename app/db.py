@@ -121,6 +121,15 @@ def writer_engine(engine: Engine) -> Engine:
     return engine.execution_options(**{SQLITE_IMMEDIATE: True})
 
 
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A session for a request that only reads, whatever its method (e.g. a quote by POST).
+
+    On SQLite it takes no write lock, so many at once never queue behind the writers.
+    """
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request, on the engine of the application serving it.
 

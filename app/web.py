@@ -14,7 +14,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from app import i18n
 from app.config import Settings
-from app.db import get_session
+from app.db import get_read_session, get_session
 from app.language import language_links
 from app.models import Role, StaffUser
 from app.quote_text import quote_label, quote_reason
@@ -89,6 +89,7 @@ def read_upload(upload: UploadFile, limit: int) -> bytes:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 StorageDep = Annotated[Storage, Depends(app_storage)]
 SellerDep = Annotated[Seller, Depends(app_seller)]

@@ -26,7 +26,7 @@ os.environ["DIPLOMAT_DATABASE_URL"] = f"sqlite:///{_TMP / 'default.db'}"
 import app.services.staff  # noqa: E402
 from app.cli import alembic_config  # noqa: E402
 from app.config import Settings  # noqa: E402
-from app.db import get_session, make_engine  # noqa: E402
+from app.db import get_read_session, get_session, make_engine  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.services.staff import create_user  # noqa: E402
 
@@ -151,6 +151,7 @@ def client(test_app: FastAPI, session: Session) -> Iterator[TestClient]:
         yield session
 
     test_app.dependency_overrides[get_session] = _session
+    test_app.dependency_overrides[get_read_session] = _session
     try:
         with TestClient(test_app, base_url="http://testserver") as test_client:
             yield test_client

@@ -16,7 +16,7 @@ from app.services.errors import InvalidInput
 from app.services.quotes import MAX_GROUP_SIZE, quote_as_json, quote_for_edition
 from app.services.schemas import FiscalYear, MoneyOut
 from app.services.staff import authenticate, issue_token
-from app.web import ApiAdmin, SessionDep, SettingsDep, client_address
+from app.web import ApiAdmin, ReadSessionDep, SessionDep, SettingsDep, client_address
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
@@ -293,7 +293,7 @@ def update_edition(
 
 
 @router.post("/editions/{slug}/quote", response_model=QuoteOut)
-def quote(slug: str, data: QuoteIn, session: SessionDep) -> dict[str, object]:
+def quote(slug: str, data: QuoteIn, session: ReadSessionDep) -> dict[str, object]:
     """What one participant would pay, with the reason for each line."""
     edition = edition_service.get_edition(session, slug)
     return quote_as_json(
