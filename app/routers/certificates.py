@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 
+from app import i18n
 from app.config import Settings
 from app.db import utcnow
 from app.models import Application, Certificate, Edition
@@ -265,10 +266,12 @@ def verify_page(
         )
     view = service.public_view(session, certificate)
     edition = _edition_of(session, certificate)
-    view["dates_words"] = service.dates_in_words(edition.start_date, edition.end_date)
+    # The page is in the visitor's language: the course as entered in it, dates written its way.
+    view["course"] = i18n.localized(edition, "title")
+    view["dates_words"] = i18n.date_range_words(edition.start_date, edition.end_date)
     for name in ("issued_on", "revoked_on", "reissued_on"):
         if view[name]:
-            view[f"{name}_words"] = service.date_in_words(date.fromisoformat(view[name]))
+            view[f"{name}_words"] = i18n.day_month_year(date.fromisoformat(view[name]))
     return _verify_page(request, view=view)
 
 

@@ -65,6 +65,8 @@ class CertificatePage:
     issued_on: str
     version: int
     verification_url: str
+    # The holder's language: the page's words, and the course texts and dates above in it.
+    language: str = "en"
 
 
 _NARROW = frozenset("fijlrtI.,;:'’-‐ ")
@@ -224,15 +226,35 @@ def render_certificates(
     """One PDF per certificate, rendered together as one document and split."""
     if not pages:
         return []
+    # A document is rendered in one language; a batch whose holders chose different ones is
+    # rendered as one document per language and put back in the batch's order.
+    positions: dict[str, list[int]] = {}
+    for index, page in enumerate(pages):
+        positions.setdefault(page.language, []).append(index)
+    documents: list[bytes] = [b""] * len(pages)
+    for language, indexes in positions.items():
+        rendered = _render_one_language([pages[i] for i in indexes], language, fetcher)
+        for index, pdf in zip(indexes, rendered, strict=True):
+            documents[index] = pdf
+    return documents
+
+
+def _render_one_language(
+    pages: Sequence[CertificatePage], language: str, fetcher: StaticOnlyFetcher | None
+) -> list[bytes]:
+    """One PDF per certificate of pages in the same language, as one document split."""
     contexts = [page_context(page) for page in pages]
-    pdf = render_pdf(TEMPLATE, {"certificates": contexts}, fetcher=fetcher)
+    pdf = render_pdf(TEMPLATE, {"certificates": contexts}, fetcher=fetcher, language=language)
     if len(pages) == 1:
         return [pdf]
     documents = split_pages(pdf)
     if len(documents) != len(pages):
         # Every certificate is a fixed one-page box, so this does not happen; if it ever
         # did, page i would no longer be certificate i: render each on its own instead.
-        return [render_pdf(TEMPLATE, {"certificates": [c]}, fetcher=fetcher) for c in contexts]
+        return [
+            render_pdf(TEMPLATE, {"certificates": [c]}, fetcher=fetcher, language=language)
+            for c in contexts
+        ]
     return documents
 
 

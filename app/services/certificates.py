@@ -17,8 +17,10 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
+from app import i18n
 from app.config import Settings
 from app.db import utcnow
+from app.i18n import N_
 from app.models import (
     Application,
     ApplicationStatus,
@@ -171,12 +173,10 @@ def dates_in_words(start: date, end: date) -> str:
     return f"{date_in_words(start)} to {date_in_words(end)}"
 
 
-def _module_titles(session: Session, edition: Edition) -> tuple[str, ...]:
-    return tuple(
+def _modules(session: Session, edition: Edition) -> list[Module]:
+    return list(
         session.exec(
-            select(Module.title)
-            .where(Module.edition_id == edition.id)
-            .order_by(col(Module.position))
+            select(Module).where(Module.edition_id == edition.id).order_by(col(Module.position))
         ).all()
     )
 
@@ -188,23 +188,28 @@ def _page(
     version: int,
     issued_on: date,
     edition: Edition,
-    modules: tuple[str, ...],
+    modules: Sequence[Module | str],
     options: CertificateOptions,
+    language: str | None = None,
 ) -> CertificatePage:
-    return CertificatePage(
-        number=number,
-        holder=holder,
-        issuer=options.issuer_line,
-        course=edition.title,
-        edition=edition.edition_label,
-        place=edition.place,
-        dates=dates_in_words(edition.start_date, edition.end_date),
-        modules=modules,
-        signatories=options.signatories,
-        issued_on=date_in_words(issued_on),
-        version=version,
-        verification_url=verification_url(options, number),
-    )
+    """A page in the holder's language: course texts as entered in it (else English), dates
+    written its way; the page's own words are translated when it is rendered."""
+    with i18n.use_language(language) as written_in:
+        return CertificatePage(
+            number=number,
+            holder=holder,
+            issuer=options.issuer_line,
+            course=i18n.localized(edition, "title"),
+            edition=edition.edition_label,
+            place=edition.place,
+            dates=i18n.date_range_words(edition.start_date, edition.end_date),
+            modules=tuple(m if isinstance(m, str) else i18n.localized(m, "title") for m in modules),
+            signatories=options.signatories,
+            issued_on=i18n.day_month_year(issued_on),
+            version=version,
+            verification_url=verification_url(options, number),
+            language=written_in,
+        )
 
 
 def linkedin_url(options: CertificateOptions, certificate: Certificate, edition: Edition) -> str:
@@ -386,7 +391,7 @@ def _record_issue(
     _announce(
         session,
         kind="certificate_issued",
-        subject=f"Your certificate of the {edition.title}",
+        subject=N_("Your certificate of the %(course)s"),
         application=application,
         edition=edition,
         certificate=certificate,
@@ -446,6 +451,11 @@ def _announce(
         kind=kind,
         to=application.email,
         subject=subject,
+        # The subject is a catalog message: written in the applicant's language when queued.
+        subject_values={
+            "course": i18n.localized(edition, "title", application.language),
+            "number": certificate.number,
+        },
         context={
             "application": application,
             "edition": edition,
@@ -500,8 +510,9 @@ def issue_certificate(
         version=1,
         issued_on=issue_date(edition, now),
         edition=edition,
-        modules=_module_titles(session, edition),
+        modules=_modules(session, edition),
         options=options,
+        language=application.language,
     )
     pdf_key = new_key("certificates", ".pdf")
     storage.put(pdf_key, render_certificates([page])[0])
@@ -592,7 +603,7 @@ def issue_for_edition(
     if not candidates:
         return result
     issued_on = issue_date(edition, now)
-    modules = _module_titles(session, edition)
+    modules = _modules(session, edition)
     numbers = _unique_numbers(
         session, certificate_numbers.prefix_for(edition.start_date.year), total
     )
@@ -606,10 +617,16 @@ def issue_for_edition(
             edition=edition,
             modules=modules,
             options=options,
+            language=application.language,
         )
-        for number, holder in zip(numbers, holders, strict=True)
+        for number, holder, application in zip(numbers, holders, candidates, strict=True)
     ]
-    groups = list(batches(list(range(total))))
+    # A batch is one document in one language: batches are cut per language (in name order
+    # within each), so a run in several languages still renders one document per batch.
+    by_language: dict[str, list[int]] = {}
+    for index, page in enumerate(pages):
+        by_language.setdefault(page.language, []).append(index)
+    groups = [group for indexes in by_language.values() for group in batches(indexes)]
     rendered = render_batches(
         ([pages[i] for i in group] for group in groups), processes=options.render_processes
     )
@@ -797,7 +814,7 @@ def revoke(
     _announce(
         session,
         kind="certificate_revoked",
-        subject=f"Your certificate {certificate.number} was revoked",
+        subject=N_("Your certificate %(number)s was revoked"),
         application=application,
         edition=edition,
         certificate=certificate,
@@ -872,8 +889,9 @@ def reissue(
         version=version,
         issued_on=issue_date(edition, now),
         edition=edition,
-        modules=_module_titles(session, edition),
+        modules=_modules(session, edition),
         options=options,
+        language=application.language,
     )
     key = new_key("certificates", ".pdf")
     storage.put(key, render_certificates([page])[0])
@@ -915,7 +933,7 @@ def reissue(
     _announce(
         session,
         kind="certificate_reissued",
-        subject=f"Your corrected certificate of the {edition.title}",
+        subject=N_("Your corrected certificate of the %(course)s"),
         application=application,
         edition=edition,
         certificate=certificate,
@@ -956,8 +974,9 @@ def ensure_pdf(
         version=certificate.version,
         issued_on=current.issued_on if current else certificate.issued_on,
         edition=edition,
-        modules=_module_titles(session, edition),
+        modules=_modules(session, edition),
         options=options,
+        language=application.language,
     )
     pdf = render_certificates([page])[0]
     key = certificate.pdf_key or new_key("certificates", ".pdf")

@@ -12,6 +12,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
+from app.i18n import N_, localized
 from app.models import Application, ApplicationStatus, Edition, FinalWork, FinalWorkStatus
 from app.services.applications import get_application, is_pdf, portal_url
 from app.services.audit import record_change
@@ -32,11 +33,12 @@ ASSESSMENTS = (
     FinalWorkStatus.accepted.value,
     FinalWorkStatus.rejected.value,
 )
+# Marked for the catalogs: the portal shows them in the participant's language.
 STATUS_WORDS = {
-    FinalWorkStatus.submitted.value: "submitted, not yet assessed",
-    FinalWorkStatus.presented.value: "presented, not yet decided",
-    FinalWorkStatus.accepted.value: "accepted",
-    FinalWorkStatus.rejected.value: "rejected",
+    FinalWorkStatus.submitted.value: N_("submitted, not yet assessed"),
+    FinalWorkStatus.presented.value: N_("presented, not yet decided"),
+    FinalWorkStatus.accepted.value: N_("accepted"),
+    FinalWorkStatus.rejected.value: N_("rejected"),
 }
 
 
@@ -266,8 +268,12 @@ def assess_final_work(
             session,
             kind=f"final_work_{status}",
             to=application.email,
-            subject=f"Your final work for the {edition.title} was "
-            + ("accepted" if status == FinalWorkStatus.accepted.value else "not accepted"),
+            subject=(
+                N_("Your final work for the %(course)s was accepted")
+                if status == FinalWorkStatus.accepted.value
+                else N_("Your final work for the %(course)s was not accepted")
+            ),
+            subject_values={"course": localized(edition, "title", application.language)},
             context={
                 "application": application,
                 "edition": edition,
