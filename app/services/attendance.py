@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
+from app.i18n import N_
 from app.models import (
     Application,
     ApplicationStatus,
@@ -38,16 +39,21 @@ from app.services.mail import queue_email
 SHEET_STATUSES = (ApplicationStatus.confirmed.value, ApplicationStatus.completed.value)
 MISSED = (AttendanceStatus.absent.value, AttendanceStatus.excused.value)
 STATUS_LABELS = {
-    AttendanceStatus.present.value: "Present",
-    AttendanceStatus.absent.value: "Absent",
-    AttendanceStatus.excused.value: "Excused",
+    AttendanceStatus.present.value: N_("Present"),
+    AttendanceStatus.absent.value: N_("Absent"),
+    AttendanceStatus.excused.value: N_("Excused"),
 }
 KIND_LABELS = {
-    "knowledge": "Knowledge session",
-    "skills": "Skills session",
-    "site_visit": "Site visit",
+    "knowledge": N_("Knowledge session"),
+    "skills": N_("Skills session"),
+    "site_visit": N_("Site visit"),
 }
 MISSED_MAIL_KIND = "attendance_missed"
+# Whole sentences per status, so each language can word the mark its own way.
+MISSED_SUBJECTS = {
+    AttendanceStatus.absent.value: N_("You were recorded absent at %(session)s"),
+    AttendanceStatus.excused.value: N_("You were recorded excused at %(session)s"),
+}
 
 
 class NotAParticipant(NotFound):
@@ -228,7 +234,8 @@ def _queue_missed_mail(
         session,
         kind=MISSED_MAIL_KIND,
         to=application.email,
-        subject=f"You were recorded {status} at {course_session.title}",
+        subject=MISSED_SUBJECTS.get(status, f"You were recorded {status} at %(session)s"),
+        subject_values={"session": course_session.title},
         application_id=application.id,
         context={
             "application": application,
@@ -609,11 +616,11 @@ class ModuleProgress:
 
 
 STATE_LABELS = {
-    "complete": "complete",
-    "partial": "partial",
-    "missing": "missing",
-    "pending": "to come",
-    "empty": "no sessions",
+    "complete": N_("complete"),
+    "partial": N_("partial"),
+    "missing": N_("missing"),
+    "pending": N_("to come"),
+    "empty": N_("no sessions"),
 }
 
 

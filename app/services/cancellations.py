@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from app.config import iban_is_valid
 from app.db import utcnow
+from app.i18n import N_, localized, stored_money, use_language
 from app.models import (
     Application,
     ApplicationStatus,
@@ -297,6 +298,12 @@ def assess(session: Session, *, application: Application, received_at: datetime)
         method=refund_method(session, invoice.id or 0, refund) if invoice and refund else None,
         invoice=invoice,
     )
+
+
+def _refund_sum(refund: Refund, language: str | None) -> str:
+    """A refund's sum for its mail's subject: `150.00 EUR` in English, per locale otherwise."""
+    with use_language(language):
+        return stored_money(f"{refund.amount:.2f}", refund.currency)
 
 
 def refusal_for_status(application: Application) -> str | None:
@@ -736,7 +743,8 @@ def cancel_registration(
         session,
         kind="cancellation_accepted",
         to=application.email,
-        subject=f"Your place in the {edition.title} is cancelled",
+        subject=N_("Your place in the %(course)s is cancelled"),
+        subject_values={"course": localized(edition, "title", application.language)},
         context=context,
         application_id=application.id,
         attachments=attachments,
@@ -827,7 +835,8 @@ def _record_refusal(
         session,
         kind="cancellation_refused",
         to=application.email,
-        subject=f"Your cancellation request for the {edition.title}",
+        subject=N_("Your cancellation request for the %(course)s"),
+        subject_values={"course": localized(edition, "title", application.language)},
         context=context,
         application_id=application.id,
     )
@@ -1026,7 +1035,8 @@ def _mark_completed(
         session,
         kind="cancellation_refund_paid",
         to=application.email,
-        subject=f"Your refund of {refund.amount:.2f} {refund.currency} is on its way",
+        subject=N_("Your refund of %(sum)s is on its way"),
+        subject_values={"sum": _refund_sum(refund, application.language)},
         context={"application": application, "edition": edition, "refund": refund},
         application_id=application.id,
     )

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
 from app.db import utcnow, writer_engine
+from app.i18n import N_, localized
 from app.models import (
     Application,
     ApplicationStatus,
@@ -139,7 +140,8 @@ def offer_free_seats(
             session,
             kind="seat_offer",
             to=application.email,
-            subject=f"A seat in the {edition.title} is free for you",
+            subject=N_("A seat in the %(course)s is free for you"),
+            subject_values={"course": localized(edition, "title", application.language)},
             context=_offer_context(offer, application, edition, url),
             application_id=application.id,
         )
@@ -187,7 +189,8 @@ def expire_offers(
             session,
             kind="seat_offer_expired",
             to=application.email,
-            subject=f"The seat offered to you in the {edition.title} has expired",
+            subject=N_("The seat offered to you in the %(course)s has expired"),
+            subject_values={"course": localized(edition, "title", application.language)},
             context=_offer_context(offer, application, edition, url),
             application_id=application.id,
         )
@@ -329,7 +332,8 @@ def accept_offer(
         session,
         kind="seat_offer_accepted",
         to=application.email,
-        subject=f"You are admitted to the {edition.title}",
+        subject=N_("You are admitted to the %(course)s"),
+        subject_values={"course": localized(edition, "title", application.language)},
         context={
             **_offer_context(offer, application, edition, url),
             "invoice": invoice,
