@@ -105,8 +105,8 @@ def demo_season() -> None:
 
     from app.models import Application, Edition, StaffUser
     from app.services.demo_season import OfficeSettings, fill_demo_week
-    from app.services.invoicing import Seller
     from app.services.storage import LocalStorage
+    from app.web import seller_from
 
     settings = get_settings()
     with Session(get_engine(), expire_on_commit=False) as session:
@@ -129,15 +129,7 @@ def demo_season() -> None:
             storage=LocalStorage(settings.files_dir),
             admin=admin,
             settings=OfficeSettings(
-                seller=Seller(
-                    name=settings.organisation_name,
-                    address=settings.organisation_address,
-                    tax_id=settings.organisation_tax_id,
-                    bank_name=settings.bank_name,
-                    iban=settings.bank_iban,
-                    bic=settings.bank_bic,
-                    due_days=settings.invoice_due_days,
-                ),
+                seller=seller_from(settings),
                 secret_key=settings.secret_key,
                 base_url=settings.base_url,
                 office_email=settings.mail_from,

@@ -64,7 +64,11 @@ def app_storage(request: Request) -> Storage:
 
 def app_seller(request: Request) -> Seller:
     """The seller on invoices and the bank details for payments, from settings."""
-    settings: Settings = request.app.state.settings
+    return seller_from(request.app.state.settings)
+
+
+def seller_from(settings: Settings) -> Seller:
+    """The seller on invoices and the bank details for payments, from these settings."""
     return Seller(
         name=settings.organisation_name,
         address=settings.organisation_address,

@@ -103,3 +103,28 @@ def test_production_refuses_the_example_bank_account(tmp_path: Path) -> None:
     result = run_cli("db", "upgrade", env=env)
     assert result.returncode != 0
     assert "DIPLOMAT_BANK_IBAN" in result.stderr
+
+
+def test_demo_season_fills_the_past_edition_once(tmp_path: Path) -> None:
+    from sqlalchemy import func
+
+    from app.models import Application, Invoice, Payment
+
+    url = f"sqlite:///{tmp_path / 'season.db'}"
+    env = {"DIPLOMAT_DATABASE_URL": url, "DIPLOMAT_VAR_DIR": str(tmp_path)}
+    refused = run_cli("demo", "season", env=env)
+    assert refused.returncode != 0  # nothing to fill before `init`
+    assert run_cli("init", env=env).returncode == 0
+    first = run_cli("demo", "season", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "38 applicants" in first.stdout
+    second = run_cli("demo", "season", env=env)
+    assert second.returncode == 0 and "nothing added" in second.stdout
+    engine = make_engine(url)
+    with Session(engine) as session:
+        counts = [
+            session.exec(select(func.count()).select_from(model)).one()
+            for model in (Application, Invoice, Payment)
+        ]
+    engine.dispose()
+    assert counts[0] == 38 and counts[1] > 0 and counts[2] > 0
