@@ -3,7 +3,7 @@
 import secrets
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from alembic import command
@@ -29,6 +29,9 @@ cli.add_typer(demo_cli, name="demo")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(mail_cli, name="mail")
 cli.add_typer(privacy_cli, name="privacy")
+
+if TYPE_CHECKING:
+    from app.services import jobs
 
 DEFAULT_ADMIN_EMAIL = "admin@example.org"
 
@@ -105,7 +108,7 @@ def demo_season() -> None:
 
     from app.models import Application, Edition, StaffUser
     from app.services.demo_season import OfficeSettings, fill_demo_week
-    from app.services.storage import LocalStorage
+    from app.services.storage import make_storage
     from app.web import seller_from
 
     settings = get_settings()
@@ -126,7 +129,7 @@ def demo_season() -> None:
         people = fill_demo_week(
             session,
             edition,
-            storage=LocalStorage(settings.files_dir),
+            storage=make_storage(settings),
             admin=admin,
             settings=OfficeSettings(
                 seller=seller_from(settings),
@@ -169,13 +172,13 @@ def mail_send() -> None:
     """Send every queued e-mail that is due now (retries wait for their back-off)."""
     from app.main import mail_settings
     from app.services.mail import deliver_due
-    from app.services.storage import LocalStorage
+    from app.services.storage import make_storage
 
     settings = get_settings()
     total_sent = total_failed = 0
     while True:
         sent, failed = deliver_due(
-            get_engine(), settings=mail_settings(settings), storage=LocalStorage(settings.files_dir)
+            get_engine(), settings=mail_settings(settings), storage=make_storage(settings)
         )
         total_sent += sent
         total_failed += failed
@@ -191,7 +194,7 @@ def erase_visa_details(
     """Erase passport numbers, birth dates, nationalities and letters of ended editions."""
     from app.services.editions import get_edition
     from app.services.logistics import erase_visa_details as erase
-    from app.services.storage import LocalStorage
+    from app.services.storage import make_storage
 
     settings = get_settings()
     with Session(get_engine()) as session:
@@ -199,7 +202,7 @@ def erase_visa_details(
             edition_id = get_edition(session, edition).id if edition else None
             count = erase(
                 session,
-                storage=LocalStorage(settings.files_dir),
+                storage=make_storage(settings),
                 edition_id=edition_id,
                 actor="diplomat privacy erase-visa-details",
             )
@@ -237,7 +240,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
-    reload: Annotated[bool, typer.Option(help="Restart on code changes.")] = False,
+    reload: Annotated[
+        bool, typer.Option(help="Restart on changes to the code and the templates.")
+    ] = False,
 ) -> None:
     """Serve the application with uvicorn."""
     import uvicorn
@@ -249,6 +254,8 @@ def serve(
         port=port,
         workers=workers,
         reload=reload,
+        # Templates are read once per process; a changed one restarts the server.
+        reload_includes=["*.html", "*.txt", "*.svg"] if reload else None,
         proxy_headers=True,
         log_level="info",
     )
@@ -258,23 +265,37 @@ def serve(
 def worker(
     poll: Annotated[float, typer.Option(help="Seconds between rounds when idle.")] = 2.0,
     until_idle: Annotated[
-        bool, typer.Option(help="Stop after the first round that finds nothing to do.")
+        bool,
+        typer.Option(
+            help="Stop once nothing is left to do: no mail due, no job queued or running."
+        ),
     ] = False,
 ) -> None:
-    """Do the background work (mail, seat offers, card refunds) beside the web workers.
+    """Do the background work beside the web workers: mail, seat offers, card refunds, and the
+    jobs people start (bulk certificate runs, statement imports).
 
-    Any number of workers can share one PostgreSQL database: each message and refund is
-    claimed by one of them. Run the web processes with DIPLOMAT_MAIL_WORKER_IN_PROCESS=false.
+    Any number of workers can share one database: each message, refund and job is claimed by
+    one of them, and a job whose worker died is resumed by another. Run the web processes with
+    DIPLOMAT_MAIL_WORKER_IN_PROCESS=false and DIPLOMAT_JOBS_IN_PROCESS=false.
     """
+    import os
     import time
 
     from app.main import mail_settings, run_chores
+    from app.services import jobs
+    from app.services.certificates import CertificateOptions
     from app.services.mail import deliver_due
-    from app.services.storage import LocalStorage
+    from app.services.storage import make_storage
 
     settings = get_settings()
     engine = get_engine()
-    storage = LocalStorage(settings.files_dir)
+    storage = make_storage(settings)
+    context = jobs.JobContext(
+        engine=engine,
+        storage=storage,
+        certificate_options=CertificateOptions.from_settings(settings, cpu_count=os.cpu_count()),
+    )
+    name = jobs.worker_name()
     last_chores = 0.0
     while True:
         sent, failed = deliver_due(engine, settings=mail_settings(settings), storage=storage)
@@ -283,10 +304,28 @@ def worker(
             last_chores = time.monotonic()
         if sent + failed:
             typer.echo(f"Sent {sent}, failed {failed}.")
+        done = jobs.work_once(engine, context, worker=name)
+        if done is not None:
+            typer.echo(_job_line(done))
+        if sent + failed or done is not None:
             continue
-        if until_idle:
+        # Jobs other workers hold count too: one of them may die and leave its job to us.
+        if until_idle and not jobs.unfinished_count(engine):
             return
         time.sleep(poll)
+
+
+def _job_line(done: "jobs.Round") -> str:
+    """One line on a job this worker did, with the counts of its result."""
+    head = f"Job {done.job_id} ({done.kind})"
+    if done.result is None:
+        return f"{head} did not finish here."
+    facts = [
+        f"{name} {len(value) if isinstance(value, list) else value}"
+        for name, value in done.result.items()
+        if name not in ("run_id", "status")
+    ]
+    return f"{head} done: {', '.join(facts)}."
 
 
 def main() -> None:

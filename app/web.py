@@ -28,6 +28,8 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 templates = Jinja2Blocks(directory=str(TEMPLATES_DIR))
+# Templates ship with the code: read once, not checked on disk at every request.
+templates.env.auto_reload = False
 
 
 def local(value: datetime, timezone: str) -> datetime:

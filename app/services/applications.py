@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
@@ -31,6 +32,7 @@ from app.services.mail import Attachment, queue_email
 from app.services.numbering import format_number, next_number
 from app.services.pdf import render_pdf
 from app.services.portal import GROUP_SALT, PORTAL_SALT, link_expiry, make_token, read_token
+from app.services.pricing import Quote
 from app.services.quotes import quote_as_json, quote_for_edition
 from app.services.staff import normalise_email
 from app.services.storage import Storage, new_key
@@ -43,6 +45,8 @@ CV_MAX_BYTES = 5 * 1024 * 1024
 # Re-sent portal links per application and hour (the request form is public).
 LINK_RESENDS_PER_HOUR = 3
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Draws of a reference before giving up; with 30 random bits a repeat is already rare.
+REFERENCE_ATTEMPTS = 5
 ACTIVE_GROUP_STATUSES = (
     ApplicationStatus.submitted.value,
     ApplicationStatus.waitlisted.value,
@@ -109,15 +113,27 @@ def _random_code(length: int) -> str:
     return "".join(secrets.choice(CROCKFORD) for _ in range(length))
 
 
-def _new_reference(session: Session, edition: Edition) -> str:
-    prefix = f"MD{edition.start_date.year % 100:02d}-"
-    while True:
-        reference = prefix + _random_code(6)
-        taken = session.exec(
-            select(Application.id).where(Application.reference == reference)
+def _new_reference(edition: Edition) -> str:
+    """`MD27-7KQ3XW`: 30 random bits; the unique constraint catches the rare repeat."""
+    return f"MD{edition.start_date.year % 100:02d}-{_random_code(6)}"
+
+
+def _has_applied(session: Session, edition_id: int, email: str) -> bool:
+    return (
+        session.exec(
+            select(Application.id).where(
+                Application.edition_id == edition_id, Application.email == email
+            )
         ).first()
-        if taken is None:
-            return reference
+        is not None
+    )
+
+
+def _already_applied() -> Conflict:
+    return Conflict(
+        "An application with this e-mail address exists for this edition.",
+        fields={"email": "You have already applied with this address."},
+    )
 
 
 def is_pdf(data: bytes) -> bool:
@@ -227,16 +243,6 @@ def submit_application(
     if not applications_are_open(edition, now=now):
         raise ApplicationsClosed("This edition is not taking applications now.")
     email = normalise_email(str(data.email))
-    duplicate = session.exec(
-        select(Application.id).where(
-            Application.edition_id == edition.id, Application.email == email
-        )
-    ).first()
-    if duplicate is not None:
-        raise Conflict(
-            "An application with this e-mail address exists for this edition.",
-            fields={"email": "You have already applied with this address."},
-        )
     check_cv(cv)
 
     faults: dict[str, str] = {}
@@ -273,13 +279,78 @@ def submit_application(
         country=iso3,
         group_size=size,
     )
+    edition_id = edition.id or 0
     cv_key = None
     if cv is not None:
         cv_key = new_key("cv", ".pdf")
         storage.put(cv_key, cv)
+    # The unique constraints decide, without a look-up first: the same e-mail twice (also two
+    # submissions at once, as a double click sends) is refused; a repeated reference is drawn
+    # again. Either way nothing of the failed attempt stays.
+    for attempt in range(1, REFERENCE_ATTEMPTS + 1):
+        try:
+            application = _insert_application(
+                session,
+                edition=edition,
+                data=data,
+                email=email,
+                iso3=iso3,
+                organisation=organisation,
+                group=group,
+                quote=quote,
+                cv_key=cv_key,
+                cv_filename=cv_filename,
+                now=now,
+            )
+            break
+        except IntegrityError:
+            session.rollback()
+            if _has_applied(session, edition_id, email):
+                if cv_key is not None:
+                    storage.delete(cv_key)
+                raise _already_applied() from None
+            if attempt == REFERENCE_ATTEMPTS:
+                raise
+    url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
+    queue_email(
+        session,
+        kind="application_received",
+        to=email,
+        subject=N_("We received your application %(reference)s"),
+        subject_values={"reference": application.reference},
+        context=_mail_context(application, edition, url),
+        application_id=application.id,
+    )
+    record_change(
+        session,
+        actor=email,
+        action="application.submitted",
+        entity="application",
+        entity_id=application.id or 0,
+        after={"reference": application.reference, "total": str(quote.total), "group": size},
+    )
+    session.commit()
+    return SubmittedApplication(application, url)
+
+
+def _insert_application(
+    session: Session,
+    *,
+    edition: Edition,
+    data: ApplicationIn,
+    email: str,
+    iso3: str,
+    organisation: Organisation | None,
+    group: ApplicantGroup | None,
+    quote: Quote,
+    cv_key: str | None,
+    cv_filename: str | None,
+    now: datetime,
+) -> Application:
+    """Add and flush the application row; IntegrityError when a unique constraint refuses it."""
     application = Application(
         edition_id=edition.id or 0,
-        reference=_new_reference(session, edition),
+        reference=_new_reference(edition),
         given_name=data.given_name,
         family_name=data.family_name,
         email=email,
@@ -301,26 +372,7 @@ def submit_application(
     )
     session.add(application)
     session.flush()
-    url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
-    queue_email(
-        session,
-        kind="application_received",
-        to=email,
-        subject=N_("We received your application %(reference)s"),
-        subject_values={"reference": application.reference},
-        context=_mail_context(application, edition, url),
-        application_id=application.id,
-    )
-    record_change(
-        session,
-        actor=email,
-        action="application.submitted",
-        entity="application",
-        entity_id=application.id or 0,
-        after={"reference": application.reference, "total": str(quote.total), "group": size},
-    )
-    session.commit()
-    return SubmittedApplication(application, url)
+    return application
 
 
 def resend_portal_link(

@@ -30,12 +30,14 @@ _html = Environment(
     loader=FileSystemLoader(str(EMAIL_TEMPLATES)),
     autoescape=select_autoescape(default=True, default_for_string=True),
     undefined=StrictUndefined,
+    auto_reload=False,
 )
 # Plain-text parts are never rendered as markup, so nothing in them needs escaping.
 _text = Environment(
     loader=FileSystemLoader(str(EMAIL_TEMPLATES)),
     autoescape=False,  # noqa: S701
     undefined=StrictUndefined,
+    auto_reload=False,
 )
 i18n.install(_html)
 i18n.install(_text)

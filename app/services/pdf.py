@@ -25,6 +25,7 @@ _environment = Environment(
     loader=FileSystemLoader(str(PDF_TEMPLATES)),
     autoescape=select_autoescape(default=True, default_for_string=True),
     undefined=StrictUndefined,
+    auto_reload=False,
 )
 i18n.install(_environment)
 _environment.filters.update(quote_label=quote_label, quote_reason=quote_reason)

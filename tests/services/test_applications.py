@@ -1,12 +1,15 @@
 """Submitting, deciding and withdrawing applications."""
 
+import threading
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
-from app.models import Application, AuditEntry, OutboxMessage, StaffUser
+from app.db import writer_engine
+from app.models import Application, AuditEntry, Edition, OutboxMessage, StaffUser
 from app.services import applications as service
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.storage import LocalStorage
@@ -306,3 +309,79 @@ def test_capacity_counts_confirmed_and_admitted(
     seats = service.capacity(session, edition)
     assert (seats.confirmed, seats.admitted, seats.free) == (1, 1, 1)
     assert seats.over_if_admitting is True
+
+
+_RACE_CLEANUP = (
+    "DELETE FROM outbox_message WHERE application_id IN "
+    "(SELECT id FROM application WHERE edition_id = :e)",
+    "DELETE FROM audit_entry WHERE entity = 'application' AND entity_id IN "
+    "(SELECT CAST(id AS VARCHAR) FROM application WHERE edition_id = :e)",
+    "DELETE FROM application WHERE edition_id = :e",
+    "DELETE FROM course_session WHERE module_id IN (SELECT id FROM module WHERE edition_id = :e)",
+    "DELETE FROM module WHERE edition_id = :e",
+    "DELETE FROM group_tier WHERE edition_id = :e",
+    "DELETE FROM audit_entry WHERE entity = 'edition' AND entity_id = :slug",
+    "DELETE FROM edition WHERE id = :e",
+)
+
+
+def test_a_double_clicked_submit_stores_one_application_and_answers_the_other_with_409(
+    engine: Engine, tmp_path: Path
+) -> None:
+    storage = LocalStorage(tmp_path / "files")
+    slug = "double-click-race"
+    with Session(engine, expire_on_commit=False) as session:
+        edition_id = open_edition(session, slug=slug).id
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def click() -> None:
+        barrier.wait()
+        with Session(writer_engine(engine), expire_on_commit=False) as session:
+            edition = session.get(Edition, edition_id)
+            try:
+                submitted = submit(session, storage, edition, cv=PDF)
+                outcomes.append(f"stored:{submitted.application.reference}")
+            except Conflict as exc:
+                outcomes.append(f"conflict:{sorted(exc.fields)}")
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(o.split(":")[0] for o in outcomes) == ["conflict", "stored"]
+        assert "conflict:['email']" in outcomes
+        with Session(engine) as session:
+            stored = session.exec(select(Application).where(Application.edition_id == edition_id))
+            (application,) = stored.all()
+            assert f"stored:{application.reference}" in outcomes
+            receipts = session.exec(
+                select(OutboxMessage).where(OutboxMessage.application_id == application.id)
+            ).all()
+            assert len(receipts) == 1
+        # The refused click's CV is not left behind in storage.
+        assert [p.name for p in (tmp_path / "files" / "cv").iterdir()] == [
+            (application.cv_key or "").split("/")[-1]
+        ]
+    finally:
+        with engine.begin() as connection:
+            for statement in _RACE_CLEANUP:
+                connection.execute(text(statement), {"e": edition_id, "slug": slug})
+
+
+def test_a_reference_drawn_twice_is_drawn_again(
+    session: Session, storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edition = open_edition(session)
+    first = submit(session, storage, edition).application
+    draws = iter([first.reference.split("-")[1], first.reference.split("-")[1], "ZZZZZZ"])
+    monkeypatch.setattr(service, "_random_code", lambda length: next(draws))
+    second = submit(session, storage, edition, email="second@city.example").application
+    assert second.reference == first.reference.split("-")[0] + "-ZZZZZZ"
+    stored = session.exec(select(Application).where(Application.edition_id == edition.id))
+    assert {a.reference for a in stored.all()} == {
+        first.reference,
+        second.reference,
+    }
