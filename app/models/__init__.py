@@ -36,6 +36,7 @@ from app.models.certificates import (
 )
 from app.models.course import Course, CourseSession, Edition, GroupTier, Module, SessionKind
 from app.models.invoicing import Invoice, InvoiceKind, InvoiceLine, Payment, PaymentMethod
+from app.models.jobs import BackgroundJob
 from app.models.registry import IncomeGroup, Organisation
 from app.models.staff import LoginAttempt, Role, StaffUser
 from app.models.stripe import CardCheckout, CheckoutStatus, StripeEvent
@@ -48,6 +49,7 @@ __all__ = [
     "AttendanceMark",
     "AttendanceStatus",
     "AuditEntry",
+    "BackgroundJob",
     "Cancellation",
     "CancellationChannel",
     "CardCheckout",

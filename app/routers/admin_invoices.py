@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from app.models import Application, Edition, Invoice, StaffUser
 from app.routers.api_invoices import pdf_response
 from app.security import verify_csrf
-from app.services import invoicing, money_overview, payments, statements
+from app.services import invoicing, jobs, money_overview, payments, statements
 from app.services.editions import applications_are_open, get_edition, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.exports import safe_cell
@@ -429,6 +429,14 @@ def issue_group_invoice(
 # Bank statement import
 
 
+def import_launcher() -> jobs.Launcher:
+    """How a confirmed import starts in this process: in a background thread (tests: in place)."""
+    return jobs.in_thread
+
+
+ImportLauncherDep = Annotated[jobs.Launcher, Depends(import_launcher)]
+
+
 def _statement_form(
     request: Request,
     user: StaffUser,
@@ -617,6 +625,8 @@ def _statement_currency(session: Session) -> str:
 def statement_import(
     request: Request,
     session: SessionDep,
+    storage: StorageDep,
+    launch: ImportLauncherDep,
     user: PageAdmin,
     csv_text: Annotated[str, Form()] = "",
     date_column: Annotated[str, Form(max_length=200)] = "",
@@ -626,7 +636,7 @@ def statement_import(
     date_format: Annotated[str, Form(max_length=20)] = "",
     accept: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
-    """Read the statement again, record the ticked lines that still match, show what happened."""
+    """Check the statement again and queue its import; the result page follows the job."""
     if not csv_text.strip():
         return _statement_form(
             request,
@@ -646,16 +656,37 @@ def statement_import(
             errors=exc.fields or {"file": exc.message},
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    result = statements.import_matches(
-        session, lines=lines, accepted_ids=accept or [], actor=user.email
+    job = statements.queue_import(
+        session,
+        csv_text=csv_text,
+        mapping=mapping,
+        lines=lines,
+        accepted_ids=accept or [],
+        actor=user.email,
     )
-    return templates.TemplateResponse(
-        request,
-        "admin/invoices/statement_result.html",
-        {
-            "user": user,
-            "result": result,
-            "confirmed": _people(session, result.confirmed),
-            "currency": _statement_currency(session),
-        },
-    )
+    if request.app.state.settings.jobs_in_process:
+        jobs.launch_job(
+            launch,
+            job.id or 0,
+            jobs.JobContext(engine=request.app.state.engine, storage=storage),
+        )
+    return _see_other(f"/admin/statements/imports/{job.id}")
+
+
+@router.get("/statements/imports/{job_id}", response_class=HTMLResponse)
+def statement_import_result(
+    job_id: int, request: Request, session: SessionDep, user: PageAdmin
+) -> Response:
+    """What an import did, or how far it is; htmx asks again every second until it is done."""
+    found = statements.get_import(session, job_id)
+    summary = found.summary
+    context = {
+        "user": user,
+        "job": found,
+        "summary": summary,
+        "confirmed": _people(session, summary.confirmed) if summary else "",
+        "currency": _statement_currency(session),
+    }
+    if request.headers.get("hx-request"):
+        return templates.TemplateResponse(request, "admin/invoices/statement_status.html", context)
+    return templates.TemplateResponse(request, "admin/invoices/statement_result.html", context)

@@ -68,7 +68,7 @@ def certificate_options(request: Request) -> service.CertificateOptions:
 
 
 def run_launcher() -> runs.Launcher:
-    """How a bulk run starts: in a background thread (tests run it in place)."""
+    """How a bulk run starts in this process: in a background thread (tests run it in place)."""
     return runs.in_thread
 
 
@@ -447,7 +447,8 @@ def _run_view(run: Any) -> dict[str, Any] | None:
     if run is None:
         return None
     state = runs.status_of(run)
-    percent = round(100 * run.done / run.total) if run.total else (100 if state != "running" else 0)
+    waiting = state in runs.ACTIVE
+    percent = round(100 * run.done / run.total) if run.total else (0 if waiting else 100)
     return {"run": run, "state": state, "percent": percent}
 
 
@@ -533,7 +534,8 @@ def start_run(
             engine=request.app.state.engine,
             storage=storage,
             options=options,
-            launch=launch,
+            # Left to the `diplomat worker` processes unless this process does it.
+            launch=launch if request.app.state.settings.jobs_in_process else None,
         )
     except DomainError as exc:
         if is_htmx(request):

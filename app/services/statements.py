@@ -1,4 +1,11 @@
-"""Bank statement import: parse a CSV, match lines to open invoices, record accepted ones once."""
+"""Bank statement import: parse a CSV, match lines to open invoices, record accepted ones once.
+
+The confirmed import is a background job (`app.services.jobs`) holding the statement's text,
+its column mapping and the ticked lines; the worker that claims it stores what it did on the
+job's row, which the result page reads. Each line maps onto a stable external id that a
+payment carries under a unique constraint, so importing a statement again, or a worker
+resuming an import whose first worker died, records each payment once.
+"""
 
 import csv
 import hashlib
@@ -9,14 +16,16 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.models import Invoice, Payment, PaymentMethod
+from app.db import writer_engine
+from app.models import BackgroundJob, Invoice, Payment, PaymentMethod
+from app.services import jobs
 from app.services.audit import record_change
-from app.services.errors import DomainError, InvalidInput
+from app.services.errors import DomainError, InvalidInput, NotFound
 from app.services.money import ZERO
 from app.services.money_overview import InvoiceRow, payable_rows
 from app.services.payments import record_payment
@@ -25,6 +34,7 @@ MAX_STATEMENT_BYTES = 2 * 1024 * 1024
 MAX_STATEMENT_ROWS = 5000
 SOURCE = "statement"
 EXTERNAL_PREFIX = "statement:"
+JOB_KIND = "statement_import"
 # The formats a bank offers in its export, as the form names them.
 DATE_FORMATS: dict[str, str] = {
     "YYYY-MM-DD": "%Y-%m-%d",
@@ -515,6 +525,10 @@ def _reference(line: StatementLine) -> str:
     return " · ".join(part for part in parts if part)[:200]
 
 
+def _recorded_meanwhile(session: Session, key: str) -> bool:
+    return session.exec(select(Payment.id).where(Payment.external_id == key)).first() is not None
+
+
 def import_matches(
     session: Session,
     *,
@@ -535,6 +549,11 @@ def import_matches(
             result.already_recorded.append(match)
             continue
         if not match.can_record or match.invoice_number is None:
+            if _recorded_meanwhile(session, match.key):
+                # Another import recorded the line between the matcher's look-ups, and so
+                # closed its invoice: it is recorded, not unmatched.
+                result.already_recorded.append(match)
+                continue
             result.skipped.append((match, match.note or "Not matched to an open invoice."))
             continue
         if match.key not in accepted:
@@ -582,3 +601,189 @@ def import_matches(
         )
         session.commit()
     return result
+
+
+# The import as a background job
+
+
+@dataclass(frozen=True)
+class ImportedLine:
+    """One line of an import's outcome, as stored on its job."""
+
+    line: int
+    booked_on: date
+    amount: Decimal
+    counterparty: str
+    text: str
+    kind: str
+    invoice_number: str | None
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """What an import did: recorded, recorded before (duplicates), and skipped lines."""
+
+    recorded: list[ImportedLine]
+    already_recorded: list[ImportedLine]
+    skipped: list[ImportedLine]
+    confirmed: list[str]
+    flags: list[str]
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """(recorded, already recorded, skipped)."""
+        return len(self.recorded), len(self.already_recorded), len(self.skipped)
+
+    @property
+    def unmatched(self) -> int:
+        """Skipped lines that pay no open invoice."""
+        return sum(1 for line in self.skipped if line.kind == "unmatched")
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> "ImportSummary":
+        """The summary a worker stored on the job."""
+
+        def lines(name: str) -> list[ImportedLine]:
+            return [
+                ImportedLine(
+                    line=int(item["line"]),
+                    booked_on=date.fromisoformat(item["booked_on"]),
+                    amount=Decimal(item["amount"]),
+                    counterparty=str(item["counterparty"]),
+                    text=str(item["text"]),
+                    kind=str(item["kind"]),
+                    invoice_number=item.get("invoice_number"),
+                    why=str(item.get("why", "")),
+                )
+                for item in stored.get(name, [])
+            ]
+
+        return cls(
+            recorded=lines("recorded"),
+            already_recorded=lines("already_recorded"),
+            skipped=lines("skipped"),
+            confirmed=[str(r) for r in stored.get("confirmed", [])],
+            flags=[str(f) for f in stored.get("flags", [])],
+        )
+
+
+def _stored_line(match: Match, why: str = "") -> dict[str, Any]:
+    return {
+        "line": match.line.line,
+        "booked_on": match.line.booked_on.isoformat(),
+        "amount": f"{match.line.amount:.2f}",
+        "counterparty": match.line.counterparty,
+        "text": match.line.text,
+        "kind": match.kind,
+        "invoice_number": match.invoice_number,
+        "why": why,
+    }
+
+
+def stored_summary(result: ImportResult) -> dict[str, Any]:
+    """An import's outcome as plain JSON for the job's row."""
+    return {
+        "recorded": [_stored_line(m) for m in result.recorded],
+        "already_recorded": [_stored_line(m) for m in result.already_recorded],
+        "skipped": [_stored_line(m, why) for m, why in result.skipped],
+        "confirmed": list(result.confirmed),
+        "flags": list(result.flags),
+    }
+
+
+@dataclass(frozen=True)
+class ImportJob:
+    """A queued or finished import, as its page shows it."""
+
+    id: int
+    state: str
+    lines: int
+    created_by: str
+    error: str
+    summary: ImportSummary | None
+
+    @property
+    def working(self) -> bool:
+        """Whether the page should ask again (the import is queued or under way)."""
+        return self.state in (jobs.QUEUED, jobs.RUNNING)
+
+
+def queue_import(
+    session: Session,
+    *,
+    csv_text: str,
+    mapping: dict[str, str],
+    lines: Sequence[StatementLine],
+    accepted_ids: Collection[str],
+    actor: str,
+) -> BackgroundJob:
+    """Queue the import of a statement that reads (`lines`, parsed from it) and commit.
+
+    Only ticks of lines the statement has are kept; the worker reads the statement again and
+    records the ticked lines that still match then.
+    """
+    known = {line.external_id for line in lines}
+    job = jobs.enqueue(
+        session,
+        kind=JOB_KIND,
+        payload={
+            "csv_text": csv_text,
+            "mapping": dict(mapping),
+            "accepted": sorted(set(accepted_ids) & known),
+            "lines": len(lines),
+        },
+        actor=actor,
+    )
+    session.commit()
+    return job
+
+
+def run_job(held: jobs.Claim, context: jobs.JobContext, session: Session | None) -> dict[str, Any]:
+    """The work of a claimed import: read the statement again and record its ticked lines."""
+    held.forget_input = True
+    payload = held.payload
+    mapping = {str(k): str(v) for k, v in dict(payload.get("mapping", {})).items()}
+    try:
+        lines = parse_statement(str(payload.get("csv_text", "")), **mapping)
+    except (StatementError, TypeError) as exc:
+        raise jobs.JobFailed(f"The statement cannot be read any more: {exc}") from exc
+    own = session is None
+    work = session or Session(writer_engine(context.engine), expire_on_commit=False)
+    try:
+        result = import_matches(
+            work,
+            lines=lines,
+            accepted_ids=[str(key) for key in payload.get("accepted", [])],
+            actor=held.created_by,
+        )
+        work.commit()
+    finally:
+        if own:
+            work.close()
+    return stored_summary(result)
+
+
+def get_import(session: Session, job_id: int) -> ImportJob:
+    """A statement import by its job's id, or NotFound."""
+    job = session.get(BackgroundJob, job_id)
+    if job is None or job.kind != JOB_KIND:
+        raise NotFound(f"There is no statement import {job_id}.")
+    state = "interrupted" if jobs.is_stale(job) else job.status
+    summary = (
+        ImportSummary.from_stored(job.result) if job.status == jobs.DONE and job.result else None
+    )
+    lines = job.payload.get("lines") if job.payload else None
+    return ImportJob(
+        id=job.id or 0,
+        state=state,
+        lines=int(lines) if isinstance(lines, int) else (summary_lines(summary) if summary else 0),
+        created_by=job.created_by,
+        error=job.error,
+        summary=summary,
+    )
+
+
+def summary_lines(summary: ImportSummary) -> int:
+    """How many lines an import went through."""
+    return sum(summary.counts)

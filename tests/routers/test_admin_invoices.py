@@ -9,12 +9,22 @@ from html import unescape
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from app.models import Application, Edition, Invoice, OutboxMessage, Payment, StaffUser
+from app.models import (
+    Application,
+    BackgroundJob,
+    Edition,
+    Invoice,
+    OutboxMessage,
+    Payment,
+    StaffUser,
+)
+from app.routers.admin_invoices import import_launcher
 from app.services import applications as service
-from app.services import invoicing, payments
+from app.services import invoicing, jobs, payments, statements
 from app.services.storage import Storage
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import application_payload, make_organisation, open_edition
@@ -477,6 +487,8 @@ def test_a_statement_with_bad_lines_lists_each_with_its_line_number(admin: TestC
 def test_preview_then_import_records_ticked_lines_once_and_a_reimport_records_nothing(
     admin: TestClient, session: Session, storage: Storage, admin_user: StaffUser
 ) -> None:
+    # The import's job runs in place, in this test's session, instead of in a thread.
+    admin.app.dependency_overrides[import_launcher] = lambda: lambda work: work(session)  # type: ignore[attr-defined]
     edition = open_edition(session)
     by_number, numbered = admitted(session, storage, admin_user, edition, email="n@x.org")
     _, suggested = admitted(session, storage, admin_user, edition, email="s@x.org")
@@ -521,6 +533,40 @@ def test_an_import_without_the_statement_text_asks_for_the_file_again(admin: Tes
     )
     assert response.status_code == 422
     assert "upload it again" in field_error(response.text, "statement_file")
+
+
+def test_with_jobs_left_to_workers_the_import_page_polls_until_a_worker_has_done_it(
+    admin: TestClient,
+    test_app: FastAPI,
+    session: Session,
+    storage: Storage,
+    admin_user: StaffUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(test_app.state.settings, "jobs_in_process", False)
+    edition = open_edition(session)
+    _, invoice = admitted(session, storage, admin_user, edition, email="n@x.org")
+    day = YESTERDAY.strftime("%d/%m/%Y")
+    text = f"Fecha;Importe;Ordenante;Concepto\n{day};1.500,00;Ama Banda;Factura {invoice.number}\n"
+    page = preview(admin, text).text
+    queued = import_form(admin, page, [value for value, _ in checkboxes(page)])
+    assert queued.status_code == 200
+    assert "Queued: the 1 line of the statement" in unescape(queued.text)
+    job = session.exec(select(BackgroundJob)).one()
+    assert f'hx-get="/admin/statements/imports/{job.id}" hx-trigger="every 1s"' in queued.text
+    assert not session.exec(select(Payment).where(Payment.source == statements.SOURCE)).all()
+
+    # A worker claims the job and does it (here in the test's session).
+    jobs.start_in_process(
+        job.id or 0, jobs.JobContext(engine=session.get_bind(), storage=storage), session
+    )  # type: ignore[arg-type]
+    polled = admin.get(f"/admin/statements/imports/{job.id}", headers={"HX-Request": "true"})
+    assert "1 payment recorded, 0 already recorded before, 0 lines skipped." in unescape(
+        polled.text
+    )
+    assert "hx-trigger" not in polled.text and "<h1>" not in polled.text
+    assert len(session.exec(select(Payment).where(Payment.source == statements.SOURCE)).all()) == 1
+    assert admin.get("/admin/statements/imports/999999").status_code == 404
 
 
 # Group invoices
