@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +16,7 @@ DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
 EXAMPLE_IBAN = "ES91 2100 0418 4502 0005 1332"
 EXAMPLE_TAX_ID = "ESG00000000 (example)"
 INSECURE_SECRET = "change-me"  # noqa: S105 - the value a production secret must not keep
+S3_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class Signatory(BaseModel):
@@ -69,6 +71,9 @@ class Settings(BaseSettings):
     mail_poll_seconds: float = Field(default=5.0, gt=0)
     # How often the in-process office chores run: expiring seat offers, sending card refunds.
     chores_poll_seconds: float = Field(default=60.0, gt=0)
+    # Bulk certificate runs and statement imports start in a thread of the web process that
+    # starts them; false: they are queued for the `diplomat worker` processes to claim.
+    jobs_in_process: bool = True
 
     # Card payments; invisible until both are set.
     stripe_secret_key: str = ""
@@ -104,6 +109,21 @@ class Settings(BaseSettings):
     # Processes that render a bulk run's PDFs; 0 picks one per core, at most 4.
     certificate_render_processes: int = Field(default=0, ge=0, le=16)
 
+    # Stored files (CVs, final works, PDFs): a folder under var/ ("local"), or an S3-compatible
+    # bucket ("s3": AWS S3, MinIO, Ceph, ...) that app servers on several machines share.
+    storage_backend: Literal["local", "s3"] = "local"
+    s3_bucket: str = ""
+    # Objects are named `<prefix>/<key>`, so one bucket can hold several installations.
+    s3_prefix: str = ""
+    # Empty: AWS's own endpoint for the region; else e.g. `https://minio.internal:9000`.
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    # Both empty: boto3's usual chain (AWS_* variables, ~/.aws, the machine's role).
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    # "path" for servers without a name per bucket (MinIO and Ceph usually).
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+
     @model_validator(mode="after")
     def _fill_development_defaults(self) -> "Settings":
         if not self.database_url:
@@ -129,7 +149,41 @@ class Settings(BaseSettings):
                 "DIPLOMAT_ORGANISATION_TAX_ID before starting in production."
             )
         self._check_certificate_settings()
+        self._check_storage_settings()
         return self
+
+    def _check_storage_settings(self) -> None:
+        """An S3 storage must name its bucket; a wrong setting stops the start, not an upload."""
+        self.s3_prefix = self.s3_prefix.strip("/")
+        if self.storage_backend != "s3":
+            return
+        if not self.s3_bucket:
+            raise ValueError(
+                "DIPLOMAT_S3_BUCKET is missing: name the bucket that holds the stored files "
+                "when DIPLOMAT_STORAGE_BACKEND=s3."
+            )
+        if not S3_BUCKET_NAME.fullmatch(self.s3_bucket):
+            raise ValueError(
+                f"DIPLOMAT_S3_BUCKET {self.s3_bucket!r} is not a bucket name: 3 to 63 "
+                "lower-case letters, digits, dots and hyphens, starting and ending with a "
+                "letter or digit."
+            )
+        if self.s3_prefix and any(
+            part in ("", ".", "..") or "\\" in part for part in self.s3_prefix.split("/")
+        ):
+            raise ValueError(
+                f"DIPLOMAT_S3_PREFIX {self.s3_prefix!r} must be plain names separated by '/'."
+            )
+        if self.s3_endpoint_url and not self.s3_endpoint_url.startswith(("https://", "http://")):
+            raise ValueError(
+                "DIPLOMAT_S3_ENDPOINT_URL must start with https:// (or http:// on a private "
+                "network), e.g. https://minio.internal:9000."
+            )
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
+            raise ValueError(
+                "Set both DIPLOMAT_S3_ACCESS_KEY_ID and DIPLOMAT_S3_SECRET_ACCESS_KEY, or "
+                "neither (then the usual AWS credentials of the machine are used)."
+            )
 
     def _check_certificate_settings(self) -> None:
         """Certificates carry a signature key and signatories: production needs real ones."""
