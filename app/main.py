@@ -31,6 +31,7 @@ from app.routers import (
     admin_editions,
     admin_exports,
     admin_invoices,
+    admin_personal_data,
     admin_registry,
     admin_translations,
     api,
@@ -55,12 +56,12 @@ from app.security import (
     upload_body_limit,
 )
 from app.services import applications as application_rules
-from app.services import card_payments, waitlist
+from app.services import card_payments, personal_data, waitlist
 from app.services import final_work as final_work_rules
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.services.mail import MailSettings, deliver_due
 from app.services.staff import LoginFailed, LoginThrottled
-from app.services.storage import LocalStorage
+from app.services.storage import make_storage
 from app.web import (
     STATIC_DIR,
     ApiForbidden,
@@ -262,13 +263,15 @@ async def _send_mail_forever(app: FastAPI, settings: Settings) -> None:
 
 
 def run_chores(engine: Engine, settings: Settings) -> None:
-    """One round of what the office would otherwise forget: offers that ran out, card refunds."""
+    """One round of what the office would otherwise forget: offers that ran out, personal data
+    past its retention period, card refunds."""
     waitlist.run_offer_expiry(
         engine,
         offer_days=settings.waitlist_offer_days,
         secret_key=settings.secret_key,
         base_url=settings.base_url,
     )
+    personal_data.erase_expired(engine, storage=make_storage(settings))
     if settings.stripe_enabled:
         client = card_payments.stripe_client(
             api_key=settings.stripe_secret_key, api_base=settings.stripe_api_base
@@ -302,7 +305,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
-    app.state.storage = LocalStorage(settings.files_dir)
+    app.state.storage = make_storage(settings)
     # The language of the request; inside the session middleware, which keeps the choice.
     app.add_middleware(LanguageMiddleware)
     # Inside the session middleware (added later, so outside): its refusal page has a session.
@@ -339,6 +342,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_dashboard.router)
     app.include_router(admin_exports.router)
     app.include_router(admin_audit.router)
+    app.include_router(admin_personal_data.router)
     app.include_router(applicants.router)
     app.include_router(cancellations.router)
     app.include_router(cancellations.api_router)

@@ -97,6 +97,11 @@ class Application(SQLModel, table=True):
     visa_letter_key: str | None = Field(default=None, sa_type=String(200))
     visa_letter_issued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
+    # Erased on request or after the retention period: the row stays as a tombstone.
+    erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    # A participant's optional data (CV, visa details, needs) removed after retention.
+    optional_data_erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

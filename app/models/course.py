@@ -69,6 +69,10 @@ class Edition(SQLModel, table=True):
     # 100 is the Diploma's rule, every session (an excused absence is not attendance).
     attendance_min_percent: int = 100
 
+    # Personal data is kept this many days after the end date, then erased (GDPR storage
+    # limitation): applicants never admitted entirely, participants their optional data.
+    retention_days: int = 365
+
     fee_includes: list[str] = Field(default_factory=list, sa_type=JSON)
     fee_excludes: list[str] = Field(default_factory=list, sa_type=JSON)
     # Title and description in other languages: {"es": {"title": ..., "description": ...}};

@@ -106,6 +106,7 @@ class EditionOut(EditionSummaryOut):
     fee_includes: list[str]
     fee_excludes: list[str]
     modules: list[ModuleOut]
+    retention_days: int
 
 
 def edition_summary(edition: Edition) -> dict[str, object]:
@@ -156,6 +157,7 @@ def edition_out(edition: Edition) -> EditionOut:
             "cancellation_deadline": edition_service.cancellation_deadline(edition),
             "fee_includes": edition.fee_includes,
             "fee_excludes": edition.fee_excludes,
+            "retention_days": edition.retention_days,
             "modules": [
                 {
                     "id": m.id,

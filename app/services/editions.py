@@ -197,6 +197,7 @@ class EditionFields(BaseModel):
     fee_includes: list[str] | None = Field(default=None, max_length=50)
     fee_excludes: list[str] | None = Field(default=None, max_length=50)
     modules: list[ModuleIn] | None = Field(default=None, max_length=20)
+    retention_days: int | None = Field(default=None, ge=30, le=3650)
 
     _tz = field_validator("timezone")(lambda v: None if v is None else _valid_timezone(v))
     _cur = field_validator("currency")(lambda v: None if v is None else _valid_currency(v))
@@ -370,6 +371,7 @@ def edition_snapshot(edition: Edition) -> dict[str, Any]:
         "tax_note": edition.tax_note,
         "fee_includes": list(edition.fee_includes),
         "fee_excludes": list(edition.fee_excludes),
+        "retention_days": edition.retention_days,
     }
 
 
@@ -394,6 +396,7 @@ _SIMPLE_FIELDS = (
     "tax_note",
     "fee_includes",
     "fee_excludes",
+    "retention_days",
 )
 
 
@@ -443,6 +446,7 @@ def create_edition(session: Session, *, data: EditionCreate, actor: str) -> Edit
         fee_excludes=(
             list(DEFAULT_FEE_EXCLUDES) if data.fee_excludes is None else data.fee_excludes
         ),
+        retention_days=365 if data.retention_days is None else data.retention_days,
     )
     _check_consistency(edition)
     session.add(edition)
