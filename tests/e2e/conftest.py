@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2 as httpx
@@ -39,6 +39,8 @@ class LiveServer:
     admin_email: str
     admin_password: str
     database: str
+    # The server's environment, for running `diplomat` commands against the same database.
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def _free_port() -> int:
@@ -113,7 +115,7 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
                         f"the server did not start: {(folder / 'server.log').read_text()}"
                     )
                 time.sleep(0.2)
-            yield LiveServer(base, "admin@example.org", password.group(1), request.param)
+            yield LiveServer(base, "admin@example.org", password.group(1), request.param, env)
         finally:
             server.terminate()
             server.wait(timeout=10)
