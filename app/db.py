@@ -1,14 +1,18 @@
 """Engine, sessions, and the column types that keep time zones and cents exact."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
+from weakref import WeakKeyDictionary
 
+import anyio
+from anyio.lowlevel import RunVar
+from fastapi import Depends
 from sqlalchemy import BigInteger, DateTime, Numeric, event
 from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Session, create_engine
 from starlette.requests import Request
@@ -121,7 +125,45 @@ def writer_engine(engine: Engine) -> Engine:
     return engine.execution_options(**{SQLITE_IMMEDIATE: True})
 
 
-def get_read_session(request: Request) -> Iterator[Session]:
+# The slots of each engine's pool, per event loop (a semaphore belongs to one loop).
+_slots: RunVar[WeakKeyDictionary[Engine, anyio.Semaphore]] = RunVar("diplomat_database_slots")
+
+
+def pool_capacity(engine: Engine) -> int | None:
+    """How many connections the engine's pool can lend at once; None when it has no limit."""
+    pool = engine.pool
+    if isinstance(pool, QueuePool) and pool._max_overflow >= 0:
+        return pool.size() + pool._max_overflow
+    return None
+
+
+async def database_slot(request: Request) -> AsyncIterator[None]:
+    """A place among the requests that may hold a connection, taken before the session opens.
+
+    Without it, more requests than the pool has connections would park worker threads on the
+    pool while the requests holding connections wait for a thread to send their answer: every
+    thread and every connection waits, until the pool's time-out fails them all. Here the
+    surplus waits in the event loop, holding nothing.
+    """
+    engine: Engine = request.app.state.engine
+    capacity = pool_capacity(engine)
+    if capacity is None:
+        yield
+        return
+    slots = _slots.get(None)
+    if slots is None:
+        slots = WeakKeyDictionary()
+        _slots.set(slots)
+    semaphore = slots.get(engine)
+    if semaphore is None:
+        semaphore = slots[engine] = anyio.Semaphore(capacity)
+    async with semaphore:
+        yield
+
+
+def get_read_session(
+    request: Request, _slot: Annotated[None, Depends(database_slot)]
+) -> Iterator[Session]:
     """A session for a request that only reads, whatever its method (e.g. a quote by POST).
 
     On SQLite it takes no write lock, so many at once never queue behind the writers.
@@ -130,7 +172,9 @@ def get_read_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_session(request: Request) -> Iterator[Session]:
+def get_session(
+    request: Request, _slot: Annotated[None, Depends(database_slot)]
+) -> Iterator[Session]:
     """One session per request, on the engine of the application serving it.
 
     Requests that change state begin their transactions as writers, so concurrent writes on

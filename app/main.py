@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
@@ -204,6 +205,11 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "A value in the request cannot be stored: a number out of range, or a NUL."
         detail = [{"loc": ["request"], "msg": message, "type": "value_error"}]
         return _error(request, status.HTTP_422_UNPROCESSABLE_CONTENT, detail, message)
+
+    @app.exception_handler(PoolTimeout)
+    async def database_busy(request: Request, exc: PoolTimeout) -> Response:
+        log.error("no database connection free in time: %s", exc)
+        return _error(request, 503, "The service is busy; try again shortly.")
 
     @app.exception_handler(OperationalError)
     async def database_unavailable(request: Request, exc: OperationalError) -> Response:
