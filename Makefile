@@ -24,8 +24,8 @@ compile-catalogs: $(VENV)/.installed
 
 # After changing strings: extract them and add the new ones to the Spanish and French .po files.
 catalogs: $(VENV)/.installed
-	$(BIN)/pybabel -q extract -F babel.cfg -k N_ --no-location --sort-output --project=diplomat -o app/translations/messages.pot .
-	$(BIN)/pybabel -q update -i app/translations/messages.pot -d app/translations -D messages --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel -q extract -F babel.cfg -k N_ --no-location --sort-output --width 100 --project=diplomat -o app/translations/messages.pot .
+	$(BIN)/pybabel -q update -i app/translations/messages.pot -d app/translations -D messages --no-fuzzy-matching --ignore-obsolete --width 100
 
 init: compile-catalogs
 	$(BIN)/diplomat init

@@ -232,9 +232,17 @@ def session_start(value: datetime) -> str:
 def translate(message: str | None) -> str:
     """A message held in a variable (marked with `N_` where it is written) in the language now.
 
-    Unlike `_()` in a template it applies no `%` formatting, so any text is safe to pass.
+    Unlike `_()` in a template it applies no `%` formatting, so any text is safe to pass. A
+    service's message with its values in (`app.message_text`) is recognised as well.
     """
-    return gettext(message) if message else ""
+    from app.message_text import message_text  # it builds on this module's formats
+
+    return message_text(message)
+
+
+def translate_fields(fields: dict[str, str]) -> dict[str, str]:
+    """A form's messages per field (from a service) in the language now."""
+    return {name: translate(message) for name, message in fields.items()}
 
 
 def N_(message: str) -> str:

@@ -19,7 +19,7 @@ from app.language import language_links
 from app.models import Role, StaffUser
 from app.quote_text import quote_label, quote_reason
 from app.security import csrf_token
-from app.services.countries import country_name
+from app.services.countries import local_country_name
 from app.services.invoicing import Seller
 from app.services.staff import user_for_token
 from app.services.storage import Storage
@@ -47,7 +47,7 @@ percent = i18n.percent
 
 i18n.install(templates.env)
 templates.env.filters.update(
-    local=local, country_name=country_name, quote_label=quote_label, quote_reason=quote_reason
+    local=local, country_name=local_country_name, quote_label=quote_label, quote_reason=quote_reason
 )
 templates.env.globals.update(csrf_token=csrf_token, language_links=language_links)
 

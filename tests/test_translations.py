@@ -3,7 +3,9 @@
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from babel.messages.catalog import Catalog
@@ -13,6 +15,12 @@ from babel.messages.pofile import read_po
 
 from app import i18n
 from app.quote_text import quote_label, quote_reason
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+    from sqlmodel import Session
+
+    from app.models import StaffUser
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATED = ("es", "fr")
@@ -192,3 +200,292 @@ def test_stored_quote_lines_are_shown_in_the_readers_language() -> None:
             "Tarif standard : Ciudad X n'est pas membre de Metropolis. Malawi est un pays"
         )
         assert quote_reason("Something new.") == "Something new."
+
+
+def test_staff_pages_are_in_the_catalogs(messages: dict[str | tuple[str, ...], str]) -> None:
+    places = set(messages.values())
+    for where in ("admin/invoices/register.html", "admin/applications/list.html", "visa_letter"):
+        assert any(where in place for place in places), where
+    assert "Groups waiting for their invoice" in messages
+    assert "Decide on the selected applications" in messages
+
+
+def test_staff_pages_follow_the_chosen_language(
+    client: "TestClient", session: "Session", admin_user: "StaffUser"
+) -> None:
+    from tests.conftest import ADMIN_PASSWORD
+    from tests.factories import open_edition
+    from tests.routers.test_admin_invoices import admitted
+    from tests.routers.test_auth import login
+
+    edition = open_edition(session)
+    storage = client.app.state.storage  # type: ignore[attr-defined]
+    _application, invoice = admitted(session, storage, admin_user, edition)
+    assert login(client, "admin@example.org", ADMIN_PASSWORD).status_code == 303
+    register = f"/admin/invoices?edition={edition.slug}&status=all"
+    listing = f"/admin/applications?edition={edition.slug}"
+
+    english = client.get(register).text
+    assert "Groups waiting for their invoice" in english
+    with i18n.use_language("en"):
+        assert i18n.money(invoice.total, invoice.currency) in english
+    assert "admitted</span>" in client.get(listing).text
+
+    french = client.get(register + "&lang=fr").text
+    assert '<html lang="fr">' in french
+    assert "Exporter en CSV" in french and "Export as CSV" not in french
+    with i18n.use_language("fr"):
+        total = i18n.money(invoice.total, invoice.currency)
+    assert total.endswith("\u00a0€") and "," in total
+    assert total in french
+    french_list = client.get(listing).text  # the choice is kept for the visit
+    assert "Filtrer les candidatures" in french_list
+    assert "admise</span>" in french_list
+    assert "Decide on the selected applications" not in french_list
+
+    spanish = client.get(listing + "&lang=es").text
+    assert "Decidir sobre las solicitudes seleccionadas" in spanish
+    assert "admitida</span>" in spanish
+
+
+# Templates: no visible English outside `_()` and `{% trans %}`
+
+TEMPLATES = ROOT / "app" / "templates"
+# Written in English on purpose, whatever the language of the request.
+ENGLISH_TEMPLATES = {
+    "emails/cancellation_office_note.html": "the office reads its own notes in English",
+}
+# Names, codes and abbreviations that read the same in every language.
+SAME_IN_EVERY_LANGUAGE = {
+    "diplomat",
+    "Metropolis",
+    "Barcelona",
+    "LinkedIn",
+    "Stripe",
+    "EUR",
+    "IBAN",
+    "BIC",
+    "SWIFT",
+    "SEPA",
+    "CSV",
+    "XLSX",
+    "PDF",
+    "JSON",
+    "ISO",
+    "URL",
+    "CV",
+    "FY",
+}
+SHOWN_ATTRIBUTES = {"placeholder", "title", "aria-label", "alt"}
+NOT_PROSE = {"script", "style", "code", "pre"}
+JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.S)
+TRANS_BLOCK = re.compile(r"\{%-?\s*trans\b.*?%\}.*?\{%-?\s*endtrans\s*-?%\}", re.S)
+JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+# A tag whose string literals are names and paths, not words shown to a reader.
+STRUCTURAL_TAG = re.compile(
+    r"\{%-?\s*(trans|pluralize|endtrans|extends|include|import|from|block|macro|call)\b"
+)
+EXPRESSION_TOKEN = re.compile(
+    r"""(?P<name>[A-Za-z_]\w*)\s*\(|(?P<open>\()|(?P<close>\))"""
+    r"""|(?P<quote>["'])(?P<text>(?:(?!(?P=quote)).)*)(?P=quote)"""
+)
+GETTEXT_CALLS = {"_", "gettext", "ngettext", "pgettext"}
+WORDS = re.compile(r"[^\W\d_]{2,}")
+SENTENCE = re.compile(r"\b[A-Z][a-z]+ [a-z]+")
+ATTRIBUTE_FRAGMENT = re.compile(r"^\s*[\w-]+=\"")  # a macro that writes attributes
+
+
+def _blank(found: re.Match[str]) -> str:
+    """Drop a template construct but keep the line count and a word break."""
+    return "\n" * found.group(0).count("\n") + " "
+
+
+def _english(text: str) -> bool:
+    return any(word not in SAME_IN_EVERY_LANGUAGE for word in WORDS.findall(text))
+
+
+def _untranslated_literals(expression: str) -> list[str]:
+    """String literals in a `{{ }}`/`{% %}` that no gettext call encloses."""
+    calls: list[str] = []
+    found = []
+    for token in EXPRESSION_TOKEN.finditer(expression):
+        if token.group("name"):
+            calls.append(token.group("name"))
+        elif token.group("open"):
+            calls.append("")
+        elif token.group("close"):
+            if calls:
+                calls.pop()
+        elif not (calls and calls[-1] in GETTEXT_CALLS):
+            found.append(token.group("text"))
+    return found
+
+
+class _ShownText(HTMLParser):
+    """Text nodes and the attributes a reader sees or hears, with their line."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.skipping = 0
+        self.shown: list[tuple[int, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in NOT_PROSE:
+            self.skipping += 1
+        for name, value in attrs:
+            if name in SHOWN_ATTRIBUTES and value:
+                self.shown.append((self.getpos()[0], value))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in NOT_PROSE and self.skipping:
+            self.skipping -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping and not ATTRIBUTE_FRAGMENT.match(data):
+            self.shown.append((self.getpos()[0], data))
+
+
+def english_outside_the_catalog(source: str) -> list[tuple[int, str]]:
+    """(line, text) of each English text a template shows without `_()` or `{% trans %}`."""
+    source = TRANS_BLOCK.sub(_blank, JINJA_COMMENT.sub(_blank, source))
+    found = []
+    for tag in JINJA_TAG.finditer(source):
+        if STRUCTURAL_TAG.match(tag.group(0)):
+            continue
+        line = source.count("\n", 0, tag.start()) + 1
+        found += [
+            (line, text) for text in _untranslated_literals(tag.group(0)) if SENTENCE.search(text)
+        ]
+    parser = _ShownText()
+    parser.feed(JINJA_TAG.sub(_blank, source))
+    parser.close()
+    found += [(line, text.strip()) for line, text in parser.shown if _english(text)]
+    return sorted(found)
+
+
+def test_the_template_check_finds_english_text_attributes_and_literals() -> None:
+    source = """{% extends "base.html" %}
+{# A comment in English is for developers. #}
+<h1>{{ _("Applications") }} · {{ edition.title }}</h1>
+<p>Export the list</p>
+<input placeholder="Search by name" aria-label="{{ _('Search') }}">
+<img alt="">
+{{ field("days", "Days kept after the end date", hint=_("From %(a)s days.", a=1)) }}
+<p>{% trans n=3 %}{{ n }} rows{% endtrans %} · 12 EUR · PDF · – 3 %</p>
+<pre>name,country</pre>
+<script>const label = "Not prose";</script>
+"""
+    assert english_outside_the_catalog(source) == [
+        (4, "Export the list"),
+        (5, "Search by name"),
+        (7, "Days kept after the end date"),
+    ]
+
+
+def test_templates_show_no_english_outside_the_catalog() -> None:
+    faults = []
+    for path in sorted(TEMPLATES.rglob("*.html")):
+        name = path.relative_to(TEMPLATES).as_posix()
+        if name in ENGLISH_TEMPLATES:
+            continue
+        faults += [
+            f"{name}:{line}: {text[:80]!r}"
+            for line, text in english_outside_the_catalog(path.read_text(encoding="utf-8"))
+        ]
+    assert not faults, f"{len(faults)} English text(s) outside _() or trans:\n" + "\n".join(faults)
+
+
+# Messages the services write in English, shown in the reader's language
+
+
+def test_a_stored_cancellation_reason_reads_in_the_readers_language() -> None:
+    from app.message_text import message_text
+    from app.services.cancellation import PolicyFacts, decide_cancellation
+
+    policy = PolicyFacts(start_date=date(2024, 11, 18), timezone="Europe/Madrid")
+    decision = decide_cancellation(
+        policy,
+        received_at=datetime(2024, 9, 2, 10, tzinfo=UTC),
+        payments_received=Decimal("1500"),
+    )
+    with i18n.use_language("en"):
+        assert message_text(decision.reason) == decision.reason
+    with i18n.use_language("fr"):
+        french = i18n.translate(decision.reason)
+    assert french.startswith("Annulation reçue avant la date limite (19 octobre 2024, 00:00")
+    assert "1\u202f500,00" in french and "2 octobre 2024" in french and "375,00" in french
+    with i18n.use_language("es"):
+        spanish = i18n.translate(decision.reason)
+    assert "19 de octubre de 2024" in spanish and "1.500,00" in spanish
+    with i18n.use_language("fr"):
+        assert message_text("Something the office wrote by hand.") == (
+            "Something the office wrote by hand."
+        )
+
+
+def test_service_errors_with_values_are_translated_around_their_values() -> None:
+    with i18n.use_language("es"):
+        throttled = i18n.translate(
+            "Too many wrong codes. Try again at 10:45, or ask your tutor to mark you present."
+        )
+        opens = i18n.translate(
+            "Check-in for “Urban mobility” opens at Monday 18 November, 09:15, 15 minutes "
+            "before it starts."
+        )
+        missing = i18n.translate(
+            "The cancellation cannot be recorded: it does not give the name of the course and "
+            "contact information."
+        )
+    assert "10:45" in throttled and "Too many" not in throttled
+    assert "“Urban mobility”" in opens and "lunes 18 de noviembre, 09:15" in opens
+    assert "el nombre del curso y los datos de contacto" in missing
+
+
+def test_country_names_follow_the_language_and_fall_back_to_english() -> None:
+    from app.services.countries import country_name, local_country_name
+
+    assert local_country_name("CIV", "fr") == "Côte d’Ivoire"
+    assert local_country_name("DEU", "es") == "Alemania"
+    assert local_country_name("MWI", "en") == country_name("MWI") == "Malawi"
+    assert local_country_name("XKX", "fr") == "Kosovo"
+    assert local_country_name("XYZ", "fr") == "XYZ"  # unknown codes are shown as stored
+    with i18n.use_language("fr"):
+        assert local_country_name("DEU") == "Allemagne"
+
+
+def test_a_participant_cancels_in_french_and_reads_each_message_in_french(
+    client: "TestClient", session: "Session", admin_user: "StaffUser"
+) -> None:
+    from tests.routers.test_auth import csrf_from
+    from tests.routers.test_cancellations import participant, portal_path
+
+    storage = client.app.state.storage  # type: ignore[attr-defined]
+    application = participant(session, storage, admin_user, paid="1000.00")
+    path = portal_path(session, application)
+    preview = client.get(f"{path}/cancel?lang=fr")
+    assert "750,00\u00a0€" in preview.text and "What will happen" not in preview.text
+    done = client.post(f"{path}/cancel", data={"csrf_token": csrf_from(preview.text)})
+    assert "Votre place est annulée. Annulation reçue avant la date limite (" in done.text
+    assert "Nous vous avons envoyé une confirmation." in done.text
+    assert "We have sent you a confirmation." not in done.text
+    bad = client.post(
+        f"{path}/refund-details",
+        data={
+            "csrf_token": csrf_from(done.text),
+            "account_holder": "Ama Banda",
+            "iban": "ES91 2100 0418 4502 0005 1333",
+            "bic": "",
+        },
+    )
+    assert bad.status_code == 422 and "Cet IBAN" in bad.text
+    good = client.post(
+        f"{path}/refund-details",
+        data={
+            "csrf_token": csrf_from(done.text),
+            "account_holder": "Ama Banda",
+            "iban": "ES91 2100 0418 4502 0005 1332",
+            "bic": "",
+        },
+    )
+    assert "Nous verserons votre remboursement de 750,00\u00a0€" in good.text
+    assert "se terminant par 1332" in good.text

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func
 from sqlmodel import select
 
+from app.i18n import translate
 from app.models import Organisation
 from app.security import csrf_token, verify_csrf
 from app.services import editions as edition_service
@@ -60,7 +61,7 @@ def login(
         return templates.TemplateResponse(
             request,
             "admin/login.html",
-            {"next": target, "email": email, "error": exc.message},
+            {"next": target, "email": email, "error": translate(exc.message)},
             status_code=code,
         )
     # A new session on login: nothing from before (a planted token) carries over.

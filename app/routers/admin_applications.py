@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
+from app.i18n import N_, gettext, translate
 from app.models import (
     ApplicantGroup,
     Application,
@@ -57,26 +58,34 @@ PER_PAGE = 50
 MAX_BULK = 200
 STATUSES = [s.value for s in ApplicationStatus]
 DECISIONS: tuple[str, ...] = get_args(Decision)
-DECISION_LABELS = {"admit": "Admit", "waitlist": "Put on the waiting list", "reject": "Reject"}
-DONE_WORDS = {"admit": "admitted", "waitlist": "put on the waiting list", "reject": "rejected"}
+DECISION_LABELS = {
+    "admit": N_("Admit"),
+    "waitlist": N_("Put on the waiting list"),
+    "reject": N_("Reject"),
+}
+DONE_WORDS = {
+    "admit": N_("admitted"),
+    "waitlist": N_("put on the waiting list"),
+    "reject": N_("rejected"),
+}
 ACTION_WORDS = {
-    "application.submitted": "Applied",
-    "application.admit": "Admitted",
-    "application.waitlist": "Put on the waiting list",
-    "application.reject": "Rejected",
-    "application.withdrawn": "Withdrawn by the applicant",
-    "application.portal_link_revoked": "Private links replaced; a new one was e-mailed",
-    "application.notes_changed": "Staff notes changed",
+    "application.submitted": N_("Applied"),
+    "application.admit": N_("Admitted"),
+    "application.waitlist": N_("Put on the waiting list"),
+    "application.reject": N_("Rejected"),
+    "application.withdrawn": N_("Withdrawn by the applicant"),
+    "application.portal_link_revoked": N_("Private links replaced; a new one was e-mailed"),
+    "application.notes_changed": N_("Staff notes changed"),
 }
 SORT_COLUMNS = {
-    "reference": "Reference",
-    "name": "Name",
-    "organisation": "Organisation",
-    "country": "Country",
-    "group": "Group",
-    "total": "Quote",
-    "status": "Status",
-    "submitted": "Applied",
+    "reference": N_("Reference"),
+    "name": N_("Name"),
+    "organisation": N_("Organisation"),
+    "country": N_("Country"),
+    "group": N_("Group"),
+    "total": N_("Quote"),
+    "status": N_("Status"),
+    "submitted": N_("Applied"),
 }
 
 
@@ -267,8 +276,8 @@ def applications(
         "choices": review_service.filter_choices(session, edition.id if edition else None),
         "bar": capacity_bar(capacity(session, edition)) if edition else None,
         "member_labels": MEMBER_LABELS,
-        "sort_columns": SORT_COLUMNS,
-        "decisions": DECISION_LABELS,
+        "sort_columns": {key: gettext(label) for key, label in SORT_COLUMNS.items()},
+        "decisions": {key: gettext(label) for key, label in DECISION_LABELS.items()},
         "flash": _pop_flash(request),
         "htmx": _wants_results(request),
     }
@@ -363,10 +372,10 @@ def _confirm_page(
 
 def _over_capacity_message(seats: Capacity, admitting: int) -> str:
     over = beyond_capacity(seats, admitting)
-    return (
-        f"This admits {over} beyond the {seats.seats} seats; seats are guaranteed only on "
+    return gettext(
+        "This admits %(over)s beyond the %(seats)s seats; seats are guaranteed only on "
         "payment. Admit anyway?"
-    )
+    ) % {"over": over, "seats": seats.seats}
 
 
 def _parse_choices(selected: list[str]) -> list[tuple[int, int | None]]:
@@ -399,10 +408,12 @@ def bulk_decision(
     # One page of the list at most; a longer list is not something the page can send.
     choices = _parse_choices((selected or [])[:MAX_BULK])
     if decision not in DECISIONS:
-        _flash(request, "Choose a decision (admit, waitlist or reject) for the selected rows.")
+        _flash(
+            request, gettext("Choose a decision (admit, waitlist or reject) for the selected rows.")
+        )
         return _see_other(target)
     if not choices:
-        _flash(request, "Select at least one application; nothing was changed.")
+        _flash(request, gettext("Select at least one application; nothing was changed."))
         return _see_other(target)
     if decision == "admit" and confirm_over_capacity != "1":
         admitting = review_service.admittable_by_edition(session, [c[0] for c in choices])
@@ -502,9 +513,9 @@ def _detail_context(
         "bar": capacity_bar(seats),
         "admitting_overflows": beyond_capacity(seats, 1) > 0,
         "decision_choices": choices,
-        "decision_labels": DECISION_LABELS,
+        "decision_labels": {key: gettext(label) for key, label in DECISION_LABELS.items()},
         "timeline": review_service.timeline(session, application.id or 0),
-        "action_words": ACTION_WORDS,
+        "action_words": {key: gettext(words) for key, words in ACTION_WORDS.items()},
         "mails": review_service.application_mail(session, application.id or 0),
         "notes_fingerprint": review_service.notes_fingerprint(application.staff_notes),
         "list_url": f"{LIST_PATH}?{urlencode({'edition': edition.slug})}",
@@ -562,7 +573,7 @@ def application_cv(
     """The applicant's CV as the PDF they uploaded."""
     application = get_application(session, application_id)
     if not application.cv_key:
-        raise NotFound("This application has no CV.")
+        raise NotFound(gettext("This application has no CV."))
     return _stored_file(storage, application.cv_key, f"cv-{application.reference}.pdf")
 
 
@@ -573,7 +584,7 @@ def application_fee_waiver(
     """The numbered fee-waiver confirmation issued at admission."""
     application = get_application(session, application_id)
     if not application.fee_waiver_key:
-        raise NotFound("This application has no fee-waiver confirmation.")
+        raise NotFound(gettext("This application has no fee-waiver confirmation."))
     return _stored_file(
         storage, application.fee_waiver_key, f"fee-waiver-{application.fee_waiver_number}.pdf"
     )
@@ -606,7 +617,7 @@ def application_decision(
             application,
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
             form=form,
-            errors={"decision": "Choose admit, waitlist or reject."},
+            errors={"decision": gettext("Choose admit, waitlist or reject.")},
         )
     if (
         decision == "admit"
@@ -647,15 +658,15 @@ def application_decision(
     except Conflict:
         current = get_application(session, application_id)
         if current.version != version:
-            conflict = (
+            conflict = gettext(
                 "Another administrator changed this application meanwhile: it is now "
-                f"{current.status}. Nothing was changed."
-            )
+                "%(status)s. Nothing was changed."
+            ) % {"status": gettext(current.status)}
         else:
-            conflict = (
-                f"This application is {current.status}: it cannot be "
-                f"{DONE_WORDS[decision]} from there. Nothing was changed."
-            )
+            conflict = gettext(
+                "This application is %(status)s: it cannot be %(done)s from there. Nothing was "
+                "changed."
+            ) % {"status": gettext(current.status), "done": gettext(DONE_WORDS[decision])}
         return _detail_page(
             request,
             session,
@@ -665,11 +676,19 @@ def application_decision(
             form=form,
             conflict=conflict,
         )
+    values = {"reference": decided.reference, "email": decided.email}
     if decided.status == ApplicationStatus.confirmed.value:
-        done = "admitted and confirmed at once (fee waived); the fee-waiver confirmation"
+        done = gettext(
+            "%(reference)s admitted and confirmed at once (fee waived); the fee-waiver "
+            "confirmation to %(email)s is queued."
+        )
+    elif decision == "admit":
+        done = gettext("%(reference)s admitted; the e-mail to %(email)s is queued.")
+    elif decision == "waitlist":
+        done = gettext("%(reference)s put on the waiting list; the e-mail to %(email)s is queued.")
     else:
-        done = f"{DONE_WORDS[decision]}; the e-mail"
-    _flash(request, f"{decided.reference} {done} to {decided.email} is queued.")
+        done = gettext("%(reference)s rejected; the e-mail to %(email)s is queued.")
+    _flash(request, done % values)
     return _see_other(_safe_back(back, page))
 
 
@@ -702,9 +721,9 @@ def application_notes(
             status_code=(
                 status.HTTP_409_CONFLICT if conflict else status.HTTP_422_UNPROCESSABLE_CONTENT
             ),
-            notes_conflict={"message": exc.message, "text": staff_notes},
+            notes_conflict={"message": translate(exc.message), "text": staff_notes},
         )
-    _flash(request, "Notes saved.")
+    _flash(request, gettext("Notes saved."))
     return _see_other(f"{LIST_PATH}/{application_id}#notes")
 
 
@@ -726,7 +745,8 @@ def application_new_link(
     )
     _flash(
         request,
-        f"The earlier private links no longer work; a new link to {application.email} is queued.",
+        gettext("The earlier private links no longer work; a new link to %(email)s is queued.")
+        % {"email": application.email},
     )
     return _see_other(f"{LIST_PATH}/{application_id}")
 
@@ -829,8 +849,15 @@ def outbox_retry(
     """Queue a failed e-mail again."""
     message = review_service.get_outbox_message(session, message_id)
     if message.status != "failed":
-        _flash(request, f"Only a failed e-mail can be retried; this one is {message.status}.")
+        _flash(
+            request,
+            gettext("Only a failed e-mail can be retried; this one is %(status)s.")
+            % {"status": gettext(message.status)},
+        )
     else:
         retry_failed(session, message_id)
-        _flash(request, f"The e-mail to {message.to_address} is queued again.")
+        _flash(
+            request,
+            gettext("The e-mail to %(address)s is queued again.") % {"address": message.to_address},
+        )
     return _see_other(_safe_back(back, f"{OUTBOX_PATH}/{message_id}"))

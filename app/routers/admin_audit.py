@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, Response
 
+from app.i18n import gettext
 from app.security import verify_csrf
 from app.services import audit_log
 from app.services import office_exports as ex
@@ -96,7 +97,9 @@ def audit_page(
         page = audit_log.list_entries(session, query.filters, timezone=timezone, older_than=before)
     groups = dict(audit_log.ACTION_GROUPS)
     if query.values["action"] not in groups:
-        groups[query.values["action"]] = f"Starting with “{query.values['action']}”"
+        groups[query.values["action"]] = gettext("Starting with “%(action)s”") % {
+            "action": query.values["action"]
+        }
     return templates.TemplateResponse(
         request,
         "admin/audit/page.html",

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
+from app.i18n import N_, gettext, translate
 from app.models import AuditEntry, Edition, StaffUser
 from app.security import verify_csrf
 from app.services import editions as edition_service
@@ -34,19 +35,19 @@ MAX_TYPED_LENGTH = 40
 HISTORY_LIMIT = 100
 FEE_ACTIONS = ("edition.created", "edition.updated")
 FEE_KEYS = {
-    "fee_standard": "Standard fee",
-    "fee_member": "Member fee",
-    "waiver_percent": "Low-income waiver",
-    "group_tiers": "Group discounts",
-    "dues_year": "Dues year",
-    "income_fy": "Income fiscal year",
+    "fee_standard": N_("Standard fee"),
+    "fee_member": N_("Member fee"),
+    "waiver_percent": N_("Low-income waiver"),
+    "group_tiers": N_("Group discounts"),
+    "dues_year": N_("Dues year"),
+    "income_fy": N_("Income fiscal year"),
 }
 FIELD_LABELS = {
-    "standard": "Standard fee",
-    "member": "Member fee",
-    "waiver_percent": "Low-income waiver",
-    "dues_year": "Dues year",
-    "income_fy": "Income fiscal year",
+    "standard": N_("Standard fee"),
+    "member": N_("Member fee"),
+    "waiver_percent": N_("Low-income waiver"),
+    "dues_year": N_("Dues year"),
+    "income_fy": N_("Income fiscal year"),
 }
 _TIER_INPUT = re.compile(r"^fees\.group_tiers\.(\d+)\.(min_size|percent)$")
 
@@ -92,7 +93,7 @@ class FeesFormErrors:
     def summary(self) -> list[tuple[str, str]]:
         """(input id, message) in the order the inputs appear on the page."""
         items = [
-            (name, f"{label}: {self.fields[name]}")
+            (name, f"{gettext(label)}: {self.fields[name]}")
             for name, label in FIELD_LABELS.items()
             if name in self.fields
         ]
@@ -198,27 +199,29 @@ def _with_spare_rows(tiers: list[TierRow]) -> list[TierRow]:
 def _amount_message(message: str) -> str:
     lowered = message.lower()
     if "greater than or equal" in lowered:
-        return "Enter an amount of 0 or more."
+        return gettext("Enter an amount of 0 or more.")
     if "decimal places" in lowered:
-        return "Enter an amount with at most 2 decimals, such as 1500.00."
+        return gettext("Enter an amount with at most 2 decimals, such as 1500.00.")
     if "too large" in lowered:
-        return "Enter an amount below 1,000,000,000.00."
-    return "Enter an amount such as 1500.00."
+        return gettext("Enter an amount below 1,000,000,000.00.")
+    return gettext("Enter an amount such as 1500.00.")
 
 
 def _percent_message(message: str) -> str:
     if "decimal places" in message.lower():
-        return "Enter a percent with at most 2 decimals, such as 12.5."
-    return "Enter a percent from 0 to 100."
+        return gettext("Enter a percent with at most 2 decimals, such as 12.5.")
+    return gettext("Enter a percent from 0 to 100.")
 
 
 def _min_size_message(message: str) -> str:
     lowered = message.lower()
     if "greater than or equal" in lowered:
-        return "Enter a minimum group size of 2 or more: a group has at least 2 participants."
+        return gettext(
+            "Enter a minimum group size of 2 or more: a group has at least 2 participants."
+        )
     if "less than or equal" in lowered:
-        return "Enter a minimum group size of 1000 or less."
-    return "Enter the minimum group size as a whole number, such as 5."
+        return gettext("Enter a minimum group size of 1000 or less.")
+    return gettext("Enter the minimum group size as a whole number, such as 5.")
 
 
 def _tier_order_faults(
@@ -226,7 +229,7 @@ def _tier_order_faults(
 ) -> None:
     """Name the rows that break the order; pydantic only says that some pair does."""
     if "at most" in message.lower():
-        errors.tiers = "Enter at most 20 tiers."
+        errors.tiers = gettext("Enter at most 20 tiers.")
         errors.flagged = {f"tiers-{position}-min_size" for position, _ in kept[20:]}
         return
     parsed = [
@@ -237,22 +240,38 @@ def _tier_order_faults(
     for (a_pos, a), (b_pos, b) in pairwise(parsed):
         if b.min_size <= a.min_size:
             faults.append(
-                f"tier {b_pos + 1} (groups of {b.min_size}) must be larger than "
-                f"tier {a_pos + 1} (groups of {a.min_size})"
+                gettext(
+                    "tier %(tier)s (groups of %(size)s) must be larger than tier %(other)s "
+                    "(groups of %(other_size)s)"
+                )
+                % {
+                    "tier": b_pos + 1,
+                    "size": b.min_size,
+                    "other": a_pos + 1,
+                    "other_size": a.min_size,
+                }
             )
             errors.flagged.add(f"tiers-{b_pos}-min_size")
         if b.percent < a.percent:
             faults.append(
-                f"tier {b_pos + 1} ({percent(b.percent)} off) cannot give less than "
-                f"tier {a_pos + 1} ({percent(a.percent)} off)"
+                gettext(
+                    "tier %(tier)s (%(percent)s off) cannot give less than tier %(other)s "
+                    "(%(other_percent)s off)"
+                )
+                % {
+                    "tier": b_pos + 1,
+                    "percent": percent(b.percent),
+                    "other": a_pos + 1,
+                    "other_percent": percent(a.percent),
+                }
             )
             errors.flagged.add(f"tiers-{b_pos}-percent")
     if faults:
         detail = "; ".join(faults)
-        errors.tiers = (
+        errors.tiers = gettext(
             "List the tiers from the smallest group up, a larger group never getting less off: "
-            f"{detail[:1].upper()}{detail[1:]}."
-        )
+            "%(faults)s."
+        ) % {"faults": f"{detail[:1].upper()}{detail[1:]}"}
     else:
         errors.tiers = message
 
@@ -288,9 +307,9 @@ def check_fees_form(form: FeesForm, fiscal_years: list[int]) -> tuple[EditionPat
             elif path == "fees.waiver_percent":
                 errors.fields["waiver_percent"] = _percent_message(message)
             elif path == "dues_year":
-                errors.fields["dues_year"] = "Enter a year such as 2023."
+                errors.fields["dues_year"] = gettext("Enter a year such as 2023.")
             elif path == "income_fy":
-                errors.fields["income_fy"] = "Choose a fiscal year from the list."
+                errors.fields["income_fy"] = gettext("Choose a fiscal year from the list.")
             elif tier_input:
                 position = kept[int(tier_input.group(1))][0]
                 kind = tier_input.group(2)
@@ -303,7 +322,7 @@ def check_fees_form(form: FeesForm, fiscal_years: list[int]) -> tuple[EditionPat
                 errors.tiers = errors.tiers or message
         return EditionPatch(), errors
     if patch.income_fy not in fiscal_years:
-        errors.fields["income_fy"] = "Choose a fiscal year from the list."
+        errors.fields["income_fy"] = gettext("Choose a fiscal year from the list.")
     return patch, errors
 
 
@@ -342,12 +361,21 @@ def _loaded_at(value: str) -> datetime | None:
 def _fiscal_year_options(session: Session, edition: Edition) -> list[tuple[int, str]]:
     """The fiscal years with a stored classification, as the World Bank names them."""
     options = [
-        (year, f"FY{year} (published July {year - 1})")
+        (
+            year,
+            gettext("FY%(year)s (published July %(previous)s)")
+            % {"year": year, "previous": year - 1},
+        )
         for year in registry.income_fiscal_years(session)
     ]
     # An edition set up before its year's classification was loaded keeps its choice.
     if edition.income_fy not in {year for year, _ in options}:
-        options.append((edition.income_fy, f"FY{edition.income_fy} (no classification stored)"))
+        options.append(
+            (
+                edition.income_fy,
+                gettext("FY%(year)s (no classification stored)") % {"year": edition.income_fy},
+            )
+        )
         options.sort()
     return options
 
@@ -356,7 +384,7 @@ def _history_value(key: str, value: Any, currency: str) -> str:
     """An audited fee setting in words; anything unexpected is shown as stored."""
     try:
         if value is None:
-            return "none"
+            return gettext("none")
         if key in ("fee_standard", "fee_member"):
             return money(Decimal(str(value)), currency)
         if key == "waiver_percent":
@@ -365,8 +393,12 @@ def _history_value(key: str, value: Any, currency: str) -> str:
             return f"FY{value}"
         if key == "group_tiers":
             if not value:
-                return "none"
-            return "; ".join(f"{size} or more: {percent(Decimal(str(pct)))}" for size, pct in value)
+                return gettext("none")
+            return "; ".join(
+                gettext("%(size)s or more: %(percent)s")
+                % {"size": size, "percent": percent(Decimal(str(pct)))}
+                for size, pct in value
+            )
     except (InvalidOperation, TypeError, ValueError):
         pass
     return str(value)
@@ -386,7 +418,7 @@ def describe_changes(changes: EditionPatch, currency: str) -> list[tuple[str, st
         "income_fy": changes.income_fy,
     }
     return [
-        (label, _history_value(key, values[key], currency))
+        (gettext(label), _history_value(key, values[key], currency))
         for key, label in FEE_KEYS.items()
         if values[key] is not None
     ]
@@ -411,7 +443,7 @@ def fee_history(session: Session, edition: Edition) -> list[HistoryEntry]:
         created = entry.action == "edition.created"
         changes = [
             FeeChange(
-                label=label,
+                label=gettext(label),
                 before=None if created else _history_value(key, before.get(key), edition.currency),
                 after=_history_value(key, after[key], edition.currency),
             )
@@ -530,7 +562,7 @@ def save_fees(
         )
     changes = changed_fees(edition, patch)
     if not changes.model_dump(exclude_unset=True):
-        request.session["flash"] = "Nothing changed."
+        request.session["flash"] = gettext("Nothing changed.")
         return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
     loaded_at = _loaded_at(form.updated_at)
     try:
@@ -544,11 +576,16 @@ def save_fees(
         edition = edition_service.get_edition(session, slug)
         changed_at = edition_service.local_time(edition, edition.updated_at)
         message = (
-            f"Another administrator changed these fees at {changed_at:%H:%M}; "
-            "review their values and save again."
+            gettext(
+                "Another administrator changed these fees at %(time)s; review their values and "
+                "save again."
+            )
+            % {"time": f"{changed_at:%H:%M}"}
             if loaded_at is not None
-            else "This form did not say which version of the fees it was editing; "
-            "review the stored values and save again."
+            else gettext(
+                "This form did not say which version of the fees it was editing; review the "
+                "stored values and save again."
+            )
         )
         return _render(
             request,
@@ -562,7 +599,7 @@ def save_fees(
         )
     except InvalidInput as exc:
         edition = edition_service.get_edition(session, slug)
-        errors = FeesFormErrors(tiers=exc.message)
+        errors = FeesFormErrors(tiers=translate(exc.message))
         return _render(
             request,
             session,
@@ -572,5 +609,5 @@ def save_fees(
             errors=errors,
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    request.session["flash"] = "Fees saved."
+    request.session["flash"] = gettext("Fees saved.")
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)

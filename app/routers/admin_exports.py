@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
+from app.i18n import gettext
 from app.models import Edition, Module
 from app.security import verify_csrf
 from app.services import office_exports as ex
@@ -139,7 +140,9 @@ def exports_page(
 def _edition(session: Session, slug: str) -> Edition:
     _, chosen = _chosen(session, slug)
     if chosen is None:
-        raise InvalidInput("There is no edition yet.", fields={"edition": "Create an edition."})
+        raise InvalidInput(
+            gettext("There is no edition yet."), fields={"edition": gettext("Create an edition.")}
+        )
     return chosen
 
 
@@ -198,7 +201,8 @@ def export_payments(
     try:
         if method not in ex.PAYMENT_METHODS:
             raise InvalidInput(
-                "Unknown payment method.", fields={"method": "Choose a method from the list."}
+                gettext("Unknown payment method."),
+                fields={"method": gettext("Choose a method from the list.")},
             )
         start = ex.parse_day(received_from, "from")
         end = ex.parse_day(received_to, "to")

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, 
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
+from app.i18n import N_, gettext, ngettext, translate, translate_fields
 from app.models import Application, Edition, Invoice, StaffUser
 from app.routers.api_invoices import pdf_response
 from app.security import verify_csrf
@@ -25,24 +26,24 @@ router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depen
 # The statement travels back as a text field: the whole file plus the CR browsers add.
 STATEMENT_FIELD_BYTES = statements.MAX_STATEMENT_BYTES + 64 * 1024
 FILTER_LABELS: dict[money_overview.RegisterFilter, str] = {
-    "open": "Open",
-    "overdue": "Overdue",
-    "paid": "Paid",
-    "all": "All",
+    "open": N_("Open"),
+    "overdue": N_("Overdue"),
+    "paid": N_("Paid"),
+    "all": N_("All"),
 }
 MAPPING_LABELS = {
-    "date_column": "Date column",
-    "amount_column": "Amount column",
-    "counterparty_column": "Counterparty column",
-    "text_column": "Remittance text column",
-    "date_format": "Date format",
+    "date_column": N_("Date column"),
+    "amount_column": N_("Amount column"),
+    "counterparty_column": N_("Counterparty column"),
+    "text_column": N_("Remittance text column"),
+    "date_format": N_("Date format"),
 }
 KIND_LABELS = {
-    "number": "by invoice number",
-    "amount": "by amount only",
-    "recorded": "already recorded",
-    "unmatched": "no match",
-    "ignored": "ignored",
+    "number": N_("by invoice number"),
+    "amount": N_("by amount only"),
+    "recorded": N_("already recorded"),
+    "unmatched": N_("no match"),
+    "ignored": N_("ignored"),
 }
 
 
@@ -50,7 +51,7 @@ KIND_LABELS = {
 
 
 def _flash(request: Request, message: str) -> None:
-    request.session["flash"] = message
+    request.session["flash"] = translate(message)
 
 
 def _pop_flash(request: Request) -> str | None:
@@ -123,7 +124,7 @@ def invoice_register(
             "rows": rows,
             "counts": counts,
             "status_filter": status_filter,
-            "filter_labels": FILTER_LABELS,
+            "filter_labels": {key: gettext(label) for key, label in FILTER_LABELS.items()},
             "groups": groups,
             "back": str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
             "flash": _pop_flash(request),
@@ -265,16 +266,16 @@ def _parse_payment_form(
     errors: dict[str, str] = {}
     parsed_amount = parsed_date = None
     if not amount.strip():
-        errors["amount"] = "Enter the amount received."
+        errors["amount"] = gettext("Enter the amount received.")
     else:
         try:
             parsed_amount = statements.parse_amount(amount)
         except ValueError:
-            errors["amount"] = "Enter the amount received as a number, such as 1500.00."
+            errors["amount"] = gettext("Enter the amount received as a number, such as 1500.00.")
     try:
         parsed_date = date.fromisoformat(received_on.strip())
     except ValueError:
-        errors["received_on"] = "Enter the value date as YYYY-MM-DD, such as 2024-03-01."
+        errors["received_on"] = gettext("Enter the value date as YYYY-MM-DD, such as 2024-03-01.")
     return parsed_amount, parsed_date, errors
 
 
@@ -282,19 +283,25 @@ def _payment_flash(
     session: Session, invoice: Invoice, amount: Decimal, result: payments.PaymentResult
 ) -> str:
     currency = invoice.currency
+    paid = {
+        "paid": money(result.paid, currency),
+        "total": money(invoice.total, currency),
+        "due": money(result.outstanding, currency),
+    }
     parts = [
-        f"Recorded {money(amount, currency)} on {invoice.number}.",
-        f"Paid {money(result.paid, currency)} of {money(invoice.total, currency)}"
-        + (f"; {money(result.outstanding, currency)} still to pay." if result.outstanding else "."),
+        gettext("Recorded %(amount)s on %(number)s.")
+        % {"amount": money(amount, currency), "number": invoice.number},
+        gettext("Paid %(paid)s of %(total)s; %(due)s still to pay.") % paid
+        if result.outstanding
+        else gettext("Paid %(paid)s of %(total)s.") % paid,
     ]
     if result.confirmed:
         parts.append(
-            "Confirmed: "
-            + _people(session, result.confirmed)
-            + "; the “your place is guaranteed” e-mail is queued."
+            gettext("Confirmed: %(people)s; the “your place is guaranteed” e-mail is queued.")
+            % {"people": _people(session, result.confirmed)}
         )
     if result.payment.flagged:
-        parts.append("Flagged: " + result.payment.flag_reason)
+        parts.append(gettext("Flagged: %(reason)s") % {"reason": result.payment.flag_reason})
     return " ".join(parts)
 
 
@@ -339,7 +346,7 @@ def record_bank_transfer(
             user,
             invoice,
             values=values,
-            errors=exc.fields or {"amount": exc.message},
+            errors=translate_fields(exc.fields) or {"amount": translate(exc.message)},
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
     except Conflict as exc:
@@ -349,7 +356,7 @@ def record_bank_transfer(
             user,
             invoice,
             values=values,
-            notice=f"Nothing was recorded. {exc.message}",
+            notice=gettext("Nothing was recorded. %(reason)s") % {"reason": translate(exc.message)},
             status_code=status.HTTP_409_CONFLICT,
         )
     _flash(request, _payment_flash(session, invoice, parsed_amount, result))
@@ -398,7 +405,7 @@ def issue_group_invoice(
     register = "/admin/invoices" + (f"?{urlencode({'edition': chosen.slug})}" if chosen else "")
     target = _safe_back(back, register)
     if chosen is None:
-        _flash(request, "Choose the group's edition; no invoice was issued.")
+        _flash(request, gettext("Choose the group's edition; no invoice was issued."))
         return _see_other(target)
     try:
         invoice = invoicing.issue_group_invoice(
@@ -413,15 +420,27 @@ def issue_group_invoice(
             buyer_tax_id=buyer_tax_id.strip(),
         )
     except (invoicing.NothingToInvoice, NotFound) as exc:
-        _flash(request, f"No invoice was issued: {exc.message}")
+        _flash(
+            request,
+            gettext("No invoice was issued: %(reason)s") % {"reason": translate(exc.message)},
+        )
         return _see_other(target)
     session.commit()
     lines = len(invoicing.invoice_lines(session, invoice))
     total = money(invoice.total, invoice.currency)
     _flash(
         request,
-        f"Invoice {invoice.number} issued to {invoice.buyer.get('name', '')} for "
-        f"{lines} participant{'s' if lines != 1 else ''}: {total}.",
+        ngettext(
+            "Invoice %(number)s issued to %(buyer)s for %(num)s participant: %(total)s.",
+            "Invoice %(number)s issued to %(buyer)s for %(num)s participants: %(total)s.",
+            lines,
+        )
+        % {
+            "number": invoice.number,
+            "buyer": invoice.buyer.get("name", ""),
+            "num": lines,
+            "total": total,
+        },
     )
     return _see_other(f"/admin/invoices/{invoice.number}")
 
@@ -504,7 +523,7 @@ def _mapping_form(
                 for k, v in errors.items()
                 if k not in MAPPING_LABELS and not k.startswith("line ")
             ],
-            "labels": MAPPING_LABELS,
+            "labels": {key: gettext(label) for key, label in MAPPING_LABELS.items()},
             "date_formats": list(statements.DATE_FORMATS),
         },
         status_code=status_code,
@@ -539,8 +558,8 @@ def _statement_text(file: UploadFile | None, pasted: str) -> str:
     if pasted.strip():
         return pasted
     raise InvalidInput(
-        "No statement was given.",
-        fields={"file": "Choose the bank's CSV export, or paste its lines below."},
+        gettext("No statement was given."),
+        fields={"file": gettext("Choose the bank's CSV export, or paste its lines below.")},
     )
 
 
@@ -603,7 +622,7 @@ def statement_preview(
             "mapping": mapping,
             "matches": matches,
             "counts": {kind: kinds.count(kind) for kind in KIND_LABELS},
-            "kind_labels": KIND_LABELS,
+            "kind_labels": {key: gettext(label) for key, label in KIND_LABELS.items()},
             "currency": _statement_currency(session),
         },
     )
@@ -641,7 +660,7 @@ def statement_import(
         return _statement_form(
             request,
             user,
-            errors={"file": "The statement did not arrive: upload it again."},
+            errors={"file": gettext("The statement did not arrive: upload it again.")},
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
     mapping = _mapping(date_column, amount_column, counterparty_column, text_column, date_format)

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from app.db import utcnow
+from app.i18n import gettext, translate, translate_fields
 from app.models import Application, Edition, StaffUser
 from app.security import verify_csrf
 from app.services import personal_data as service
@@ -125,18 +126,19 @@ def erase(
             user,
             application,
             status_code=status.HTTP_409_CONFLICT,
-            refused=(
-                f"The personal data of {application.reference} was already erased on "
-                f"{application.erased_at.date().isoformat()}; nothing is left to erase."
-            ),
+            refused=gettext(
+                "The personal data of %(reference)s was already erased on %(day)s; nothing is "
+                "left to erase."
+            )
+            % {"reference": application.reference, "day": application.erased_at.date().isoformat()},
         )
     errors: dict[str, str] = {}
     if confirm != "yes":
-        errors["confirm"] = "Tick the box to confirm that the erasure cannot be undone."
+        errors["confirm"] = gettext("Tick the box to confirm that the erasure cannot be undone.")
     try:
         service.written_reason(reason)
     except InvalidInput as exc:
-        errors.update(exc.fields)
+        errors.update(translate_fields(exc.fields))
     if errors:
         return _erase_page(
             request,
@@ -164,7 +166,7 @@ def erase(
             status_code=status.HTTP_409_CONFLICT,
             reason=reason,
             blockers=exc.reasons,
-            refused=exc.message,
+            refused=translate(exc.message),
         )
     except service.AlreadyErased as exc:
         return _erase_page(
@@ -173,14 +175,25 @@ def erase(
             user,
             get_application(session, application_id),
             status_code=status.HTTP_409_CONFLICT,
-            refused=exc.message,
+            refused=translate(exc.message),
         )
-    request.session["flash"] = (
-        f"The personal data of {outcome.reference} was erased"
-        f"{' and the application withdrawn' if outcome.withdrawn else ''}: "
-        f"{outcome.files_deleted} stored file(s) deleted, {outcome.messages_erased} e-mail(s) "
-        "emptied. Invoices and the certificate record were kept."
-    )
+    counts = {
+        "reference": outcome.reference,
+        "files": outcome.files_deleted,
+        "emails": outcome.messages_erased,
+    }
+    if outcome.withdrawn:
+        erased = gettext(
+            "The personal data of %(reference)s was erased and the application withdrawn: "
+            "%(files)s stored file(s) deleted, %(emails)s e-mail(s) emptied. Invoices and the "
+            "certificate record were kept."
+        )
+    else:
+        erased = gettext(
+            "The personal data of %(reference)s was erased: %(files)s stored file(s) deleted, "
+            "%(emails)s e-mail(s) emptied. Invoices and the certificate record were kept."
+        )
+    request.session["flash"] = erased % counts
     return RedirectResponse(
         f"{APPLICATIONS_PATH}/{application_id}", status_code=status.HTTP_303_SEE_OTHER
     )
@@ -241,14 +254,18 @@ def save_retention(
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
             value=typed,
             errors={
-                "retention_days": f"Enter a whole number of days from {RETENTION_MIN} to "
-                f"{RETENTION_MAX}."
+                "retention_days": gettext(
+                    "Enter a whole number of days from %(minimum)s to %(maximum)s."
+                )
+                % {"minimum": RETENTION_MIN, "maximum": RETENTION_MAX}
             },
         )
     update_edition(
         session, slug=slug, data=EditionPatch(retention_days=int(typed)), actor=user.email
     )
-    request.session["flash"] = f"Personal data of this edition is now kept {int(typed)} days."
+    request.session["flash"] = gettext(
+        "Personal data of this edition is now kept %(days)s days."
+    ) % {"days": int(typed)}
     return RedirectResponse(
         f"/admin/editions/{slug}/personal-data", status_code=status.HTTP_303_SEE_OTHER
     )

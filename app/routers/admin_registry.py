@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, 
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from app.i18n import N_, gettext, translate, translate_fields
 from app.models import Organisation, StaffUser
 from app.security import verify_csrf
 from app.services import registry
@@ -22,16 +23,16 @@ IMPORT_FIELD_BYTES = registry.MAX_IMPORT_BYTES + 64 * 1024
 INCOME_FIELD_BYTES = registry.MAX_INCOME_CSV_BYTES + 64 * 1024
 
 ORGANISATION_FIELDS = {
-    "name": "Name",
-    "country": "Country",
-    "is_member": "Metropolis member",
-    "dues_paid_through": "Dues paid through",
+    "name": N_("Name"),
+    "country": N_("Country"),
+    "is_member": N_("Metropolis member"),
+    "dues_paid_through": N_("Dues paid through"),
 }
 STATUS_FILTERS = [
-    ("all", "All"),
-    ("member", "Paid-up members"),
-    ("behind", "Behind on dues"),
-    ("non_member", "Non-members"),
+    ("all", N_("All")),
+    ("member", N_("Paid-up members")),
+    ("behind", N_("Behind on dues")),
+    ("non_member", N_("Non-members")),
 ]
 
 
@@ -57,7 +58,8 @@ def _upload_text(file: UploadFile | None, pasted: str, *, max_bytes: int) -> str
     if pasted.strip():
         return pasted
     raise InvalidInput(
-        "No CSV was given.", fields={"file": "Choose a CSV file or paste the rows below."}
+        gettext("No CSV was given."),
+        fields={"file": gettext("Choose a CSV file or paste the rows below.")},
     )
 
 
@@ -88,7 +90,7 @@ def organisations(
         "statuses": {
             o.id: registry.membership_status(o, dues_year=year) for o in listing.organisations
         },
-        "status_filters": STATUS_FILTERS,
+        "status_filters": [(value, gettext(text)) for value, text in STATUS_FILTERS],
         "countries": registry.registry_countries(session),
         "flash": _pop_flash(request),
         "htmx": is_htmx(request),
@@ -118,7 +120,7 @@ def _form_page(
             "user": user,
             "values": values,
             "errors": errors or {},
-            "labels": ORGANISATION_FIELDS,
+            "labels": {key: gettext(label) for key, label in ORGANISATION_FIELDS.items()},
             "organisation_id": organisation_id,
             "countries": all_countries(),
         },
@@ -154,7 +156,7 @@ def _submitted(
             request,
             user,
             values=values,
-            errors=errors or {"name": "Check the values."},
+            errors=errors or {"name": gettext("Check the values.")},
             organisation_id=organisation_id,
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
@@ -170,12 +172,16 @@ def _submitted(
             request,
             user,
             values=values,
-            errors=exc.fields or {"name": exc.message},
+            errors=translate_fields(exc.fields) or {"name": translate(exc.message)},
             organisation_id=organisation_id,
             status_code=code,
         )
-    verb = "updated" if organisation_id else "added"
-    _flash(request, f"{organisation.name} ({organisation.country}) {verb}.")
+    saved = (
+        gettext("%(name)s (%(country)s) updated.")
+        if organisation_id
+        else gettext("%(name)s (%(country)s) added.")
+    )
+    _flash(request, saved % {"name": organisation.name, "country": organisation.country})
     return _see_other("/admin/organisations")
 
 
@@ -289,7 +295,7 @@ def _preview_page(
             "faults": plan.faults,
             "csv_text": csv_text,
             "notice": notice,
-            "labels": ORGANISATION_FIELDS,
+            "labels": {key: gettext(label) for key, label in ORGANISATION_FIELDS.items()},
         },
         status_code=status.HTTP_200_OK if plan.can_apply else status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
@@ -346,9 +352,13 @@ def import_apply(
         )
     except DomainError as exc:
         plan = registry.plan_organisation_import(session, csv_text)
-        notice = f"Nothing was changed. {exc.message}"
+        notice = gettext("Nothing was changed. %(reason)s") % {"reason": translate(exc.message)}
         return _preview_page(request, user, plan=plan, csv_text=csv_text, notice=notice)
-    _flash(request, f"{created} created, {updated} updated.")
+    _flash(
+        request,
+        gettext("%(created)s created, %(updated)s updated.")
+        % {"created": created, "updated": updated},
+    )
     return _see_other("/admin/organisations")
 
 
@@ -447,5 +457,7 @@ def upload_income_groups(
             errors=errors,
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    _flash(request, f"FY{year} stored: {count} economies.")
+    _flash(
+        request, gettext("FY%(year)s stored: %(count)s economies.") % {"year": year, "count": count}
+    )
     return _see_other(f"/admin/income-groups?fy={year}")

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.i18n import LANGUAGE_NAMES
+from app.i18n import LANGUAGE_NAMES, gettext, translate_fields
 from app.models import Edition, StaffUser
 from app.security import verify_csrf
 from app.services import course_texts
@@ -97,8 +97,10 @@ def save_translations(
             user=user,
             edition=edition,
             values=values,
-            errors=exc.fields,
+            errors=translate_fields(exc.fields),
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    request.session["flash"] = "Translations saved." if changed else "Nothing changed."
+    request.session["flash"] = (
+        gettext("Translations saved.") if changed else gettext("Nothing changed.")
+    )
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)

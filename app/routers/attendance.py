@@ -16,6 +16,7 @@ from starlette.datastructures import FormData
 
 from app.config import Settings
 from app.db import utcnow
+from app.i18n import gettext, ngettext, translate, translate_fields
 from app.models import (
     Application,
     ApplicationStatus,
@@ -187,7 +188,8 @@ def _session_values(course_session: CourseSession | None, edition: Edition) -> d
 
 
 def _module_choices(programme: list[tuple[Module, list[CourseSession]]]) -> list[tuple[str, str]]:
-    return [(str(m.id), f"Lesson {m.position}: {m.title}") for m, _ in programme]
+    lesson = gettext("Lesson %(position)s: %(title)s")
+    return [(str(m.id), lesson % {"position": m.position, "title": m.title}) for m, _ in programme]
 
 
 def _typed_session(form: FormData) -> dict[str, str]:
@@ -221,10 +223,8 @@ def _schedule_page(
             "active": "attendance",
             "edition": edition,
             "programme": programme,
-            "module_choices": [
-                (str(m.id), f"Lesson {m.position}: {m.title}") for m, _ in programme
-            ],
-            "kind_choices": KIND_CHOICES,
+            "module_choices": _module_choices(programme),
+            "kind_choices": [(kind, gettext(label)) for kind, label in KIND_CHOICES],
             "kind_labels": service.KIND_LABELS,
             "values": values or _session_values(None, edition),
             "errors": errors or {},
@@ -261,10 +261,12 @@ def add_session(
             user,
             edition,
             values=values,
-            errors=exc.fields or {"title": exc.message},
+            errors=translate_fields(exc.fields) or {"title": translate(exc.message)},
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    request.session["flash"] = f"“{created.title}” was added to the programme."
+    request.session["flash"] = gettext("“%(title)s” was added to the programme.") % {
+        "title": created.title
+    }
     return _see_other(f"/admin/editions/{slug}/schedule#session-{created.id}")
 
 
@@ -288,10 +290,8 @@ def _session_form(
             "active": "attendance",
             "edition": edition,
             "course_session": course_session,
-            "module_choices": [
-                (str(m.id), f"Lesson {m.position}: {m.title}") for m, _ in programme
-            ],
-            "kind_choices": KIND_CHOICES,
+            "module_choices": _module_choices(programme),
+            "kind_choices": [(kind, gettext(label)) for kind, label in KIND_CHOICES],
             "values": values or _session_values(course_session, edition),
             "errors": errors or {},
             "flash_error": _pop(request, "flash_error"),
@@ -329,7 +329,7 @@ def edit_session(
             user,
             service.get_course_session(session, session_id),
             values=values,
-            errors=exc.fields or {"title": exc.message},
+            errors=translate_fields(exc.fields) or {"title": translate(exc.message)},
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
     request.session["flash"] = f"“{data.title}” was saved."
@@ -347,9 +347,11 @@ def remove_session(
     try:
         schedule_service.delete_session(session, course_session_id=session_id, actor=user.email)
     except Conflict as exc:
-        request.session["flash_error"] = exc.message
+        request.session["flash_error"] = translate(exc.message)
         return _see_other(f"/admin/sessions/{session_id}/edit")
-    request.session["flash"] = f"“{title}” was removed from the programme."
+    request.session["flash"] = gettext("“%(title)s” was removed from the programme.") % {
+        "title": title
+    }
     return _see_other(f"/admin/editions/{edition.slug}/schedule")
 
 
@@ -481,7 +483,7 @@ def undo(
         )
     except (service.NothingToUndo, service.MarkChangedSince) as exc:
         session.rollback()
-        error = exc.message
+        error = translate(exc.message)
     if is_htmx(request):
         return _row_response(request, session, course_session, application_id, error=error)
     if error:
@@ -497,9 +499,12 @@ def everyone_present(
     course_session = service.get_course_session(session, session_id)
     count = service.mark_everyone_present(session, course_session_id=session_id, actor=user.email)
     message = (
-        f"{count} participant{'s' if count != 1 else ''} marked present."
+        ngettext(
+            "%(num)s participant marked present.", "%(num)s participants marked present.", count
+        )
+        % {"num": count}
         if count
-        else "Everyone was already marked."
+        else gettext("Everyone was already marked.")
     )
     if is_htmx(request):
         context = _sheet_context(request, session, user, course_session)
@@ -566,7 +571,9 @@ def make_check_in_code(
     renew = _text(form, "renew", 5) == "1"
     check_in_service.show_code(session, course_session_id=session_id, actor=user.email, renew=renew)
     if renew:
-        request.session["flash"] = "A new code replaces the old one, which no longer works."
+        request.session["flash"] = gettext(
+            "A new code replaces the old one, which no longer works."
+        )
     return _see_other(f"/admin/sessions/{session_id}/check-in")
 
 
@@ -836,7 +843,7 @@ def portal_check_in(
             token,
             session_id=session_id,
             code=code,
-            message="Choose the session you are at.",
+            message=gettext("Choose the session you are at."),
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
     try:
@@ -856,7 +863,7 @@ def portal_check_in(
             token,
             session_id=session_id,
             code=code,
-            message=exc.message,
+            message=translate(exc.message),
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
         )
     except DomainError as exc:
@@ -872,13 +879,13 @@ def portal_check_in(
             token,
             session_id=session_id,
             code=code,
-            message=exc.message,
+            message=translate(exc.message),
             status_code=status_code,
         )
     title = result.course_session.title
     request.session["flash"] = (
-        f"You were already marked present at “{title}”."
+        gettext("You were already marked present at “%(title)s”.")
         if result.already_present
-        else f"Thank you: you are marked present at “{title}”."
-    )
+        else gettext("Thank you: you are marked present at “%(title)s”.")
+    ) % {"title": title}
     return _see_other(f"/portal/{token}#check-in-heading")

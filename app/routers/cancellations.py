@@ -14,6 +14,7 @@ from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
 
 from app.db import utcnow
+from app.i18n import N_, gettext, stored_money, translate
 from app.models import Application, Cancellation, Edition, Refund, RefundStatus
 from app.routers.api_errors import error_responses
 from app.security import verify_csrf
@@ -43,8 +44,8 @@ api_router = APIRouter(prefix="/api/v1", tags=["cancellations"])
 # The e-mail file plus the form's text fields; larger bodies are refused before they are read.
 MAX_FORM_BYTES = service.EMAIL_MAX_BYTES + 64 * 1024
 CHANNEL_LABELS = {
-    "email": "E-mail (reply to the place reservation)",
-    "portal": "Participant's page",
+    "email": N_("E-mail (reply to the place reservation)"),
+    "portal": N_("Participant's page"),
 }
 
 
@@ -97,7 +98,13 @@ templates.env.globals["cancellation_panel"] = cancellation_panel
 
 
 def _flash(request: Request, message: str) -> None:
-    request.session["flash"] = message
+    """Keep a message for the next page, in the language of the request that caused it."""
+    request.session["flash"] = translate(message)
+
+
+def _in_words(fields: dict[str, str]) -> dict[str, str]:
+    """A service's messages per field in the request's language."""
+    return {name: translate(message) for name, message in fields.items()}
 
 
 def _pop_flash(request: Request) -> str | None:
@@ -122,12 +129,15 @@ def _edition_of(session: Session, application: Application) -> Edition:
 
 def _outcome_message(outcome: service.CancellationOutcome) -> str:
     cancellation = outcome.cancellation
+    reason = translate(cancellation.reason)
     if not cancellation.accepted:
-        return (
+        return gettext(
             "Your request was received and recorded, but it cannot be accepted: "
-            f"{cancellation.reason} We have written to you with the explanation."
-        )
-    return f"Your place is cancelled. {cancellation.reason} We have sent you a confirmation."
+            "%(reason)s We have written to you with the explanation."
+        ) % {"reason": reason}
+    return gettext("Your place is cancelled. %(reason)s We have sent you a confirmation.") % {
+        "reason": reason
+    }
 
 
 # Portal: cancel my place
@@ -154,7 +164,7 @@ def cancel_preview(
             "application": application,
             "edition": edition,
             "token": token,
-            "refusal": refusal,
+            "refusal": translate(refusal),
             "assessment": assessment,
             "items": service.portal_request(application, edition, now=now),
             "deadline": service.policy_deadline(edition).astimezone(ZoneInfo(edition.timezone)),
@@ -221,7 +231,7 @@ def refund_details(
                 "edition": _edition_of(session, application),
                 "token": token,
                 "values": values,
-                "errors": exc.fields,
+                "errors": _in_words(exc.fields),
             },
             status_code=422,
         )
@@ -230,8 +240,8 @@ def refund_details(
         return _see_other(f"/portal/{token}")
     _flash(
         request,
-        f"Thank you. We will pay your refund of {refund.amount:.2f} {refund.currency} "
-        f"to the account ending in {refund.iban[-4:]}.",
+        gettext("Thank you. We will pay your refund of %(sum)s to the account ending in %(end)s.")
+        % {"sum": stored_money(f"{refund.amount:.2f}", refund.currency), "end": refund.iban[-4:]},
     )
     return _see_other(f"/portal/{token}")
 
@@ -265,13 +275,13 @@ def offer_accept(
         invoice = accepted.invoice
         _flash(
             request,
-            "You accepted the seat and are admitted."
-            + (
-                f" Your invoice {invoice.number} is below; your seat is guaranteed once it is "
-                "paid in full."
-                if invoice
-                else ""
-            ),
+            gettext(
+                "You accepted the seat and are admitted. Your invoice %(number)s is below; your "
+                "seat is guaranteed once it is paid in full."
+            )
+            % {"number": invoice.number}
+            if invoice
+            else gettext("You accepted the seat and are admitted."),
         )
     return _see_other(f"/portal/{token}")
 
@@ -293,7 +303,10 @@ def offer_decline(
     except (Conflict, NotFound) as exc:
         _flash(request, exc.message)
     else:
-        _flash(request, "You declined the seat; it goes to the next person. You stay on the list.")
+        _flash(
+            request,
+            gettext("You declined the seat; it goes to the next person. You stay on the list."),
+        )
     return _see_other(f"/portal/{token}")
 
 
@@ -315,12 +328,12 @@ def _record_context(
         "application": application,
         "edition": edition,
         "values": values,
-        "errors": errors,
-        "notice": notice,
-        "channels": list(CHANNEL_LABELS.items()),
+        "errors": _in_words(errors),
+        "notice": translate(notice) or None,
+        "channels": [(code, translate(label)) for code, label in CHANNEL_LABELS.items()],
         "history": service.cancellations_of(session, application.id or 0),
         "refunds": service.refunds_of(session, application.id or 0),
-        "refusal": refusal,
+        "refusal": translate(refusal),
         "assessment": service.assess(session, application=application, received_at=now)
         if refusal is None
         else None,
@@ -401,14 +414,14 @@ def record_cancellation(
     try:
         received_at = _parse_received(values["received_at"], edition)
     except ValueError:
-        errors["received_at"] = (
-            f"Enter the day and time the e-mail arrived ({edition.timezone} time)."
-        )
+        errors["received_at"] = gettext(
+            "Enter the day and time the e-mail arrived (%(timezone)s time)."
+        ) % {"timezone": edition.timezone}
     if values["registration_date"]:
         try:
             registration_date = date.fromisoformat(values["registration_date"])
         except ValueError:
-            errors["registration_date"] = "Enter the date of registration the e-mail gives."
+            errors["registration_date"] = N_("Enter the date of registration the e-mail gives.")
     upload = form.get("email_file")
     email_file: bytes | None = None
     email_filename: str | None = None
@@ -458,13 +471,14 @@ def record_cancellation(
     except Conflict as exc:
         return again(values, {}, 409, exc.message)
     cancellation = outcome.cancellation
+    reason = translate(cancellation.reason)
     if cancellation.accepted:
-        message = f"Cancellation accepted and recorded. {cancellation.reason}"
+        message = gettext("Cancellation accepted and recorded. %(reason)s") % {"reason": reason}
     else:
-        message = (
+        message = gettext(
             "Cancellation refused and recorded; the participant stays registered and was told "
-            f"why. {cancellation.reason}"
-        )
+            "why. %(reason)s"
+        ) % {"reason": reason}
     _flash(request, message)
     return _see_other(f"/admin/applications/{application_id}/cancellation")
 
@@ -537,7 +551,7 @@ def refund_complete(
             request,
             session,
             user,
-            errors={refund_id: {"completed_on": "Enter the day the transfer was made."}},
+            errors={refund_id: {"completed_on": gettext("Enter the day the transfer was made.")}},
             values={refund_id: values},
             status_code=422,
         )
@@ -554,7 +568,7 @@ def refund_complete(
             request,
             session,
             user,
-            errors={refund_id: exc.fields},
+            errors={refund_id: _in_words(exc.fields)},
             values={refund_id: values},
             status_code=422,
         )
@@ -563,8 +577,12 @@ def refund_complete(
         return _see_other("/admin/refunds")
     _flash(
         request,
-        f"Refund {refund.id} of {refund.amount:.2f} {refund.currency} is marked as paid "
-        f"on {refund.completed_on}.",
+        gettext("Refund %(id)s of %(sum)s is marked as paid on %(day)s.")
+        % {
+            "id": refund.id,
+            "sum": stored_money(f"{refund.amount:.2f}", refund.currency),
+            "day": refund.completed_on,
+        },
     )
     return _see_other("/admin/refunds")
 

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from app import i18n
 from app.config import Settings
 from app.db import utcnow
+from app.i18n import gettext, translate, translate_fields
 from app.models import Application, Certificate, Edition
 from app.routers.api_errors import error_responses
 from app.security import verify_csrf
@@ -221,14 +222,17 @@ def verify_form(
             request,
             status_code=429,
             typed=number,
-            error=exc.message,
+            error=translate(exc.message),
             headers={"Retry-After": str(exc.retry_after)},
         )
     try:
         canonical = normalise(number)
     except InvalidNumber as exc:
         return _verify_page(
-            request, status_code=422, typed=number, error=exc.fields.get("number", exc.message)
+            request,
+            status_code=422,
+            typed=number,
+            error=translate(exc.fields.get("number", exc.message)),
         )
     return _see_other(f"/verify/{canonical}")
 
@@ -245,7 +249,7 @@ def verify_page(
             request,
             status_code=429,
             typed=number[:80],
-            error=exc.message,
+            error=translate(exc.message),
             headers={"Retry-After": str(exc.retry_after)},
         )
     try:
@@ -255,10 +259,12 @@ def verify_page(
             request,
             status_code=422,
             typed=number[:80],
-            error=exc.fields.get("number", exc.message),
+            error=translate(exc.fields.get("number", exc.message)),
         )
     except NotFound as exc:
-        return _verify_page(request, status_code=404, typed=number[:80], error=exc.message)
+        return _verify_page(
+            request, status_code=404, typed=number[:80], error=translate(exc.message)
+        )
     if certificate.number != number:
         # Typed in lower case or without dashes: the canonical address is the one to share.
         return RedirectResponse(
@@ -335,15 +341,16 @@ def issue_page(
             options=options,
         )
     except service.NotEligible as exc:
-        request.session["flash"] = "Not issued: " + "; ".join(exc.reasons)
+        request.session["flash"] = gettext("Not issued: %(reasons)s") % {
+            "reasons": "; ".join(translate(reason) for reason in exc.reasons)
+        }
     else:
         certificate = result.certificate
         request.session["flash"] = (
-            f"Certificate {certificate.number} issued to {certificate.holder_name}; "
-            "they were e-mailed it."
+            gettext("Certificate %(number)s issued to %(name)s; they were e-mailed it.")
             if result.created
-            else f"Certificate {certificate.number} was issued already."
-        )
+            else gettext("Certificate %(number)s was issued already.")
+        ) % {"number": certificate.number, "name": certificate.holder_name}
     return _back_to_application(application_id)
 
 
@@ -379,12 +386,12 @@ def revoke_page(
         service.revoke(session, number=number, reason=reason, actor=user.email, options=options)
     except InvalidInput as exc:
         request.session["certificate_form"] = {
-            "errors": exc.fields,
+            "errors": translate_fields(exc.fields),
             "values": {"reason": reason},
             "open": "revoke",
         }
     except DomainError as exc:
-        request.session["flash"] = exc.message
+        request.session["flash"] = translate(exc.message)
     else:
         request.session["flash"] = f"Certificate {certificate.number} is revoked."
     return _back_to_application(certificate.application_id)
@@ -415,19 +422,22 @@ def reissue_page(
             options=options,
         )
     except InvalidInput as exc:
-        errors = {("reissue_reason" if k == "reason" else k): v for k, v in exc.fields.items()}
+        errors = {
+            ("reissue_reason" if k == "reason" else k): v
+            for k, v in translate_fields(exc.fields).items()
+        }
         request.session["certificate_form"] = {
             "errors": errors,
             "values": {"holder_name": holder, "reissue_reason": reason},
             "open": "reissue",
         }
     except DomainError as exc:
-        request.session["flash"] = exc.message
+        request.session["flash"] = translate(exc.message)
     else:
-        request.session["flash"] = (
-            f"Certificate {updated.number} re-issued as version {updated.version} in the name "
-            f"of {updated.holder_name}; the participant was e-mailed it."
-        )
+        request.session["flash"] = gettext(
+            "Certificate %(number)s re-issued as version %(version)s in the name of %(name)s; "
+            "the participant was e-mailed it."
+        ) % {"number": updated.number, "version": updated.version, "name": updated.holder_name}
     return _back_to_application(certificate.application_id)
 
 
@@ -540,8 +550,10 @@ def start_run(
     except DomainError as exc:
         if is_htmx(request):
             latest = runs.latest_run(session, edition)
-            return _progress(request, edition, latest, message=exc.message, status_code=409)
-        request.session["flash"] = exc.message
+            return _progress(
+                request, edition, latest, message=translate(exc.message), status_code=409
+            )
+        request.session["flash"] = translate(exc.message)
         return _see_other(f"/admin/editions/{slug}/certificates")
     if is_htmx(request):
         session.refresh(run)

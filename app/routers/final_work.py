@@ -12,6 +12,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from app.config import Settings
 from app.db import utcnow
+from app.i18n import N_, gettext, translate, translate_fields
 from app.models import Application, Edition, FinalWork
 from app.routers import admin_applications, applicants
 from app.security import verify_csrf
@@ -38,16 +39,16 @@ api_router = APIRouter(prefix="/api/v1", tags=["final work"])
 PORTAL_PAGE = "applicants/portal.html"
 STAFF_PAGE = "admin/final_works/list.html"
 ASSESSMENT_CHOICES = {
-    "presented": "Presented, decision pending",
-    "accepted": "Accepted",
-    "rejected": "Rejected",
+    "presented": N_("Presented, decision pending"),
+    "accepted": N_("Accepted"),
+    "rejected": N_("Rejected"),
 }
 STATUS_LABELS = {
-    "none": "Not uploaded",
-    "submitted": "Awaiting assessment",
-    "presented": "Presented",
-    "accepted": "Accepted",
-    "rejected": "Rejected",
+    "none": N_("Not uploaded"),
+    "submitted": N_("Awaiting assessment"),
+    "presented": N_("Presented"),
+    "accepted": N_("Accepted"),
+    "rejected": N_("Rejected"),
 }
 # Files may hold personal opinions and names: no shared cache keeps them.
 PRIVATE_FILE_HEADERS = {"Cache-Control": "private, no-store"}
@@ -55,11 +56,11 @@ PRIVATE_FILE_HEADERS = {"Cache-Control": "private, no-store"}
 # The application's timeline on the office's page names these entries in words.
 admin_applications.ACTION_WORDS.update(
     {
-        "final_work.uploaded": "Final work uploaded",
-        "final_work.replaced": "Final work replaced by a new file",
-        "final_work.assessed": "Final work assessed",
-        "eligibility.override_granted": "Made eligible for the certificate by override",
-        "eligibility.override_removed": "Eligibility override removed",
+        "final_work.uploaded": N_("Final work uploaded"),
+        "final_work.replaced": N_("Final work replaced by a new file"),
+        "final_work.assessed": N_("Final work assessed"),
+        "eligibility.override_granted": N_("Made eligible for the certificate by override"),
+        "eligibility.override_removed": N_("Eligibility override removed"),
     }
 )
 
@@ -148,7 +149,11 @@ def upload_final_work(
     upload = form.get("final_work")
     if not isinstance(upload, UploadFile) or not upload.filename:
         return _portal_with_errors(
-            request, session, settings, token, {"final_work": "Choose a PDF file to upload."}
+            request,
+            session,
+            settings,
+            token,
+            {"final_work": gettext("Choose a PDF file to upload.")},
         )
     data = read_upload(upload, service.FINAL_WORK_MAX_BYTES + 1)
     try:
@@ -161,13 +166,19 @@ def upload_final_work(
         )
     except InvalidInput as exc:
         return _portal_with_errors(
-            request, session, settings, token, exc.fields or {"final_work": exc.message}
+            request,
+            session,
+            settings,
+            token,
+            translate_fields(exc.fields) or {"final_work": translate(exc.message)},
         )
     except DomainError as exc:
-        return _portal_with_errors(request, session, settings, token, {"conflict": exc.message})
-    request.session["flash"] = (
-        f"Thank you: your final work “{work.filename}” is uploaded. Your tutor will assess it."
-    )
+        return _portal_with_errors(
+            request, session, settings, token, {"conflict": translate(exc.message)}
+        )
+    request.session["flash"] = gettext(
+        "Thank you: your final work “%(filename)s” is uploaded. Your tutor will assess it."
+    ) % {"filename": work.filename}
     return _see_other(f"/portal/{token}#final-work-heading")
 
 
@@ -288,7 +299,9 @@ def assess_final_work(
             session,
             user,
             edition,
-            forms={application_id: {"values": values, "errors": {"form": "Reload the page."}}},
+            forms={
+                application_id: {"values": values, "errors": {"form": gettext("Reload the page.")}}
+            },
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
     try:
@@ -308,7 +321,9 @@ def assess_final_work(
             session,
             user,
             edition,
-            forms={application_id: {"values": values, "errors": {}, "conflict": exc.message}},
+            forms={
+                application_id: {"values": values, "errors": {}, "conflict": translate(exc.message)}
+            },
             status_code=status.HTTP_409_CONFLICT,
         )
     except InvalidInput as exc:
@@ -317,7 +332,7 @@ def assess_final_work(
             session,
             user,
             edition,
-            forms={application_id: {"values": values, "errors": exc.fields}},
+            forms={application_id: {"values": values, "errors": translate_fields(exc.fields)}},
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
     except DomainError as exc:
@@ -326,13 +341,16 @@ def assess_final_work(
             session,
             user,
             edition,
-            forms={application_id: {"values": values, "errors": {}, "conflict": exc.message}},
+            forms={
+                application_id: {"values": values, "errors": {}, "conflict": translate(exc.message)}
+            },
             status_code=status.HTTP_409_CONFLICT,
         )
     request.session["flash"] = (
-        f"Final work of {application.full_name} recorded as {values['status']}."
-        + (" They were e-mailed." if values["status"] in ("accepted", "rejected") else "")
-    )
+        gettext("Final work of %(name)s recorded as %(status)s. They were e-mailed.")
+        if values["status"] in ("accepted", "rejected")
+        else gettext("Final work of %(name)s recorded as %(status)s.")
+    ) % {"name": application.full_name, "status": translate(values["status"])}
     return _see_other(f"/admin/final-works?edition={edition.slug}#participant-{application_id}")
 
 
@@ -387,12 +405,12 @@ def grant_override(
     except InvalidInput as exc:
         request.session["eligibility_form"] = {
             "override_reason": reason,
-            "errors": {"override_reason": exc.fields.get("reason", exc.message)},
+            "errors": {"override_reason": translate(exc.fields.get("reason", exc.message))},
         }
     except DomainError as exc:
-        request.session["eligibility_form"] = {"errors": {"override": exc.message}}
+        request.session["eligibility_form"] = {"errors": {"override": translate(exc.message)}}
     else:
-        request.session["flash"] = "Eligibility overridden; the reason is on record."
+        request.session["flash"] = gettext("Eligibility overridden; the reason is on record.")
     return _see_other(f"/admin/applications/{application_id}#eligibility-heading")
 
 
@@ -413,12 +431,12 @@ def remove_override(
     except InvalidInput as exc:
         request.session["eligibility_form"] = {
             "removal_reason": reason,
-            "errors": {"removal_reason": exc.fields.get("reason", exc.message)},
+            "errors": {"removal_reason": translate(exc.fields.get("reason", exc.message))},
         }
     except DomainError as exc:
-        request.session["eligibility_form"] = {"errors": {"override": exc.message}}
+        request.session["eligibility_form"] = {"errors": {"override": translate(exc.message)}}
     else:
-        request.session["flash"] = "The override is removed; the reason is on record."
+        request.session["flash"] = gettext("The override is removed; the reason is on record.")
     return _see_other(f"/admin/applications/{application_id}#eligibility-heading")
 
 

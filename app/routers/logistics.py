@@ -10,6 +10,7 @@ from starlette.datastructures import FormData
 
 from app.config import Settings
 from app.db import utcnow
+from app.i18n import gettext, translate, translate_fields
 from app.models import Application, Edition
 from app.routers import applicants
 from app.security import verify_csrf
@@ -121,7 +122,7 @@ def save_logistics(
     edition = _edition_of(session, application)
     values = _typed(form)
     if not service.can_give_logistics(application):
-        request.session["flash"] = (
+        request.session["flash"] = gettext(
             "Details for the week of the course can be given once you are admitted."
         )
         return _see_other(f"/portal/{token}")
@@ -135,11 +136,13 @@ def save_logistics(
             request, session, settings, application, token, values=values, errors=form_errors(exc)
         )
     except DomainError as exc:
-        errors = exc.fields or {"certificate_name": exc.message}
+        errors = translate_fields(exc.fields) or {"certificate_name": translate(exc.message)}
         return _portal_with_errors(
             request, session, settings, application, token, values=values, errors=errors
         )
-    request.session["flash"] = f"Thank you: your details for the week in {edition.place} are saved."
+    request.session["flash"] = gettext(
+        "Thank you: your details for the week in %(place)s are saved."
+    ) % {"place": edition.place}
     return _see_other(f"/portal/{token}#logistics-heading")
 
 
@@ -299,12 +302,15 @@ def issue_visa_letter(
             base_url=settings.base_url,
         )
     except DomainError as exc:
-        request.session["flash_error"] = exc.message
+        request.session["flash_error"] = translate(exc.message)
     else:
-        request.session["flash"] = (
-            f"Visa letter issued for {application.certificate_name or application.full_name} "
-            f"({application.reference}); they were e-mailed that it is on their page."
-        )
+        request.session["flash"] = gettext(
+            "Visa letter issued for %(name)s (%(reference)s); they were e-mailed that it is on "
+            "their page."
+        ) % {
+            "name": application.certificate_name or application.full_name,
+            "reference": application.reference,
+        }
     return _see_other(f"/admin/logistics?edition={edition.slug}#participant-{application_id}")
 
 

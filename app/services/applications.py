@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
-from app.i18n import N_, localized, prefer_language
+from app.i18n import N_, current_language, localized, prefer_language
 from app.models import (
     ApplicantGroup,
     Application,
@@ -762,7 +762,10 @@ def create_group(
         session,
         kind="group_created",
         to=group.contact_email,
-        subject=f"Your group code for the {edition.title}: {code}",
+        subject=N_("Your group code for the %(course)s: %(code)s"),
+        subject_values={"course": localized(edition, "title"), "code": code},
+        # The contact reads the language they asked for the group in.
+        language=current_language(),
         context={
             "group": group,
             "edition": edition,

@@ -53,10 +53,10 @@ from app.services.waitlist import offer_free_seats
 CANCELLABLE = (ApplicationStatus.admitted.value, ApplicationStatus.confirmed.value)
 # The brochure's four items, in the words a refusal uses.
 REQUIRED_ITEMS = {
-    "course_name": "the name of the course",
-    "full_name": "the student's name and surname",
-    "registration_date": "the date of registration",
-    "contact": "contact information",
+    "course_name": N_("the name of the course"),
+    "full_name": N_("the student's name and surname"),
+    "registration_date": N_("the date of registration"),
+    "contact": N_("contact information"),
 }
 EMAIL_MAX_BYTES = 2 * 1024 * 1024
 # A clock a little ahead on the office's computer is not "in the future".
@@ -312,15 +312,19 @@ def refusal_for_status(application: Application) -> str | None:
     if status in CANCELLABLE:
         return None
     if status == ApplicationStatus.cancelled.value:
-        return "This place is already cancelled; nothing more happens."
-    if status in (ApplicationStatus.submitted.value, ApplicationStatus.waitlisted.value):
-        return (
-            "This application has no place to cancel yet: it is "
-            f"{'under review' if status == 'submitted' else 'on the waiting list'}. "
+        return N_("This place is already cancelled; nothing more happens.")
+    if status == ApplicationStatus.submitted.value:
+        return N_(
+            "This application has no place to cancel yet: it is under review. "
+            "You can withdraw it instead."
+        )
+    if status == ApplicationStatus.waitlisted.value:
+        return N_(
+            "This application has no place to cancel yet: it is on the waiting list. "
             "You can withdraw it instead."
         )
     if status == ApplicationStatus.completed.value:
-        return "The course is completed; a completed registration cannot be cancelled."
+        return N_("The course is completed; a completed registration cannot be cancelled.")
     return f"This application is {status}; there is no place to cancel."
 
 
@@ -343,34 +347,36 @@ def missing_items(request: CancellationRequest) -> dict[str, str]:
 def _check_email_file(data: bytes, filename: str) -> None:
     if len(data) > EMAIL_MAX_BYTES:
         raise InvalidInput(
-            "The e-mail file is too large.",
-            fields={"email_file": "The e-mail must be an .eml file of at most 2 MB."},
+            N_("The e-mail file is too large."),
+            fields={"email_file": N_("The e-mail must be an .eml file of at most 2 MB.")},
         )
     headers = BytesHeaderParser().parsebytes(data[:65536])
     if not filename.lower().endswith(".eml") or not (headers.get("From") or headers.get("Date")):
         raise InvalidInput(
-            "The file is not an e-mail.",
-            fields={"email_file": "Attach the e-mail as an .eml file (save it from your mail)."},
+            N_("The file is not an e-mail."),
+            fields={
+                "email_file": N_("Attach the e-mail as an .eml file (save it from your mail).")
+            },
         )
 
 
 def _check_request(request: CancellationRequest, *, now: datetime) -> None:
     faults = missing_items(request)
     if request.channel not in {c.value for c in CancellationChannel}:
-        faults["channel"] = (
+        faults["channel"] = N_(
             "Cancellations are accepted only in writing: by e-mail in reply to the place "
             "reservation, or from the participant's page."
         )
     if request.received_at.tzinfo is None:
-        faults["received_at"] = "Give the time the cancellation was received, with its zone."
+        faults["received_at"] = N_("Give the time the cancellation was received, with its zone.")
     elif request.received_at > now + CLOCK_SKEW:
-        faults["received_at"] = "The time received cannot be in the future."
+        faults["received_at"] = N_("The time received cannot be in the future.")
     if faults:
         missing = [REQUIRED_ITEMS[name] for name in REQUIRED_ITEMS if name in faults]
         message = (
             "The cancellation cannot be recorded: it does not give " + _words(missing) + "."
             if missing
-            else "The cancellation cannot be recorded."
+            else N_("The cancellation cannot be recorded.")
         )
         raise InvalidInput(message, fields=faults)
 
@@ -877,7 +883,7 @@ def _already_cancelled(
 ) -> AlreadyCancelled:
     done = accepted_cancellation(session, application.id or 0)
     if done is None:
-        return AlreadyCancelled("This place is already cancelled; nothing more happens.")
+        return AlreadyCancelled(N_("This place is already cancelled; nothing more happens."))
     day = done.received_at.astimezone(ZoneInfo(edition.timezone)).date()
     return AlreadyCancelled(
         f"This place was already cancelled on {day.day} {day:%B %Y}; nothing more happens "
@@ -950,21 +956,23 @@ def give_bank_details(
         None,
     )
     if refund is None:
-        raise Conflict("No refund by bank transfer is owed to you, so no bank details are needed.")
+        raise Conflict(
+            N_("No refund by bank transfer is owed to you, so no bank details are needed.")
+        )
     holder = " ".join(account_holder.split())
     compact = "".join(iban.split()).upper()
     code = "".join(bic.split()).upper()
     faults: dict[str, str] = {}
     if not 2 <= len(holder) <= 200:
-        faults["account_holder"] = "Enter the name of the account holder."
+        faults["account_holder"] = N_("Enter the name of the account holder.")
     if not iban_is_valid(compact):
-        faults["iban"] = "This IBAN is not valid: check it against your bank statement."
+        faults["iban"] = N_("This IBAN is not valid: check it against your bank statement.")
     if code and not BIC_PATTERN.match(code):
-        faults["bic"] = "A BIC has 8 or 11 letters and digits, e.g. CAIXESBBXXX."
+        faults["bic"] = N_("A BIC has 8 or 11 letters and digits, e.g. CAIXESBBXXX.")
     elif not code and "iban" not in faults and compact[:2] not in SEPA_COUNTRIES:
-        faults["bic"] = "Your bank is outside the SEPA area: enter its BIC (SWIFT code)."
+        faults["bic"] = N_("Your bank is outside the SEPA area: enter its BIC (SWIFT code).")
     if faults:
-        raise InvalidInput("The bank details need a correction.", fields=faults)
+        raise InvalidInput(N_("The bank details need a correction."), fields=faults)
     refund.account_holder = holder
     refund.iban = compact
     refund.bic = code
@@ -1063,13 +1071,13 @@ def _check_completion(completed_on: date, reference: str, *, now: datetime) -> s
     reference = reference.strip()
     # The latest calendar day anywhere: a refund made today in any zone is not "in the future".
     if completed_on > (now + timedelta(hours=14)).date():
-        faults["completed_on"] = "The day the refund was paid cannot be in the future."
+        faults["completed_on"] = N_("The day the refund was paid cannot be in the future.")
     if not reference:
-        faults["reference"] = "Enter the bank's reference of the transfer."
+        faults["reference"] = N_("Enter the bank's reference of the transfer.")
     elif len(reference) > 200:
-        faults["reference"] = "The reference is at most 200 characters."
+        faults["reference"] = N_("The reference is at most 200 characters.")
     if faults:
-        raise InvalidInput("The refund cannot be marked as paid.", fields=faults)
+        raise InvalidInput(N_("The refund cannot be marked as paid."), fields=faults)
     return reference
 
 

@@ -14,6 +14,7 @@ people cannot read aloud or type easily).
 import re
 import secrets
 
+from app.i18n import N_
 from app.services.errors import InvalidInput
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -84,14 +85,14 @@ def normalise(typed: str) -> str:
     compact = _SEPARATORS.sub("", typed.strip().upper()).translate(CONFUSABLE)
     if not compact:
         raise InvalidNumber(
-            "Enter the certificate number.",
+            N_("Enter the certificate number."),
             fields={"number": f"Enter the number printed on the certificate, like {EXAMPLE}."},
         )
     strange = sorted({c for c in compact if c not in VALUES})
     if strange:
         shown = ", ".join(repr(c) for c in strange[:5])
         raise InvalidNumber(
-            "That is not a certificate number.",
+            N_("That is not a certificate number."),
             fields={
                 "number": (
                     f"A certificate number has only digits and the letters A to Z except U "
@@ -101,13 +102,13 @@ def normalise(typed: str) -> str:
         )
     if len(compact) != LENGTH:
         if len(compact) == LENGTH - 1:
-            what = "a character is missing"
+            what = N_("a character is missing")
         elif len(compact) == LENGTH + 1:
-            what = "there is one character too many"
+            what = N_("there is one character too many")
         else:
-            what = "some characters are missing or extra"
+            what = N_("some characters are missing or extra")
         raise InvalidNumber(
-            "That is not a complete certificate number.",
+            N_("That is not a complete certificate number."),
             fields={
                 "number": (
                     f"A certificate number has {LENGTH} characters besides the dashes, like "
@@ -117,12 +118,14 @@ def normalise(typed: str) -> str:
         )
     if _remainder(compact) != 0:
         raise InvalidNumber(
-            "That certificate number has a typing mistake.",
+            N_("That certificate number has a typing mistake."),
             fields={
                 "number": (
-                    "This number cannot be right: its last character is a check character, "
-                    "and it does not match the others. A character was probably mistyped or "
-                    "two were swapped; compare the number with the certificate."
+                    N_(
+                        "This number cannot be right: its last character is a check character, "
+                        "and it does not match the others. A character was probably mistyped or "
+                        "two were swapped; compare the number with the certificate."
+                    )
                 )
             },
         )

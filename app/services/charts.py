@@ -15,6 +15,8 @@ from decimal import Decimal
 
 from markupsafe import Markup, escape
 
+from app.i18n import N_, gettext
+
 WIDTH = 360
 INK = "#1d2433"
 MUTED = "#5b6477"
@@ -212,7 +214,7 @@ def bar_chart(
     series: Sequence[Series],
     value_format: ValueFormat | None = None,
     label_header: str = "",
-    empty_text: str = "Nothing to show yet.",
+    empty_text: str = N_("Nothing to show yet."),
     table_bars: Sequence[Bar] | None = None,
 ) -> Chart:
     """Horizontal bars, the label above each bar and its total (and note) at its end.
@@ -242,7 +244,7 @@ def bar_chart(
     parts: list[str] = [_patterns(chart_id, [(s.fill, s.pattern) for s in series])]
     y = 0.0
     if not bars:
-        parts.append(_text(0, 20, empty_text, fill=MUTED))
+        parts.append(_text(0, 20, gettext(empty_text), fill=MUTED))
         y = 30.0
     for bar, label in zip(bars, labels, strict=True):
         parts.append(_text(0, y + 14, bar.label, size=14, weight=600))
@@ -263,11 +265,11 @@ def bar_chart(
             x += width
         parts.append(_text(x + 6, bar_top + 11, label, size=value_size, weight=700))
         y += row_height
-    headers = [label_header or "Item"]
+    headers = [label_header or gettext("Item")]
     if len(series) > 1:
-        headers += [s.name for s in series] + ["Total"]
+        headers += [s.name for s in series] + [gettext("Total")]
     else:
-        headers.append(series[0].name if series else "Value")
+        headers.append(series[0].name if series else gettext("Value"))
     rows = []
     for bar in bars if table_bars is None else table_bars:
         cells = [bar.label] + [fmt(value) for value in bar.values]
@@ -334,7 +336,7 @@ def funnel_chart(
         svg=_svg(chart_id, y - 4, "".join(parts), title, description),
         table=DataTable(
             caption=title,
-            headers=["Stage", "Reached", "Of whom"],
+            headers=[gettext("Stage"), gettext("Reached"), gettext("Of whom")],
             rows=[
                 [
                     step.label,
@@ -409,7 +411,7 @@ def meter(
         table=DataTable(
             caption=title,
             headers=["Part", "Count"],
-            rows=[[s.label, f"{s.value:,}"] for s in segments] + [["Total", f"{total:,}"]],
+            rows=[[s.label, f"{s.value:,}"] for s in segments] + [[gettext("Total"), f"{total:,}"]],
         ),
         legend=[LegendItem(s.label, s.fill, s.pattern) for s in segments],
     )
@@ -488,7 +490,7 @@ def heatmap(
     rows: Sequence[HeatRow],
     table: DataTable,
     bands: Sequence[Band] = ATTENDANCE_BANDS,
-    empty_text: str = "No sessions yet.",
+    empty_text: str = N_("No sessions yet."),
 ) -> Chart:
     """A grid of cells coloured by share, each cell also saying its figures in words."""
     chart_id = safe_id(chart_id)
@@ -500,7 +502,7 @@ def heatmap(
     parts: list[str] = [_patterns(chart_id, [(UNMARKED_FILL, HATCH)])]
     y = 0.0
     if not rows:
-        parts.append(_text(0, 20, empty_text, fill=MUTED))
+        parts.append(_text(0, 20, gettext(empty_text), fill=MUTED))
         y = 30.0 + gap
     for row in rows:
         parts.append(_text(0, y + cell_height / 2 + 5, row.label, weight=700))

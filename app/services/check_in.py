@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
+from app.i18n import N_
 from app.models import (
     Application,
     AttendanceStatus,
@@ -290,7 +291,7 @@ def check_in(
     if application.edition_id != edition.id or application.status not in SHEET_STATUSES:
         raise refuse(
             REASON_NOT_PARTICIPANT,
-            "Only confirmed participants of this edition can check in to its sessions.",
+            N_("Only confirmed participants of this edition can check in to its sessions."),
         )
     until = lockout_until(session, application_id, now=now)
     if until is not None:
@@ -334,7 +335,10 @@ def check_in(
             )
         raise refuse(
             REASON_WRONG,
-            "That code is not right. Check the code your tutor shows and enter its six characters.",
+            N_(
+                "That code is not right. Check the code your tutor shows and enter its six "
+                "characters."
+            ),
         )
     outcome = mark_attendance(
         session,

@@ -3,7 +3,9 @@
 from functools import lru_cache
 
 import pycountry
+from babel import Locale
 
+from app.i18n import DEFAULT_LANGUAGE, current_language, normalise_language
 from app.services.errors import InvalidInput
 from app.services.reference_data import shipped_economy_names
 
@@ -37,6 +39,27 @@ def _by_lower_name() -> dict[str, set[str]]:
 def country_name(iso3: str) -> str:
     """The English short name for a stored alpha-3 code."""
     return _names().get(iso3, iso3)
+
+
+@lru_cache
+def _alpha_2() -> dict[str, str]:
+    codes = {c.alpha_3: c.alpha_2 for c in pycountry.countries}
+    codes.update({iso3: iso2 for iso2, iso3 in _EXTRA_ALPHA2.items()})
+    return codes
+
+
+def local_country_name(iso3: str, language: str | None = None) -> str:
+    """The name of a stored alpha-3 code in `language` (default: the one in force).
+
+    CLDR (through Babel) names territories by ISO alpha-2; a code it does not name, such as a
+    World Bank aggregate, keeps its English name.
+    """
+    language = normalise_language(language or current_language())
+    if language == DEFAULT_LANGUAGE:
+        return country_name(iso3)
+    alpha_2 = _alpha_2().get(iso3)
+    name = Locale(language).territories.get(alpha_2) if alpha_2 else None
+    return str(name) if name else country_name(iso3)
 
 
 def is_known_country(iso3: str) -> bool:

@@ -16,6 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
+from app.i18n import N_
 from app.models import (
     Application,
     ApplicationStatus,
@@ -29,7 +30,7 @@ from app.models import (
     Refund,
     RefundStatus,
 )
-from app.services.countries import country_name
+from app.services.countries import local_country_name
 from app.services.editions import cancellation_deadline
 from app.services.eligibility import evaluate_edition
 from app.services.money import ZERO
@@ -41,10 +42,10 @@ WITH_PLACE = (S.admitted.value, S.confirmed.value, S.completed.value)
 # On the attendance sheets and counted as seats taken: paid (or waived) places.
 PAID = (S.confirmed.value, S.completed.value)
 MEMBERSHIP_LABELS = {
-    "member": "Member, dues paid",
-    "behind": "Member behind on dues",
-    "non_member": "Non-member in the registry",
-    "unlisted": "Not in the registry",
+    "member": N_("Member, dues paid"),
+    "behind": N_("Member behind on dues"),
+    "non_member": N_("Non-member in the registry"),
+    "unlisted": N_("Not in the registry"),
 }
 TOP_COUNTRIES = 12
 # Reasons the eligibility check gives that are not yet a risk: the session is still to come.
@@ -340,7 +341,7 @@ def _every_country(by_country: dict[str, dict[str, int]]) -> list[CategoryCount]
         (
             CategoryCount(
                 key=code,
-                label=country_name(code) or code,
+                label=local_country_name(code) or code,
                 applications=sum(statuses.values()),
                 with_place=sum(statuses.get(s, 0) for s in WITH_PLACE),
             )

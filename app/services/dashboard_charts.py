@@ -1,8 +1,20 @@
 """The dashboard's figures drawn as charts: seats, funnel, money, attendance, origins."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_datetime
+
+from app.i18n import (
+    DEFAULT_LANGUAGE,
+    N_,
+    amount,
+    current_language,
+    gettext,
+    session_start,
+    translate,
+)
 from app.services.charts import (
     HATCH,
     Bar,
@@ -25,9 +37,9 @@ PAID_FILL = "#0b5c8a"
 PROMISED_FILL = "#9cc3de"
 FREE_FILL = "#ffffff"
 KIND_WORDS = {
-    "knowledge": "Knowledge session",
-    "skills": "Skills session",
-    "site_visit": "Site visit",
+    "knowledge": N_("Knowledge session"),
+    "skills": N_("Skills session"),
+    "site_visit": N_("Site visit"),
 }
 
 
@@ -46,20 +58,27 @@ class DashboardCharts:
 def seats_chart(dash: Dashboard) -> Chart:
     """Seats paid, promised (admitted, unpaid) and free, against the capacity."""
     seats = dash.seats
-    description = (
-        f"{seats.paid} of {seats.capacity} seats are paid; {seats.awaiting_payment} more are "
-        f"promised to admitted participants who have not paid; {seats.free} are free."
-    )
+    description = gettext(
+        "%(paid)s of %(capacity)s seats are paid; %(promised)s more are promised to admitted "
+        "participants who have not paid; %(free)s are free."
+    ) % {
+        "paid": seats.paid,
+        "capacity": seats.capacity,
+        "promised": seats.awaiting_payment,
+        "free": seats.free,
+    }
     if seats.over:
-        description += f" {seats.over} places are promised beyond the seats."
+        description += " " + gettext("%(over)s places are promised beyond the seats.") % {
+            "over": seats.over
+        }
     return meter(
         chart_id="chart-seats",
-        title="Seats",
+        title=gettext("Seats"),
         description=description,
         segments=[
-            Segment("Paid (confirmed)", seats.paid, PAID_FILL),
-            Segment("Admitted, not paid", seats.awaiting_payment, PROMISED_FILL, HATCH),
-            Segment("Free", seats.free, FREE_FILL),
+            Segment(gettext("Paid (confirmed)"), seats.paid, PAID_FILL),
+            Segment(gettext("Admitted, not paid"), seats.awaiting_payment, PROMISED_FILL, HATCH),
+            Segment(gettext("Free"), seats.free, FREE_FILL),
         ],
         total=seats.capacity,
     )
@@ -69,36 +88,44 @@ def _funnel(dash: Dashboard) -> Chart:
     f = dash.funnel
     steps = [
         FunnelStep(
-            "Applied",
+            gettext("Applied"),
             f.applied,
             (
-                ("awaiting a decision", f.count("submitted")),
-                ("on the waiting list", f.count("waitlisted")),
-                ("rejected", f.count("rejected")),
-                ("withdrawn", f.count("withdrawn")),
+                (gettext("awaiting a decision"), f.count("submitted")),
+                (gettext("on the waiting list"), f.count("waitlisted")),
+                (gettext("rejected"), f.count(gettext("rejected"))),
+                (gettext("withdrawn"), f.count(gettext("withdrawn"))),
             ),
         ),
         FunnelStep(
-            "Admitted",
+            gettext("Admitted"),
             f.admitted,
             (
-                ("awaiting payment", f.count("admitted")),
-                ("cancelled before paying", f.cancelled_before_paying),
+                (gettext("awaiting payment"), f.count("admitted")),
+                (gettext("cancelled before paying"), f.cancelled_before_paying),
             ),
         ),
         FunnelStep(
-            "Confirmed (paid or waived)",
+            gettext("Confirmed (paid or waived)"),
             f.confirmed,
-            (("cancelled after paying", f.cancelled_after_confirming),),
+            ((gettext("cancelled after paying"), f.cancelled_after_confirming),),
         ),
-        FunnelStep("Completed (certificate issued)", f.completed),
+        FunnelStep(gettext("Completed (certificate issued)"), f.completed),
     ]
-    description = (
-        f"{f.applied} applied, {f.admitted} were admitted, {f.confirmed} confirmed their place "
-        f"and {f.completed} completed the course."
-    )
+    description = gettext(
+        "%(applied)s applied, %(admitted)s were admitted, %(confirmed)s confirmed their place "
+        "and %(completed)s completed the course."
+    ) % {
+        "applied": f.applied,
+        "admitted": f.admitted,
+        "confirmed": f.confirmed,
+        "completed": f.completed,
+    }
     return funnel_chart(
-        chart_id="chart-funnel", title="Applications funnel", description=description, steps=steps
+        chart_id="chart-funnel",
+        title=gettext("Applications funnel"),
+        description=description,
+        steps=steps,
     )
 
 
@@ -106,51 +133,86 @@ def _money(dash: Dashboard) -> Chart:
     m = dash.money
     currency = m.currency
     bars = [
-        Bar("Invoiced (less credit notes)", (m.invoiced,)),
-        Bar("Received", (m.received,)),
-        Bar("Outstanding", (m.outstanding,)),
-        Bar("of which overdue", (m.overdue_total,)),
-        Bar("Refunded", (m.refunded,)),
-        Bar("Retained on cancellation", (dash.retained,)),
-        Bar("Refunds still owed", (dash.refunds.owed_amount,)),
+        Bar(gettext("Invoiced (less credit notes)"), (m.invoiced,)),
+        Bar(gettext("Received"), (m.received,)),
+        Bar(gettext("Outstanding"), (m.outstanding,)),
+        Bar(gettext("of which overdue"), (m.overdue_total,)),
+        Bar(gettext("Refunded"), (m.refunded,)),
+        Bar(gettext("Retained on cancellation"), (dash.retained,)),
+        Bar(gettext("Refunds still owed"), (dash.refunds.owed_amount,)),
     ]
-    description = (
-        f"Invoiced {m.invoiced:,.2f} {currency}, received {m.received:,.2f}, outstanding "
-        f"{m.outstanding:,.2f} of which {m.overdue_total:,.2f} overdue, refunded "
-        f"{m.refunded:,.2f}, retained {dash.retained:,.2f}, refunds owed "
-        f"{dash.refunds.owed_amount:,.2f}."
-    )
+    description = gettext(
+        "Invoiced %(invoiced)s %(currency)s, received %(received)s, outstanding %(outstanding)s "
+        "of which %(overdue)s overdue, refunded %(refunded)s, retained %(retained)s, refunds "
+        "owed %(owed)s."
+    ) % {
+        "invoiced": amount(m.invoiced),
+        "currency": currency,
+        "received": amount(m.received),
+        "outstanding": amount(m.outstanding),
+        "overdue": amount(m.overdue_total),
+        "refunded": amount(m.refunded),
+        "retained": amount(dash.retained),
+        "owed": amount(dash.refunds.owed_amount),
+    }
     return bar_chart(
         chart_id="chart-money",
-        title=f"Money ({currency})",
+        title=gettext("Money (%(currency)s)") % {"currency": currency},
         description=description,
         bars=bars,
-        series=[Series("Amount", PAID_FILL)],
+        series=[Series(gettext("Amount"), PAID_FILL)],
         value_format=ValueFormat(currency),
-        label_header="Money",
+        label_header=gettext("Money"),
     )
+
+
+def _weekday_and_day(start: datetime) -> str:
+    """`Mon 18` in English, `lun. 18` in French: a heat map cell has room for no more."""
+    language = current_language()
+    if language == DEFAULT_LANGUAGE:
+        return f"{start:%a} {start.day}"
+    return str(format_datetime(start, "EEE d", locale=language))
 
 
 def _cell(row: SessionAttendance, timezone: str) -> HeatCell:
     start = row.course_session.starts_at.astimezone(ZoneInfo(timezone))
-    top = f"{start:%a} {start.day} · {start:%H:%M}"
-    kind = KIND_WORDS.get(row.course_session.kind, row.course_session.kind)
-    tooltip = (
-        f"Lesson {row.module_position}, {kind.lower()}, {start:%a} {start.day} {start:%b %H:%M}: "
-        f"{row.present} present, {row.absent} absent, {row.excused} excused, "
-        f"{row.unmarked} not marked"
-    )
+    top = f"{_weekday_and_day(start)} · {start:%H:%M}"
+    kind = gettext(KIND_WORDS.get(row.course_session.kind, row.course_session.kind))
+    tooltip = gettext(
+        "Lesson %(lesson)s, %(kind)s, %(when)s: %(present)s present, %(absent)s absent, "
+        "%(excused)s excused, %(unmarked)s not marked"
+    ) % {
+        "lesson": row.module_position,
+        "kind": kind.lower(),
+        "when": session_start(start).replace(",", ""),
+        "present": row.present,
+        "absent": row.absent,
+        "excused": row.excused,
+        "unmarked": row.unmarked,
+    }
     if row.state == "future":
-        return HeatCell(top, "–", "to come", None, "future", tooltip)
+        return HeatCell(top, "–", gettext("to come"), None, "future", tooltip)
     if row.state == "unmarked":
         return HeatCell(
-            top, "not marked", f"{row.participants} expected", None, "unmarked", tooltip
+            top,
+            gettext("not marked"),
+            gettext("%(count)s expected") % {"count": row.participants},
+            None,
+            "unmarked",
+            tooltip,
         )
     share = row.share or 0.0
-    bottom = f"{row.present} of {row.participants}"
+    bottom = gettext("%(present)s of %(count)s") % {
+        "present": row.present,
+        "count": row.participants,
+    }
     if row.unmarked:
         # Room for three short lines only: the full count is in the tooltip and the table.
-        bottom = f"{row.present}/{row.participants}, {row.unmarked} unmarked"
+        bottom = gettext("%(present)s/%(count)s, %(unmarked)s unmarked") % {
+            "present": row.present,
+            "count": row.participants,
+            "unmarked": row.unmarked,
+        }
     return HeatCell(top, f"{round(share * 100)} %", bottom, share, "measured", tooltip)
 
 
@@ -162,59 +224,75 @@ def attendance_chart(dash: Dashboard) -> Chart:
     for row in dash.attendance:
         by_module.setdefault(row.module_position, []).append(row)
     for position, sessions in by_module.items():
-        rows.append(HeatRow(f"Lesson {position}", tuple(_cell(s, timezone) for s in sessions)))
+        rows.append(
+            HeatRow(
+                gettext("Lesson %(lesson)s") % {"lesson": position},
+                tuple(_cell(s, timezone) for s in sessions),
+            )
+        )
     measured = [s for s in dash.attendance if s.state == "measured"]
     full = sum(1 for s in measured if s.present == s.participants)
     if measured:
-        description = (
-            f"{len(measured)} of {len(dash.attendance)} sessions have marks; everyone was "
-            f"present at {full} of them. {dash.participants} participants are expected."
-        )
+        description = gettext(
+            "%(measured)s of %(sessions)s sessions have marks; everyone was present at %(full)s "
+            "of them. %(participants)s participants are expected."
+        ) % {
+            "measured": len(measured),
+            "sessions": len(dash.attendance),
+            "full": full,
+            "participants": dash.participants,
+        }
     else:
-        description = f"No attendance is marked yet; {dash.participants} participants expected."
+        description = gettext(
+            "No attendance is marked yet; %(participants)s participants expected."
+        ) % {"participants": dash.participants}
     table_rows = []
     for s in dash.attendance:
         start = s.course_session.starts_at.astimezone(ZoneInfo(timezone))
         share = "–" if s.share is None else f"{round(s.share * 100)} %"
         table_rows.append(
             [
-                f"Lesson {s.module_position}",
-                f"{KIND_WORDS.get(s.course_session.kind, s.course_session.kind)}: "
+                gettext("Lesson %(lesson)s") % {"lesson": s.module_position},
+                f"{gettext(KIND_WORDS.get(s.course_session.kind, s.course_session.kind))}: "
                 f"{s.course_session.title}",
-                f"{start:%a} {start.day} {start:%b %H:%M}",
+                session_start(start).replace(",", ""),
                 str(s.present),
                 str(s.absent),
                 str(s.excused),
-                str(s.unmarked) if s.ended or s.marked else "to come",
+                str(s.unmarked) if s.ended or s.marked else gettext("to come"),
                 share,
             ]
         )
     return heatmap(
         chart_id="chart-attendance",
-        title="Attendance by lesson and session",
+        title=gettext("Attendance by lesson and session"),
         description=description,
         rows=rows,
         table=DataTable(
-            caption="Attendance by lesson and session",
+            caption=gettext("Attendance by lesson and session"),
             headers=[
-                "Lesson",
-                "Session",
-                "When",
-                "Present",
-                "Absent",
-                "Excused",
-                "Not marked",
-                "Present %",
+                gettext("Lesson"),
+                gettext("Session"),
+                gettext("When"),
+                gettext("Present"),
+                gettext("Absent"),
+                gettext("Excused"),
+                gettext("Not marked"),
+                gettext("Present %"),
             ],
             rows=table_rows,
         ),
-        empty_text="The programme has no sessions yet.",
+        empty_text=gettext("The programme has no sessions yet."),
     )
 
 
 def _bars(categories: list[CategoryCount]) -> list[Bar]:
     return [
-        Bar(c.label, (c.with_place, c.without_place), note=f"{c.with_place} with a place")
+        Bar(
+            translate(c.label),
+            (c.with_place, c.without_place),
+            note=gettext("%(count)s with a place") % {"count": c.with_place},
+        )
         for c in categories
         if c.applications
     ]
@@ -231,15 +309,18 @@ def _categories(
     bars = _bars(categories)
     total = sum(c.applications for c in categories)
     placed = sum(c.with_place for c in categories)
-    described = ", ".join(f"{c.label} {c.applications}" for c in categories if c.applications)
+    described = ", ".join(
+        f"{translate(c.label)} {c.applications}" for c in categories if c.applications
+    )
     return bar_chart(
         chart_id=chart_id,
         title=title,
-        description=f"{total} applications, {placed} with a place. {described}.",
+        description=gettext("%(total)s applications, %(placed)s with a place. %(each)s.")
+        % {"total": total, "placed": placed, "each": described},
         bars=bars,
         series=[
-            Series("With a place", PAID_FILL),
-            Series("Other applications", PROMISED_FILL, HATCH),
+            Series(gettext("With a place"), PAID_FILL),
+            Series(gettext("Other applications"), PROMISED_FILL, HATCH),
         ],
         label_header=header,
         empty_text=empty,
@@ -256,17 +337,17 @@ def dashboard_charts(dash: Dashboard) -> DashboardCharts:
         attendance=attendance_chart(dash),
         countries=_categories(
             "chart-countries",
-            "Applications by country",
-            "Country",
+            gettext("Applications by country"),
+            gettext("Country"),
             dash.countries,
-            "No applications yet.",
+            gettext("No applications yet."),
             every=dash.all_countries,
         ),
         membership=_categories(
             "chart-membership",
-            "Applications by membership",
-            "Organisation",
+            gettext("Applications by membership"),
+            gettext("Organisation"),
             dash.membership,
-            "No applications yet.",
+            gettext("No applications yet."),
         ),
     )

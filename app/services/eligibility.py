@@ -17,6 +17,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
+from app.i18n import N_
 from app.models import (
     Application,
     ApplicationStatus,
@@ -276,15 +277,15 @@ def _attendance_reasons(
 
 def _final_work_reason(work: FinalWork | None) -> str | None:
     if work is None or work.file_key is None:
-        return "no final work uploaded"
+        return N_("no final work uploaded")
     if work.status == FinalWorkStatus.accepted.value:
         return None
     if work.status == FinalWorkStatus.rejected.value:
         note = " ".join(work.note.split())
-        return f"final work was rejected: {note}" if note else "final work was rejected"
+        return f"final work was rejected: {note}" if note else N_("final work was rejected")
     if work.status == FinalWorkStatus.presented.value:
-        return "final work was presented but is not yet accepted"
-    return "final work not yet assessed"
+        return N_("final work was presented but is not yet accepted")
+    return N_("final work not yet assessed")
 
 
 # Putting it together
@@ -393,19 +394,20 @@ def _written_reason(reason: str, field: str = "reason") -> str:
     reason = " ".join(reason.split())
     if len(reason) < OVERRIDE_REASON_MIN:
         raise InvalidInput(
-            "Write the reason for the record.",
+            N_("Write the reason for the record."),
             fields={field: f"Write at least {OVERRIDE_REASON_MIN} characters: it is kept."},
         )
     if len(reason) > OVERRIDE_REASON_MAX:
         raise InvalidInput(
-            "The reason is too long.", fields={field: f"At most {OVERRIDE_REASON_MAX} characters."}
+            N_("The reason is too long."),
+            fields={field: f"At most {OVERRIDE_REASON_MAX} characters."},
         )
     return reason
 
 
 def _require_admin(actor: StaffUser) -> None:
     if actor.role != Role.admin.value:
-        raise Conflict("Only an administrator may override eligibility.")
+        raise Conflict(N_("Only an administrator may override eligibility."))
 
 
 def grant_override(
@@ -457,7 +459,7 @@ def remove_override(
     reason = _written_reason(reason)
     override = override_of(session, application_id)
     if override is None:
-        raise NotFound("This participant has no override to remove.")
+        raise NotFound(N_("This participant has no override to remove."))
     record_change(
         session,
         actor=actor.email,

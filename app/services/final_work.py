@@ -58,14 +58,16 @@ def check_final_work(data: bytes, filename: str) -> None:
     """A final work is a PDF of at most 20 MB, judged by its content, not its name."""
     field = "final_work"
     if not data:
-        raise InvalidInput("Choose a file to upload.", fields={field: "Choose a PDF file."})
+        raise InvalidInput(N_("Choose a file to upload."), fields={field: N_("Choose a PDF file.")})
     if len(data) > FINAL_WORK_MAX_BYTES:
         raise InvalidInput(
-            "The file is too large.",
-            fields={field: "The final work must be a PDF of at most 20 MB; this file is larger."},
+            N_("The file is too large."),
+            fields={
+                field: N_("The final work must be a PDF of at most 20 MB; this file is larger.")
+            },
         )
     not_pdf = InvalidInput(
-        "The file is not a PDF.",
+        N_("The file is not a PDF."),
         fields={
             field: f"{filename or 'This file'} is not a PDF document (whatever its name says)."
         },
@@ -78,8 +80,8 @@ def check_final_work(data: bytes, filename: str) -> None:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             raise InvalidInput(
-                "The PDF is protected by a password.",
-                fields={field: "Upload a PDF without a password, so tutors can open it."},
+                N_("The PDF is protected by a password."),
+                fields={field: N_("Upload a PDF without a password, so tutors can open it.")},
             )
         pages = len(reader.pages)
     except InvalidInput:
@@ -148,8 +150,10 @@ def upload_final_work(
         session.refresh(work)
     if work is not None and work.status == FinalWorkStatus.accepted.value:
         raise FinalWorkLocked(
-            "Your final work was accepted; it can no longer be replaced. "
-            "Write to the course office if something is wrong."
+            N_(
+                "Your final work was accepted; it can no longer be replaced. "
+                "Write to the course office if something is wrong."
+            )
         )
     key = new_key("final-works", ".pdf")
     storage.put(key, data)
@@ -193,12 +197,12 @@ def _note(status: str, note: str) -> str:
     note = note.strip()
     if len(note) > NOTE_MAX:
         raise InvalidInput(
-            "The note is too long.", fields={"note": f"At most {NOTE_MAX} characters."}
+            N_("The note is too long."), fields={"note": f"At most {NOTE_MAX} characters."}
         )
     if status == FinalWorkStatus.rejected.value and not note:
         raise InvalidInput(
-            "Say why the final work is rejected.",
-            fields={"note": "A rejection needs a note: the participant reads it."},
+            N_("Say why the final work is rejected."),
+            fields={"note": N_("A rejection needs a note: the participant reads it.")},
         )
     return note
 
@@ -219,8 +223,8 @@ def assess_final_work(
     now = now or utcnow()
     if status not in ASSESSMENTS:
         raise InvalidInput(
-            "Unknown assessment.",
-            fields={"status": "Choose submitted, presented, accepted or rejected."},
+            N_("Unknown assessment."),
+            fields={"status": N_("Choose submitted, presented, accepted or rejected.")},
         )
     note = _note(status, note)
     application = get_application(session, application_id)
@@ -229,7 +233,7 @@ def assess_final_work(
         raise NotFound(f"{application.full_name} has not uploaded a final work yet.")
     if application.status == ApplicationStatus.completed.value:
         raise Conflict(
-            "The certificate has been issued on this assessment; revoke it before changing it."
+            N_("The certificate has been issued on this assessment; revoke it before changing it.")
         )
     version = work.version if expected_version is None else expected_version
     before = {"status": work.status, "note": work.note, "version": work.version}
@@ -295,7 +299,7 @@ def final_work_file(
     """The stored PDF and its file name, for a download."""
     work = final_work_of(session, application_id)
     if work is None or work.file_key is None:
-        raise NotFound("No final work was uploaded.")
+        raise NotFound(N_("No final work was uploaded."))
     return work.filename or "final-work.pdf", storage.get(work.file_key)
 
 

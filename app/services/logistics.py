@@ -12,10 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
+from app.i18n import N_, localized
 from app.models import Application, ApplicationStatus, Edition
 from app.services.applications import get_application, portal_url
 from app.services.audit import record_change
-from app.services.countries import country_name, parse_country
+from app.services.countries import local_country_name, parse_country
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.mail import queue_email
 from app.services.pdf import StaticOnlyFetcher, render_pdf
@@ -387,12 +388,12 @@ def visa_letter_document(
         "reference": application.reference,
         "issued_on": date_in_words(issued_on),
         "participant": application.certificate_name or application.full_name,
-        "nationality": country_name(application.nationality),
+        "nationality": local_country_name(application.nationality),
         "passport_number": application.passport_number,
         "date_of_birth": date_in_words(application.date_of_birth),
         "job_title": application.job_title,
         "employer": application.organisation_name,
-        "employer_country": country_name(application.country),
+        "employer_country": local_country_name(application.country),
         "course": edition.title,
         "edition": edition.edition_label,
         "place": edition.place,
@@ -463,7 +464,8 @@ def issue_visa_letter(
         session,
         kind="visa_letter_ready",
         to=application.email,
-        subject=f"Your visa invitation letter for the {edition.title}",
+        subject=N_("Your visa invitation letter for the %(course)s"),
+        subject_values={"course": localized(edition, "title", application.language)},
         context={"application": application, "edition": edition, "portal_url": url},
         application_id=application.id,
     )

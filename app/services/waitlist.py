@@ -249,11 +249,13 @@ def _answerable(session: Session, application: Application, now: datetime) -> Se
         .order_by(col(SeatOffer.offered_at).desc())
     ).first()
     if last is None:
-        raise NotFound("No seat has been offered to you.")
+        raise NotFound(N_("No seat has been offered to you."))
     if last.status == OfferStatus.open.value or last.status == OfferStatus.expired.value:
         raise OfferClosed(
-            "The time to accept this seat has run out and it has gone to the next person on "
-            "the waiting list. You stay on the list."
+            N_(
+                "The time to accept this seat has run out and it has gone to the next person on "
+                "the waiting list. You stay on the list."
+            )
         )
     raise OfferClosed(f"You have already {last.status} this seat.")
 
@@ -267,7 +269,7 @@ def _close(session: Session, offer: SeatOffer, status: OfferStatus, now: datetim
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         session.rollback()
-        raise OfferClosed("This offer was answered already.")
+        raise OfferClosed(N_("This offer was answered already."))
     session.refresh(offer)
 
 
