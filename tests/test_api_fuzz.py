@@ -61,8 +61,8 @@ from tests.conftest import _TMP, fresh_postgres_database, migrate, sqlite_url
 from tests.factories import application_payload
 
 # Generated requests per operation and per mode (valid, invalid); with two modes and the
-# aimed half this keeps the whole run, both databases, near a minute on two cores.
-EXAMPLES_PER_MODE = 15
+# aimed half this keeps the whole run, both databases, near two minutes on two cores.
+EXAMPLES_PER_MODE = 10
 ADMIN_EMAIL = "fuzz-admin@example.org"
 ADMIN_PASSWORD = "fuzz-admin-password-1"
 CHECKS = [

@@ -87,7 +87,9 @@ class LocalStorage:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(path.suffix + ".part")
+        # A name of its own: two writers of one key (a page and the mail sender rendering the
+        # same invoice) must not rename each other's half-written file.
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
         temporary.write_bytes(data)
         temporary.replace(path)
 

@@ -6,12 +6,14 @@ The per-account log-in limit with the right password refused is in tests/routers
 
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select, update
 
 from app.config import Settings
 from app.db import utcnow
 from app.models import LoginAttempt, OutboxMessage, StaffUser
+from app.services import rate_limit
 from app.services.applications import LINK_RESENDS_PER_HOUR
 from tests.conftest import ADMIN_PASSWORD
 from tests.security import csrf_for, two_participants
@@ -71,8 +73,11 @@ def test_the_login_form_is_throttled_like_the_api(
 
 
 def test_certificate_verification_is_throttled_per_address(
-    client: TestClient, settings: Settings
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # One instant for every look-up: a slow run must not cross into the next window.
+    instant = rate_limit.utcnow()
+    monkeypatch.setattr(rate_limit, "utcnow", lambda: instant)
     limit = settings.certificate_verify_limit
     for n in range(limit):
         response = client.get(f"/verify/C-2026-{n:05d}", follow_redirects=False)
