@@ -118,6 +118,14 @@ def start_floor(env: dict[str, str], port: int, workers: int, log: Path) -> subp
     raise RuntimeError(log.read_text())
 
 
+def client_limits(users: int) -> httpx.Limits:
+    """One connection per user, dropped after 2 idle seconds: uvicorn closes a kept-alive
+    connection after 5, and a request sent on one it is closing fails with a read error."""
+    return httpx.Limits(
+        max_connections=users, max_keepalive_connections=users, keepalive_expiry=2.0
+    )
+
+
 async def timed(client: httpx.AsyncClient, step: Step, method: str, url: str, **kw: Any) -> Any:
     begin = time.perf_counter()
     try:
@@ -135,7 +143,7 @@ async def timed(client: httpx.AsyncClient, step: Step, method: str, url: str, **
 
 async def run_floor(url: str, users: int, per_user: int) -> Step:
     step = Step()
-    limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
+    limits = client_limits(users)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         began = time.perf_counter()
 
@@ -172,7 +180,7 @@ async def run_journey(
 ) -> dict[str, Step]:
     """Each round, every user takes each step at the same moment: one phase per step."""
     steps = {name: Step() for name in ("edition page", "quote", "submit", "portal")}
-    limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
+    limits = client_limits(users)
     run = secrets.token_hex(3)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
