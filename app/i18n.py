@@ -254,6 +254,57 @@ def N_(message: str) -> str:
 STORED_TERMS = (N_("In person"), N_("Online"), N_("Hybrid"))
 
 
+# Values stored in English (statuses, roles, kinds, methods) and the catalog ids pages show
+# them with; a value not listed here shows as stored.
+STORED_WORDS: dict[str, str] = {
+    "submitted": N_("submitted"),
+    "admitted": N_("admitted"),
+    "waitlisted": N_("waitlisted"),
+    "rejected": N_("rejected"),
+    "confirmed": N_("confirmed"),
+    "cancelled": N_("cancelled"),
+    "completed": N_("completed"),
+    "withdrawn": N_("withdrawn"),
+    "presented": N_("presented"),
+    "accepted": N_("accepted"),
+    "declined": N_("declined"),
+    "expired": N_("expired"),
+    "open": N_("open"),
+    "owed": N_("owed"),
+    "pending": N_("pending"),
+    "sending": N_("sending"),
+    "sent": N_("sent"),
+    "failed": N_("failed"),
+    "paid": N_("paid"),
+    "part paid": N_("part paid"),
+    "unpaid": N_("unpaid"),
+    "overdue": N_("overdue"),
+    "credit note": N_("credit note"),
+    "part credited": N_("part credited"),
+    "refund owed": N_("refund owed"),
+    "present": N_("present"),
+    "absent": N_("absent"),
+    "excused": N_("excused"),
+    "admin": N_("admin"),
+    "tutor": N_("tutor"),
+    "invoice": N_("invoice"),
+    "credit_note": N_("credit note"),
+    "email": N_("e-mail"),
+    "portal": N_("portal"),
+    "card": N_("card"),
+    "bank_transfer": N_("bank transfer"),
+    "other": N_("other"),
+}
+
+
+def stored_word(value: Any) -> str:
+    """A stored value (a status, role or kind) in the language now; English shows it as stored."""
+    message = STORED_WORDS.get(value) if isinstance(value, str) else None
+    if message is None:
+        return "" if value is None else str(value)
+    return gettext(message)
+
+
 def date_range_words(start: date, end: date) -> str:
     """`18 to 22 November 2024`, shortened where month or year repeat."""
     language = current_language()
@@ -318,6 +369,7 @@ def install(environment: Environment) -> None:
     environment.filters.update(FILTERS)
     environment.globals.update(
         current_language=current_language,
+        stored_word=stored_word,
         date_range_words=date_range_words,
         language_names=LANGUAGE_NAMES,
     )

@@ -5,7 +5,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.db import Amount, UTCDateTime, utcnow
@@ -42,10 +42,17 @@ class ApplicantGroup(SQLModel, table=True):
 class Application(SQLModel, table=True):
     """One person's application to one edition, with what the office needs to run it."""
 
-    __table_args__ = (UniqueConstraint("edition_id", "email"),)
+    __table_args__ = (
+        UniqueConstraint("edition_id", "email"),
+        # The review list of one edition: its default order, status chips and country menu
+        # come from these without reading the table.
+        Index("ix_application_edition_submitted", "edition_id", "submitted_at", "id"),
+        Index("ix_application_edition_status", "edition_id", "status"),
+        Index("ix_application_edition_country", "edition_id", "country"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    edition_id: int = Field(foreign_key="edition.id", index=True)
+    edition_id: int = Field(foreign_key="edition.id")
     reference: str = Field(sa_type=String(20), unique=True)
     status: str = Field(default=ApplicationStatus.submitted.value, sa_type=String(16), index=True)
     # Bumped on every change of state: two administrators deciding at once, one wins.

@@ -138,6 +138,12 @@ def _pick_edition(editions: list[Edition], slug: str) -> Edition | None:
     raise NotFound(f"There is no edition {slug!r}.")
 
 
+def _member_labels(*, short: bool = False) -> dict[str, str]:
+    """Registry standings as words in the reader's language, translated once per page."""
+    labels = review_service.MEMBER_SHORT_LABELS if short else MEMBER_LABELS
+    return {key: gettext(label) for key, label in labels.items()}
+
+
 def _step5(percent: float) -> int:
     return max(0, min(100, int(round(percent / 5) * 5)))
 
@@ -261,8 +267,10 @@ def applications(
     request: Request, session: SessionDep, user: PageAdmin, query: ListQueryDep
 ) -> Response:
     """Applications of an edition with filters, search, sort and pages; htmx gets the results."""
-    listing = review_service.list_applications(session, query.filters)
     counts = review_service.status_counts(session, query.filters)
+    # The chips count every status under the other filters: the list's total is among them.
+    total = counts.get(query.filters.status, 0) if query.filters.status else sum(counts.values())
+    listing = review_service.list_applications(session, query.filters, total=total)
     edition = query.edition
     context = {
         "user": user,
@@ -275,7 +283,10 @@ def applications(
         "statuses": STATUSES,
         "choices": review_service.filter_choices(session, edition.id if edition else None),
         "bar": capacity_bar(capacity(session, edition)) if edition else None,
-        "member_labels": MEMBER_LABELS,
+        "member_labels": _member_labels(),
+        "member_short": _member_labels(short=True),
+        # Each row's checkbox label, translated once for the page and filled in per row.
+        "select_label": gettext("Select %(reference)s, %(name)s"),
         "sort_columns": {key: gettext(label) for key, label in SORT_COLUMNS.items()},
         "decisions": {key: gettext(label) for key, label in DECISION_LABELS.items()},
         "flash": _pop_flash(request),
@@ -507,7 +518,7 @@ def _detail_context(
         "edition": edition,
         "organisation": organisation,
         "member_status": member,
-        "member_labels": MEMBER_LABELS,
+        "member_labels": _member_labels(),
         "group": group,
         "group_size": group_size(session, group.id or 0) if group else 0,
         "bar": capacity_bar(seats),

@@ -6,9 +6,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, func, or_
+from sqlalchemy.orm import load_only
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
+from app.i18n import N_
 from app.models import (
     ApplicantGroup,
     Application,
@@ -47,9 +49,15 @@ SortKey = Literal[
 ]
 MemberStatus = Literal["", "member", "behind", "non_member"]
 MEMBER_LABELS = {
-    "member": "Member, dues paid",
-    "behind": "Member behind on dues",
-    "non_member": "Non-member",
+    "member": N_("Member, dues paid"),
+    "behind": N_("Member behind on dues"),
+    "non_member": N_("Non-member"),
+}
+# The same, short, for a column of the list.
+MEMBER_SHORT_LABELS = {
+    "member": N_("paid-up"),
+    "behind": N_("behind"),
+    "non_member": N_("non-member"),
 }
 # `group_code` takes a group's code, or one of these two words.
 ANY_GROUP = "any"
@@ -253,14 +261,42 @@ def count_applications(session: Session, filters: ApplicationFilters) -> int:
     return total
 
 
-def list_applications(session: Session, filters: ApplicationFilters) -> ApplicationPage:
-    """A page of applications matching the filters, in two queries whatever the page size."""
+# What a page of the list shows (and the API's summaries); the rest of a row (motivation,
+# quote, notes, visa details) stays in the database. Reading any other attribute raises.
+def _only(model: Any, *names: str, raiseload: bool = False) -> Any:
+    """Load only these columns of `model`'s rows."""
+    return load_only(*(getattr(model, name) for name in names), raiseload=raiseload)
+
+
+_LISTED = (
+    _only(
+        Application,
+        *("id", "edition_id", "reference", "status", "version", "given_name", "family_name"),
+        *("email", "organisation_id", "organisation_name", "country", "group_id"),
+        *("quoted_total", "submitted_at"),
+        raiseload=True,
+    ),
+    _only(Edition, "id", "timezone", "dues_year"),
+    _only(Organisation, "id", "is_member", "dues_paid_through"),
+    _only(ApplicantGroup, "id", "code"),
+)
+
+
+def list_applications(
+    session: Session, filters: ApplicationFilters, *, total: int | None = None
+) -> ApplicationPage:
+    """A page of applications matching the filters, in two queries whatever the page size.
+
+    `total`, when the caller already counted the matches (e.g. from `status_counts`), saves
+    counting them again.
+    """
     per_page = max(1, min(filters.per_page, 200))
-    total = count_applications(session, filters)
+    if total is None:
+        total = count_applications(session, filters)
     pages = max((total + per_page - 1) // per_page, 1)
     page = max(1, min(filters.page, pages))
     found = session.exec(
-        _rows_statement(filters).offset((page - 1) * per_page).limit(per_page)
+        _rows_statement(filters).options(*_LISTED).offset((page - 1) * per_page).limit(per_page)
     ).all()
     items = [ApplicationRow(*row) for row in found]
     return ApplicationPage(
