@@ -1,15 +1,15 @@
 """Engine, sessions, and the column types that keep time zones and cents exact."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Any
 from weakref import WeakKeyDictionary
 
 import anyio
 from anyio.lowlevel import RunVar
-from fastapi import Depends
 from sqlalchemy import BigInteger, DateTime, Numeric, event
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
@@ -120,9 +120,19 @@ def get_engine() -> Engine:
     return make_engine(get_settings().database_url)
 
 
+_WRITER = "_diplomat_writer"
+
+
 def writer_engine(engine: Engine) -> Engine:
-    """The same engine for a unit of work that will write (SQLite: BEGIN IMMEDIATE)."""
-    return engine.execution_options(**{SQLITE_IMMEDIATE: True})
+    """The same engine for a unit of work that will write (SQLite: BEGIN IMMEDIATE).
+
+    Made once per engine and kept on it (every writing request asks for it).
+    """
+    writer: Engine | None = getattr(engine, _WRITER, None)
+    if writer is None:
+        writer = engine.execution_options(**{SQLITE_IMMEDIATE: True})
+        setattr(engine, _WRITER, writer)
+    return writer
 
 
 # The slots of each engine's pool, per event loop (a semaphore belongs to one loop).
@@ -130,26 +140,24 @@ _slots: RunVar[WeakKeyDictionary[Engine, anyio.Semaphore]] = RunVar("diplomat_da
 
 
 def pool_capacity(engine: Engine) -> int | None:
-    """How many connections the engine's pool can lend at once; None when it has no limit."""
+    """How many requests may hold one of the engine's connections at once; None: no limit.
+
+    The pool's kept connections, not its overflow: an overflow connection is closed when it
+    comes back to a full pool, so requests using it would open a new database connection
+    each (a process on the server) under load. The overflow is left to the background work
+    in the process (mail, jobs), which then never waits behind requests.
+    """
     pool = engine.pool
     if isinstance(pool, QueuePool) and pool._max_overflow >= 0:
-        return pool.size() + pool._max_overflow
+        return pool.size()
     return None
 
 
-async def database_slot(request: Request) -> AsyncIterator[None]:
-    """A place among the requests that may hold a connection, taken before the session opens.
-
-    Without it, more requests than the pool has connections would park worker threads on the
-    pool while the requests holding connections wait for a thread to send their answer: every
-    thread and every connection waits, until the pool's time-out fails them all. Here the
-    surplus waits in the event loop, holding nothing.
-    """
-    engine: Engine = request.app.state.engine
+def _slot_semaphore(engine: Engine) -> anyio.Semaphore | None:
+    """The semaphore of the engine's request slots in this event loop; None: no limit."""
     capacity = pool_capacity(engine)
     if capacity is None:
-        yield
-        return
+        return None
     slots = _slots.get(None)
     if slots is None:
         slots = WeakKeyDictionary()
@@ -157,31 +165,58 @@ async def database_slot(request: Request) -> AsyncIterator[None]:
     semaphore = slots.get(engine)
     if semaphore is None:
         semaphore = slots[engine] = anyio.Semaphore(capacity)
-    async with semaphore:
-        yield
+    return semaphore
 
 
-def get_read_session(
-    request: Request, _slot: Annotated[None, Depends(database_slot)]
-) -> Iterator[Session]:
+@asynccontextmanager
+async def _request_session(engine: Engine, database: Engine) -> AsyncIterator[Session]:
+    """A session on `database`, opened once the request holds one of `engine`'s slots.
+
+    The slot: without it, more requests than the pool has connections would park worker
+    threads on the pool while the requests holding connections wait for a thread to send
+    their answer; every thread and every connection waits, until the pool's time-out fails
+    them all. Here the surplus waits in the event loop, holding nothing.
+
+    Opening a session touches no database, so it happens here in the event loop; so does
+    closing one whose work was committed (its connection already went back to the pool).
+    Only a session still in a transaction is closed in a worker thread, since closing rolls
+    it back over the network. That saves each request two trips through the thread pool.
+    """
+    semaphore = _slot_semaphore(engine)
+    if semaphore is not None:
+        await semaphore.acquire()
+    try:
+        session = Session(database, expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            with anyio.CancelScope(shield=True):
+                if session.in_transaction():
+                    await anyio.to_thread.run_sync(session.close)
+                else:
+                    session.close()
+    finally:
+        if semaphore is not None:
+            semaphore.release()
+
+
+async def get_read_session(request: Request) -> AsyncIterator[Session]:
     """A session for a request that only reads, whatever its method (e.g. a quote by POST).
 
     On SQLite it takes no write lock, so many at once never queue behind the writers.
     """
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
+    engine: Engine = request.app.state.engine
+    async with _request_session(engine, engine) as session:
         yield session
 
 
-def get_session(
-    request: Request, _slot: Annotated[None, Depends(database_slot)]
-) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """One session per request, on the engine of the application serving it.
 
     Requests that change state begin their transactions as writers, so concurrent writes on
     SQLite queue for the lock instead of failing (PostgreSQL ignores the option).
     """
     engine: Engine = request.app.state.engine
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
-        engine = writer_engine(engine)
-    with Session(engine, expire_on_commit=False) as session:
+    database = engine if request.method in ("GET", "HEAD", "OPTIONS") else writer_engine(engine)
+    async with _request_session(engine, database) as session:
         yield session

@@ -338,7 +338,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checkout_origin=settings.stripe_checkout_origin,
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Routes are matched in order, one router after another: what applicants use most (the
+    # edition page, applying, the portal, the public API) comes first. No path of one group
+    # can match another's (/admin, /api/v1, /portal and /editions stay apart).
     app.include_router(pages.router)
+    app.include_router(applicants.router)
+    app.include_router(api.router)
+    app.include_router(api_applications.router)
     app.include_router(admin.router)
     app.include_router(admin_applications.router)
     app.include_router(admin_editions.router)
@@ -349,7 +355,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_exports.router)
     app.include_router(admin_audit.router)
     app.include_router(admin_personal_data.router)
-    app.include_router(applicants.router)
     app.include_router(cancellations.router)
     app.include_router(cancellations.api_router)
     app.include_router(logistics.router)
@@ -358,8 +363,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(certificates.badges_router)
     app.include_router(final_work.router)
     app.include_router(final_work.api_router)
-    app.include_router(api.router)
-    app.include_router(api_applications.router)
     app.include_router(api_invoices.router)
     app.include_router(stripe_payments.router)
     app.include_router(attendance.router)

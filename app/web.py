@@ -52,19 +52,19 @@ templates.env.filters.update(
 templates.env.globals.update(csrf_token=csrf_token, language_links=language_links)
 
 
-def app_settings(request: Request) -> Settings:
+async def app_settings(request: Request) -> Settings:
     """The settings the serving application was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def app_storage(request: Request) -> Storage:
+async def app_storage(request: Request) -> Storage:
     """Where the serving application keeps files."""
     storage: Storage = request.app.state.storage
     return storage
 
 
-def app_seller(request: Request) -> Seller:
+async def app_seller(request: Request) -> Seller:
     """The seller on invoices and the bank details for payments, from settings."""
     return seller_from(request.app.state.settings)
 
@@ -102,6 +102,8 @@ SellerDep = Annotated[Seller, Depends(app_seller)]
 # Endpoints that use the database are plain functions, run in the thread pool: a blocking
 # database call inside the event loop would stall every request (and, on SQLite, wait for a
 # lock that only the stalled loop could release). Forms and bodies arrive as dependencies.
+# Dependencies that only read the request or the application (settings, storage, a role
+# check) are coroutines: a trip through the thread pool would cost more than their work.
 FormDep = Annotated[FormData, Depends(submitted_form)]
 
 
@@ -132,7 +134,7 @@ def page_staff(request: Request, session: SessionDep) -> StaffUser:
     return user
 
 
-def page_admin(user: Annotated[StaffUser, Depends(page_staff)]) -> StaffUser:
+async def page_admin(user: Annotated[StaffUser, Depends(page_staff)]) -> StaffUser:
     """The logged-in administrator; tutors are refused."""
     if user.role != Role.admin.value:
         raise Forbidden
@@ -172,7 +174,7 @@ def api_staff(
     return user
 
 
-def api_admin(user: Annotated[StaffUser, Depends(api_staff)]) -> StaffUser:
+async def api_admin(user: Annotated[StaffUser, Depends(api_staff)]) -> StaffUser:
     """An administrator's token; a tutor's gets 403."""
     if user.role != Role.admin.value:
         raise ApiForbidden

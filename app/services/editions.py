@@ -3,11 +3,13 @@
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from itertools import pairwise
-from typing import Any, Self
+from typing import Any, Self, cast
 from zoneinfo import ZoneInfo, available_timezones
 
 import pycountry
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import bindparam
+from sqlalchemy.orm import joinedload
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
@@ -258,9 +260,17 @@ def fee_schedule(edition: Edition) -> FeeSchedule:
     )
 
 
+# Built once: each call only binds the slug.
+_EDITION_BY_SLUG = (
+    select(Edition)
+    .where(col(Edition.slug) == bindparam("slug"))
+    .options(joinedload(cast(Any, Edition.group_tiers)))
+)
+
+
 def get_edition(session: Session, slug: str) -> Edition:
-    """The edition with this slug, or NotFound."""
-    edition = session.exec(select(Edition).where(Edition.slug == slug)).first()
+    """The edition with this slug, or NotFound; its group discounts come in the same query."""
+    edition = session.exec(_EDITION_BY_SLUG, params={"slug": slug}).unique().first()
     if edition is None:
         raise NotFound(f"There is no edition {slug!r}.")
     return edition
@@ -477,7 +487,9 @@ def _check_unchanged_since(session: Session, edition: Edition, expected: datetim
         )
     # Lock the row until the commit: a save that passed the same check first makes this one
     # wait and then see its new updated_at (PostgreSQL; SQLite serialises writers anyway).
-    session.refresh(edition, with_for_update=True)
+    # Only the column is read again: with the group discounts joined, PostgreSQL would refuse
+    # to lock the outer join's side.
+    session.refresh(edition, ["updated_at"], with_for_update=True)
     if edition.updated_at.astimezone(UTC) != expected.astimezone(UTC):
         raise Conflict(
             f"The edition {edition.slug!r} was changed at {edition.updated_at.isoformat()}, "

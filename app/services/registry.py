@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import ColumnElement, and_, delete, func, not_, or_
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, not_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -110,13 +110,16 @@ def _country_index() -> list[tuple[str, str]]:
     return [(code, country_name(code)) for code in shipped_economy_names()]
 
 
+# Built once: every quote asks it.
+_INCOME_GROUP = select(IncomeGroup.group).where(
+    col(IncomeGroup.fiscal_year) == bindparam("fiscal_year"),
+    col(IncomeGroup.iso3) == bindparam("iso3"),
+)
+
+
 def income_group_of(session: Session, *, iso3: str, fiscal_year: int) -> str | None:
     """The country's income group in that fiscal year (never "the latest"), or None."""
-    return session.exec(
-        select(IncomeGroup.group).where(
-            IncomeGroup.fiscal_year == fiscal_year, IncomeGroup.iso3 == iso3
-        )
-    ).first()
+    return session.exec(_INCOME_GROUP, params={"fiscal_year": fiscal_year, "iso3": iso3}).first()
 
 
 def income_groups_for_year(session: Session, fiscal_year: int) -> list[IncomeGroup]:
