@@ -1,13 +1,14 @@
 """Load on the running service against the floor of a bare insert endpoint, in one run.
 
 Run: `.venv/bin/python bench/load.py [--users 100] [--rounds 3] [--workers 2]
-      [--databases sqlite,postgresql] [--list-size 10000]`
+      [--warmup 1] [--databases sqlite,postgresql] [--list-size 10000]`
 
 For each database it starts the product (`uvicorn app.main:app`, N workers) on a fresh
 database with the demo loaded, and beside it `bench/floor_app.py` (a bare FastAPI endpoint
 that inserts one row into the same database, same workers). Then, over loopback:
 
-  - the floor: the simulated users insert rows as fast as they can;
+  - the floor: every simulated user inserts a row at the same moment, phase after phase, in
+    the same shape as the journey's steps;
   - the applicant journey: each user opens the edition page, asks for a quote, submits an
     application and opens their portal, `--rounds` times;
   - the administrators' list page, `/admin/applications`, with `--list-size` applications
@@ -141,18 +142,19 @@ async def timed(client: httpx.AsyncClient, step: Step, method: str, url: str, **
     return answer
 
 
-async def run_floor(url: str, users: int, per_user: int) -> Step:
+async def run_floor(url: str, users: int, phases: int, warmup: int) -> Step:
+    """The floor in the journey's shape: each phase, every user sends one insert at the same
+    moment, and the next phase starts when all have answered. A closed loop (each user sending
+    again as soon as answered) would never drain, and would flatter the floor against steps
+    that start and finish together."""
     step = Step()
     limits = client_limits(users)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        began = time.perf_counter()
-
-        async def user() -> None:
-            for _ in range(per_user):
-                await timed(client, step, "POST", "/insert")
-
-        await asyncio.gather(*(user() for _ in range(users)))
-        step.span = time.perf_counter() - began
+        for phase in range(warmup + phases):
+            counted = step if phase >= warmup else Step()
+            began = time.perf_counter()
+            await asyncio.gather(*(timed(client, counted, "POST", "/insert") for _ in range(users)))
+            counted.span += time.perf_counter() - began
     return step
 
 
@@ -175,11 +177,18 @@ def portal_path(database_url: str, reference: str) -> str:
     return f"/portal/{token}"
 
 
+STEPS = ("edition page", "quote", "submit", "portal")
+
+
 async def run_journey(
-    url: str, database_url: str, slug: str, users: int, rounds: int
+    url: str, database_url: str, slug: str, users: int, rounds: int, warmup: int
 ) -> dict[str, Step]:
-    """Each round, every user takes each step at the same moment: one phase per step."""
-    steps = {name: Step() for name in ("edition page", "quote", "submit", "portal")}
+    """Each round, every user takes each step at the same moment: one phase per step.
+
+    The first `warmup` rounds are not counted: each worker compiles its templates and fills
+    its connection pool on first use, which a server that has run for a while has done.
+    """
+    counted = {name: Step() for name in STEPS}
     limits = client_limits(users)
     run = secrets.token_hex(3)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
@@ -190,7 +199,8 @@ async def run_journey(
             steps[name].span += time.perf_counter() - began
             return list(answers)
 
-        for r in range(rounds):
+        for r in range(warmup + rounds):
+            steps = counted if r >= warmup else {name: Step() for name in STEPS}
             await phase(
                 "edition page",
                 [
@@ -238,7 +248,7 @@ async def run_journey(
             ]
             paths = [await asyncio.to_thread(portal_path, database_url, ref) for ref in references]
             await phase("portal", [timed(client, steps["portal"], "GET", path) for path in paths])
-    return steps
+    return counted
 
 
 def fill_applications(database_url: str, slug: str, count: int) -> None:
@@ -273,6 +283,10 @@ def fill_applications(database_url: str, slug: str, count: int) -> None:
             for i in range(count)
         )
         session.commit()
+    # A table that grew to this size over months has statistics the planner uses; one filled
+    # a moment ago has none until autovacuum comes round. Gather them as it would.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("ANALYZE"))
     engine.dispose()
 
 
@@ -290,6 +304,8 @@ async def run_list(url: str, password: str, slug: str, users: int, per_user: int
         )
         assert answer.status_code in (200, 303), answer.status_code
         clients.append(client)
+    # Not counted: one page per administrator first, so both workers have compiled the page.
+    await asyncio.gather(*(c.get(f"/admin/applications?edition={slug}") for c in clients))
     began = time.perf_counter()
 
     async def user(client: httpx.AsyncClient) -> None:
@@ -345,9 +361,11 @@ def bench(kind: str, args: argparse.Namespace) -> bool:
         engine.dispose()
 
         floor_step = asyncio.run(
-            run_floor(f"http://127.0.0.1:{floor_port}", args.users, args.rounds * 2)
+            run_floor(f"http://127.0.0.1:{floor_port}", args.users, args.rounds * 2, args.warmup)
         )
-        steps = asyncio.run(run_journey(server.url, url, slug, args.users, args.rounds))
+        steps = asyncio.run(
+            run_journey(server.url, url, slug, args.users, args.rounds, args.warmup)
+        )
         fill_applications(url, slug, args.list_size)
         listing = asyncio.run(run_list(server.url, server.password, slug, min(args.users, 20), 3))
 
@@ -371,6 +389,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="rounds run first, not counted")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--list-size", type=int, default=10000)
     parser.add_argument("--databases", default="sqlite,postgresql")
