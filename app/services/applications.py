@@ -12,7 +12,7 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.db import insert_row, utcnow
 from app.i18n import N_, current_language, localized, prefer_language
 from app.models import (
     ApplicantGroup,
@@ -347,7 +347,7 @@ def _insert_application(
     cv_filename: str | None,
     now: datetime,
 ) -> Application:
-    """Add and flush the application row; IntegrityError when a unique constraint refuses it."""
+    """Insert the application row; IntegrityError when a unique constraint refuses it."""
     application = Application(
         edition_id=edition.id or 0,
         reference=_new_reference(edition),
@@ -370,9 +370,7 @@ def _insert_application(
         quoted_total=quote.total,
         submitted_at=now,
     )
-    session.add(application)
-    session.flush()
-    return application
+    return insert_row(session, application)
 
 
 def resend_portal_link(

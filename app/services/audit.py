@@ -4,6 +4,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from app.db import insert_row
 from app.models import AuditEntry
 
 
@@ -17,7 +18,8 @@ def record_change(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    """Add an audit entry to the session; the caller's commit makes it durable with the change."""
+    """Write an audit entry in the session's transaction; the caller's commit makes it durable
+    with the change, and a rollback takes it away with the change."""
     entry = AuditEntry(
         actor=actor,
         action=action,
@@ -26,5 +28,4 @@ def record_change(
         before=before,
         after=after,
     )
-    session.add(entry)
-    return entry
+    return insert_row(session, entry)

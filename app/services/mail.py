@@ -15,7 +15,7 @@ from sqlalchemy import Engine, or_, update
 from sqlmodel import Session, col, select
 
 from app import i18n
-from app.db import utcnow, writer_engine
+from app.db import insert_row, utcnow, writer_engine
 from app.models import Application, OutboxMessage
 from app.services.storage import Storage
 
@@ -111,8 +111,7 @@ def queue_email(
         ],
         message_id=make_msgid(domain="diplomat.local"),
     )
-    session.add(message)
-    return message
+    return insert_row(session, message)
 
 
 def build_message(outbox: OutboxMessage, *, sender: str, storage: Storage) -> EmailMessage:
