@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from jinja2_fragments.fastapi import Jinja2Blocks
+from markupsafe import Markup
 from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
@@ -37,6 +38,18 @@ def local(value: datetime, timezone: str) -> datetime:
     return value.astimezone(ZoneInfo(timezone))
 
 
+def short_date(instant: datetime, timezone: str) -> Markup:
+    """`<time>` with the day on the wall clock of `timezone`: `4 Nov 2024` in English (as the
+    office has always printed it), the language's own form otherwise. A function rather than
+    a macro: long lists show one per row."""
+    day = local(instant, timezone)
+    if i18n.current_language() == "en":
+        text = f"{day.day} {day:%b %Y}"
+    else:
+        text = i18n.day_month_year(day.date())
+    return Markup('<time datetime="{}">{}</time>').format(day.isoformat(timespec="seconds"), text)
+
+
 # Dates, money and percentages follow the language of the request (app.i18n); English keeps
 # the formats the office has always printed.
 date_in_words = i18n.date_words
@@ -49,7 +62,9 @@ i18n.install(templates.env)
 templates.env.filters.update(
     local=local, country_name=local_country_name, quote_label=quote_label, quote_reason=quote_reason
 )
-templates.env.globals.update(csrf_token=csrf_token, language_links=language_links)
+templates.env.globals.update(
+    csrf_token=csrf_token, language_links=language_links, short_date=short_date
+)
 
 
 async def app_settings(request: Request) -> Settings:

@@ -26,6 +26,7 @@ from app.services.applications import (
     Capacity,
     Decision,
     capacity,
+    capacity_of,
     decide,
     get_application,
     group_size,
@@ -272,6 +273,19 @@ def applications(
     total = counts.get(query.filters.status, 0) if query.filters.status else sum(counts.values())
     listing = review_service.list_applications(session, query.filters, total=total)
     edition = query.edition
+    seats = None
+    if edition is not None:
+        # The chips count every status: with no other filter they counted the whole edition,
+        # and the seats need no second count.
+        filters = query.filters
+        whole_edition = filters == ApplicationFilters(
+            edition_id=edition.id,
+            status=filters.status,
+            sort=filters.sort,
+            page=filters.page,
+            per_page=filters.per_page,
+        )
+        seats = capacity_of(edition, counts) if whole_edition else capacity(session, edition)
     context = {
         "user": user,
         "active": "applications",
@@ -282,7 +296,7 @@ def applications(
         "count_all": sum(counts.values()),
         "statuses": STATUSES,
         "choices": review_service.filter_choices(session, edition.id if edition else None),
-        "bar": capacity_bar(capacity(session, edition)) if edition else None,
+        "bar": capacity_bar(seats) if seats is not None else None,
         "member_labels": _member_labels(),
         "member_short": _member_labels(short=True),
         # Each row's checkbox label, translated once for the page and filled in per row.

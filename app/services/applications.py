@@ -547,7 +547,11 @@ def capacity(session: Session, edition: Edition) -> Capacity:
         .where(Application.edition_id == edition.id)
         .group_by(Application.status)
     ).all()
-    counts = dict(rows)
+    return capacity_of(edition, dict(rows))
+
+
+def capacity_of(edition: Edition, counts: dict[str, int]) -> Capacity:
+    """The edition's seats against its applications counted by status (all of them)."""
     return Capacity(
         seats=edition.capacity,
         confirmed=counts.get(ApplicationStatus.confirmed.value, 0)
