@@ -105,7 +105,7 @@ def home(request: Request, session: SessionDep) -> Response:
 @router.get("/editions/{slug}", response_class=HTMLResponse)
 def edition_page(slug: str, request: Request, session: SessionDep) -> Response:
     """Place, dates, programme, fees, the price calculator and the cancellation deadline."""
-    edition = edition_service.get_edition(session, slug)
+    edition = edition_service.get_edition(session, slug, programme=True)
     return templates.TemplateResponse(
         request, "pages/edition.html", _edition_context(edition, Calculator())
     )

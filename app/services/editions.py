@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import pycountry
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import bindparam
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
@@ -268,9 +268,21 @@ _EDITION_BY_SLUG = (
 )
 
 
-def get_edition(session: Session, slug: str) -> Edition:
-    """The edition with this slug, or NotFound; its group discounts come in the same query."""
-    edition = session.exec(_EDITION_BY_SLUG, params={"slug": slug}).unique().first()
+# The same with what its public page shows: the course, and the programme's modules and
+# sessions in one query each rather than one per module.
+_EDITION_WITH_PROGRAMME = _EDITION_BY_SLUG.options(
+    joinedload(cast(Any, Edition.course)),
+    selectinload(cast(Any, Edition.modules)).selectinload(cast(Any, Module.sessions)),
+)
+
+
+def get_edition(session: Session, slug: str, *, programme: bool = False) -> Edition:
+    """The edition with this slug, or NotFound; its group discounts come in the same query.
+
+    With `programme`, its course, modules and sessions are loaded too (three queries in all).
+    """
+    statement = _EDITION_WITH_PROGRAMME if programme else _EDITION_BY_SLUG
+    edition = session.exec(statement, params={"slug": slug}).unique().first()
     if edition is None:
         raise NotFound(f"There is no edition {slug!r}.")
     return edition
