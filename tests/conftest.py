@@ -28,6 +28,9 @@ from app.cli import alembic_config  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import get_read_session, get_session, make_engine  # noqa: E402
 from app.main import create_app  # noqa: E402
+from app.routers.admin_invoices import import_launcher  # noqa: E402
+from app.routers.certificates import run_launcher  # noqa: E402
+from app.services.jobs import Work  # noqa: E402
 from app.services.staff import create_user  # noqa: E402
 
 # Argon2's production cost (about half a second a hash here) would dominate the suite; the
@@ -145,13 +148,20 @@ def test_app(app_settings: Settings) -> FastAPI:
 
 @pytest.fixture
 def client(test_app: FastAPI, session: Session) -> Iterator[TestClient]:
-    """An HTTP client for the app, whose requests all use the test's session."""
+    """An HTTP client for the app, whose requests and jobs all use the test's session."""
 
     def _session(_: Request) -> Iterator[Session]:
         yield session
 
+    def _in_place(work: Work) -> None:
+        work(session)
+
     test_app.dependency_overrides[get_session] = _session
     test_app.dependency_overrides[get_read_session] = _session
+    # Background jobs (bulk certificates, statement imports) run in the test's session too: a
+    # thread of their own would write to the shared database after the test, under the next.
+    test_app.dependency_overrides[run_launcher] = lambda: _in_place
+    test_app.dependency_overrides[import_launcher] = lambda: _in_place
     try:
         with TestClient(test_app, base_url="http://testserver") as test_client:
             yield test_client

@@ -22,7 +22,6 @@ from app.models import (
     Payment,
     StaffUser,
 )
-from app.routers.admin_invoices import import_launcher
 from app.services import applications as service
 from app.services import invoicing, jobs, payments, statements
 from app.services.storage import Storage
@@ -487,8 +486,6 @@ def test_a_statement_with_bad_lines_lists_each_with_its_line_number(admin: TestC
 def test_preview_then_import_records_ticked_lines_once_and_a_reimport_records_nothing(
     admin: TestClient, session: Session, storage: Storage, admin_user: StaffUser
 ) -> None:
-    # The import's job runs in place, in this test's session, instead of in a thread.
-    admin.app.dependency_overrides[import_launcher] = lambda: lambda work: work(session)  # type: ignore[attr-defined]
     edition = open_edition(session)
     by_number, numbered = admitted(session, storage, admin_user, edition, email="n@x.org")
     _, suggested = admitted(session, storage, admin_user, edition, email="s@x.org")
