@@ -44,11 +44,12 @@ class Application(SQLModel, table=True):
 
     __table_args__ = (
         UniqueConstraint("edition_id", "email"),
-        # The review list of one edition: its default order, status chips and country menu
-        # come from these without reading the table.
+        # The review list of one edition: its default order, status chips, country and
+        # organisation menus come from these without reading the table.
         Index("ix_application_edition_submitted", "edition_id", "submitted_at", "id"),
         Index("ix_application_edition_status", "edition_id", "status"),
         Index("ix_application_edition_country", "edition_id", "country"),
+        Index("ix_application_edition_organisation", "edition_id", "organisation_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

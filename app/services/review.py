@@ -332,17 +332,39 @@ class FilterChoices:
     groups: list[tuple[str, str]]
 
 
+def _distinct_in_edition(session: Session, column: Any, edition_id: int) -> list[Any]:
+    """The distinct values (not NULL) of an application column within one edition.
+
+    It skips through the index on (edition_id, column) from one value to the next, a few
+    look-ups per value, instead of reading every application of the edition as DISTINCT
+    would: a menu of 30 countries costs the same with 100 applications or 10,000.
+    """
+    in_edition = col(Application.edition_id) == edition_id
+    first = select(func.min(column)).where(in_edition).scalar_subquery()
+    found = select(first.label("value")).cte("found", recursive=True)
+    following = select(func.min(column)).where(in_edition, column > found.c.value)
+    found = found.union_all(
+        select(following.scalar_subquery().label("value")).where(found.c.value.is_not(None))
+    )
+    values = session.exec(select(found.c.value).where(found.c.value.is_not(None))).all()
+    return list(values)
+
+
 def filter_choices(session: Session, edition_id: int | None) -> FilterChoices:
     """Organisations, countries and groups that occur among an edition's applications."""
-    of_edition: list[ColumnElement[bool]] = []
-    if edition_id is not None:
-        of_edition.append(col(Application.edition_id) == edition_id)
+    if edition_id is None:
+        organisation_ids: Any = select(Application.organisation_id)
+        countries = session.exec(select(Application.country).distinct()).all()
+    else:
+        organisation_ids = _distinct_in_edition(
+            session, col(Application.organisation_id), edition_id
+        )
+        countries = _distinct_in_edition(session, col(Application.country), edition_id)
     organisations = session.exec(
         select(Organisation.id, Organisation.name, Organisation.country)
-        .where(col(Organisation.id).in_(select(Application.organisation_id).where(*of_edition)))
+        .where(col(Organisation.id).in_(organisation_ids))
         .order_by(func.lower(Organisation.name), col(Organisation.country))
     ).all()
-    countries = session.exec(select(Application.country).where(*of_edition).distinct()).all()
     group_query = select(ApplicantGroup.code, Organisation.name).join(
         Organisation, col(Organisation.id) == col(ApplicantGroup.organisation_id)
     )

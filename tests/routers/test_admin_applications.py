@@ -25,6 +25,7 @@ from app.models import (
     StaffUser,
 )
 from app.services import applications as service
+from app.services import review as review_service
 from app.services.errors import NotFound
 from app.services.storage import Storage
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
@@ -323,6 +324,30 @@ def test_the_list_filters_by_status_country_member_status_group_and_search(
     response = admin.get(f"{LIST}?edition=diploma-open&{query}")
     assert response.status_code == 200
     assert references(response.text) == refs(applicants, *expected)
+
+
+def test_the_filter_menus_offer_what_occurs_in_the_edition_and_nothing_else(
+    session: Session, storage: Storage, applicants: dict[str, Any]
+) -> None:
+    edition = applicants["edition"]
+    other = open_edition(session, slug="another-edition")
+    elsewhere = make_organisation(session, name="Stadt W", country="DEU")
+    submit(session, storage, other, email="w@w.org", organisation_id=elsewhere.id)
+    submit(session, storage, other, email="v@v.org", country="KEN", organisation_name="Nairobi")
+
+    choices = review_service.filter_choices(session, edition.id)
+
+    stored = session.exec(select(Application).where(Application.edition_id == edition.id)).all()
+    assert sorted(code for code, _ in choices.countries) == sorted({a.country for a in stored})
+    assert [name for _, name in choices.countries] == ["Brazil", "France", "Mexico", "Nigeria"]
+    assert choices.organisations == [
+        (applicants["behind"].id, "Cidade Y (BRA)"),
+        (applicants["paid"].id, "Ciudad X (MEX)"),
+    ]
+    assert choices.groups == [(applicants["group"].code, "Ciudad X")]
+    everywhere = review_service.filter_choices(session, None)
+    assert {"DEU", "KEN"} <= {code for code, _ in everywhere.countries}
+    assert (elsewhere.id, "Stadt W (DEU)") in everywhere.organisations
 
 
 def test_the_list_filters_by_group_code_and_organisation(
