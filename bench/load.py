@@ -90,6 +90,8 @@ def database(kind: str) -> Any:
 
 
 def start_floor(env: dict[str, str], port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+    # Started as the service is (tests/faults/server.py): uvicorn's defaults, access log
+    # included, so neither side of the ratio pays for a line per request the other does not.
     process = subprocess.Popen(
         [
             sys.executable,
@@ -100,8 +102,6 @@ def start_floor(env: dict[str, str], port: int, workers: int, log: Path) -> subp
             str(port),
             "--workers",
             str(workers),
-            "--log-level",
-            "warning",
         ],
         cwd=ROOT,
         env=env,
