@@ -34,6 +34,15 @@ from app.services.registry import OrganisationIn, create_organisation
 from app.services.staff import create_user
 from app.services.storage import LocalStorage
 
+# The clock of the editions these factories make.
+OFFICE_ZONE = ZoneInfo("Europe/Madrid")
+
+
+def office_today() -> date:
+    """Today on the editions' clock: the day that dates their invoices, refunds and
+    revocations, which is not the machine's day around midnight."""
+    return utcnow().astimezone(OFFICE_ZONE).date()
+
 
 def edition_payload(**overrides: Any) -> dict[str, Any]:
     """A valid body for POST /api/v1/editions."""

@@ -2,9 +2,10 @@
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import stripe
 from sqlalchemy import func
@@ -17,6 +18,7 @@ from app.models import (
     Application,
     CardCheckout,
     CheckoutStatus,
+    Edition,
     Invoice,
     Payment,
     PaymentMethod,
@@ -632,11 +634,15 @@ def send_card_refund(
             "back to: pay it by bank transfer."
         )
         return CardRefundOutcome(refund_id, False, sent, problem)
+    # The day it was paid is the office's day (the edition's clock), as for any refund.
+    application = session.get(Application, refund.application_id)
+    edition = session.get(Edition, application.edition_id) if application else None
+    zone = ZoneInfo(edition.timezone) if edition else UTC
     try:
         refund_by_card(
             session,
             refund_id=refund_id,
-            completed_on=now.date(),
+            completed_on=now.astimezone(zone).date(),
             reference=", ".join(sent),
             payment_recorded=True,
             now=now,

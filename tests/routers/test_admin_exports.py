@@ -3,7 +3,7 @@ attendance; CSV and XLSX, with the filters chosen, safe to open, for administrat
 
 import csv
 import io
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,6 +18,7 @@ from app.services.storage import LocalStorage
 from tests.attendance_data import programme
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.dashboard_data import Office
+from tests.factories import office_today
 from tests.routers.test_auth import login
 
 MADRID = ZoneInfo("Europe/Madrid")
@@ -107,7 +108,7 @@ def test_the_invoice_export_is_the_accounting_register(admin: TestClient, office
     by_buyer = {
         row["buyer"]: row
         for row in found
-        if row["kind"] == "invoice" and row["number"].startswith(str(date.today().year))
+        if row["kind"] == "invoice" and row["number"].startswith(str(office_today().year))
     }
     # A name a spreadsheet would run as a formula is written as text.
     formula = by_buyer["'=HYPERLINK(1) Banda"]
@@ -129,7 +130,7 @@ def test_the_invoice_export_is_the_accounting_register(admin: TestClient, office
     assert [(row["kind"], row["gross"], row["paid"]) for row in fee] == [
         ("invoice", "375.00", "375.00")
     ]
-    issued = date.today().isoformat()
+    issued = office_today().isoformat()
     assert formula["issue date"] == issued and formula["currency"] == "EUR"
     # Invoices first, in number order, then credit notes.
     kinds = [row["kind"] for row in found]
@@ -149,7 +150,7 @@ def test_the_invoice_export_applies_its_filters(admin: TestClient, office: Offic
     later = rows(admin.get(url(office, "invoices", **{"from": "2099-09-30"})))
     assert len(later) == 2
     assert rows(admin.get(url(office, "invoices", **{"from": "2099-10-02"}))) == []
-    today = date.today().isoformat()
+    today = office_today().isoformat()
     assert len(rows(admin.get(url(office, "invoices", **{"from": today, "to": today})))) == 3
 
 

@@ -26,7 +26,7 @@ from app.services import applications as service
 from app.services import invoicing, jobs, payments, statements
 from app.services.storage import Storage
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
-from tests.factories import application_payload, make_organisation, open_edition
+from tests.factories import application_payload, make_organisation, office_today, open_edition
 from tests.routers.test_auth import csrf_from, login
 
 SECRET = "test-secret-key-" + "x" * 32
@@ -214,7 +214,7 @@ def test_the_register_filters_open_paid_overdue_and_all(
     _, paid = admitted(session, storage, admin_user, edition, email="p@x.org")
     _, late = admitted(session, storage, admin_user, edition, email="l@x.org")
     pay(session, paid, "1500.00")
-    late.due_date = date.today() - timedelta(days=5)
+    late.due_date = office_today() - timedelta(days=5)
     session.add(late)
     session.commit()
     base = f"/admin/invoices?edition={edition.slug}"
@@ -377,7 +377,7 @@ def test_the_money_page_adds_up_and_lists_overdue_and_flagged_payments(
     _, over = admitted(session, storage, admin_user, edition, email="o@x.org")
     pay(session, late, "500.00")
     pay(session, over, "1600.00")
-    late.due_date = date.today() - timedelta(days=4)
+    late.due_date = office_today() - timedelta(days=4)
     session.add(late)
     session.commit()
     html = unescape(admin.get(f"/admin/money?edition={edition.slug}").text)

@@ -30,7 +30,7 @@ from app.services.certificate_numbers import InvalidNumber
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.rate_limit import Limit, RateLimited, hit
 from app.services.storage import LocalStorage
-from tests.factories import make_edition, make_eligible_participant
+from tests.factories import OFFICE_ZONE, make_edition, make_eligible_participant
 
 
 class CountingStorage(LocalStorage):
@@ -258,7 +258,7 @@ def test_revoking_needs_a_reason_and_happens_once(
     assert revoked.revoked_at is not None
     view = service.public_view(session, revoked)
     assert view["valid"] is False and view["revoked"] is True
-    assert view["revoked_on"] == revoked.revoked_at.date().isoformat()
+    assert view["revoked_on"] == revoked.revoked_at.astimezone(OFFICE_ZONE).date().isoformat()
     with pytest.raises(Conflict, match="revoked already"):
         service.revoke(
             session,
