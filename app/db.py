@@ -1,11 +1,12 @@
 """Engine, sessions, and the column types that keep time zones and cents exact."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, TypeVar
+from types import NoneType
+from typing import Any, TypeVar, cast
 from weakref import WeakKeyDictionary
 
 import anyio
@@ -13,6 +14,7 @@ from anyio.lowlevel import RunVar
 from sqlalchemy import BigInteger, DateTime, Numeric, event, insert
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.base import manager_of_class
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Session, SQLModel, create_engine
@@ -224,26 +226,65 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 
 _ROW_INSERTS: dict[Any, Any] = {}
+_ROW_DEFAULTS: dict[type, tuple[dict[str, Any], dict[str, Callable[[], Any]]]] = {}
 
 
 Row = TypeVar("Row", bound=SQLModel)
 
 
-def insert_row(session: Session, row: Row) -> Row:
-    """Insert a new row at once and keep it in the session as stored, with its id.
+def _defaults(model: type[SQLModel]) -> tuple[dict[str, Any], dict[str, Callable[[], Any]]]:
+    """The model's plain defaults and default factories by field, looked up once per model."""
+    found = _ROW_DEFAULTS.get(model)
+    if found is None:
+        plain: dict[str, Any] = {}
+        factories: dict[str, Callable[[], Any]] = {}
+        for name, info in model.model_fields.items():
+            if info.default_factory is not None:
+                if info.default_factory_takes_validated_data:
+                    raise TypeError(f"{model.__name__}.{name}: a factory of validated data")
+                factories[name] = cast(Callable[[], Any], info.default_factory)
+            elif not info.is_required():
+                if not isinstance(info.default, str | int | bool | Decimal | NoneType):
+                    raise TypeError(f"{model.__name__}.{name}: a mutable default")
+                plain[name] = info.default
+        found = _ROW_DEFAULTS[model] = (plain, factories)
+    return found
+
+
+def insert_new(session: Session, model: type[Row], **values: Any) -> Row:
+    """Insert a new `model` row at once and keep it in the session as stored, with its id.
 
     One prepared `INSERT ... RETURNING id` per table instead of the unit of work's flush:
     the hot write paths (an application, its receipt e-mail, its audit entry) do less work
     per row. A unique constraint refuses it here, as a flush would.
+
+    The object is built as the ORM builds one it loads: its fields written straight into
+    it, the model's defaults filled in. The constructor of a table model sets each field
+    through two layers of attribute events (a few hundred microseconds for an application);
+    nothing listens to them on a row that is stored the moment it is made.
     """
-    table = type(row).__table__  # type: ignore[attr-defined]
+    fields = model.model_fields
+    unknown = values.keys() - fields.keys()
+    if unknown:
+        raise TypeError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
+    plain, factories = _defaults(model)
+    given = set(values)
+    row_values = {**plain, **values}
+    for name, factory in factories.items():
+        if name not in values:
+            row_values[name] = factory()
+    table = model.__table__  # type: ignore[attr-defined]
     statement = _ROW_INSERTS.get(table)
     if statement is None:
         statement = _ROW_INSERTS[table] = insert(table).returning(table.c.id)
-    values = {
-        column.key: getattr(row, column.key) for column in table.columns if column.key != "id"
-    }
-    row.id = session.execute(statement, values).scalar_one()
+    row_values.pop("id", None)
+    new_id = session.execute(
+        statement,
+        {column.key: row_values.get(column.key) for column in table.columns if column.key != "id"},
+    ).scalar_one()
+    row = manager_of_class(model).new_instance()
+    row.__dict__.update(row_values, id=new_id)
+    object.__setattr__(row, "__pydantic_fields_set__", given)
     make_transient_to_detached(row)
     session.add(row)
     return row

@@ -12,7 +12,7 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.db import insert_row, utcnow
+from app.db import insert_new, utcnow
 from app.i18n import N_, current_language, localized, prefer_language
 from app.models import (
     ApplicantGroup,
@@ -348,7 +348,9 @@ def _insert_application(
     now: datetime,
 ) -> Application:
     """Insert the application row; IntegrityError when a unique constraint refuses it."""
-    application = Application(
+    return insert_new(
+        session,
+        Application,
         edition_id=edition.id or 0,
         reference=_new_reference(edition),
         given_name=data.given_name,
@@ -370,7 +372,6 @@ def _insert_application(
         quoted_total=quote.total,
         submitted_at=now,
     )
-    return insert_row(session, application)
 
 
 def resend_portal_link(

@@ -4,7 +4,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from app.db import insert_row
+from app.db import insert_new
 from app.models import AuditEntry
 
 
@@ -20,7 +20,9 @@ def record_change(
 ) -> AuditEntry:
     """Write an audit entry in the session's transaction; the caller's commit makes it durable
     with the change, and a rollback takes it away with the change."""
-    entry = AuditEntry(
+    return insert_new(
+        session,
+        AuditEntry,
         actor=actor,
         action=action,
         entity=entity,
@@ -28,4 +30,3 @@ def record_change(
         before=before,
         after=after,
     )
-    return insert_row(session, entry)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, or_, update
 from sqlmodel import Session, col, select
 
 from app import i18n
-from app.db import insert_row, utcnow, writer_engine
+from app.db import insert_new, utcnow, writer_engine
 from app.models import Application, OutboxMessage
 from app.services.storage import Storage
 
@@ -93,7 +93,9 @@ def queue_email(
             subject = i18n.gettext(subject) % subject_values
         body_text = _text.get_template(f"{kind}.txt").render(**context)
         body_html = _html.get_template(f"{kind}.html").render(**context)
-    message = OutboxMessage(
+    return insert_new(
+        session,
+        OutboxMessage,
         kind=kind,
         application_id=application_id,
         to_address=to,
@@ -111,7 +113,6 @@ def queue_email(
         ],
         message_id=make_msgid(domain="diplomat.local"),
     )
-    return insert_row(session, message)
 
 
 def build_message(outbox: OutboxMessage, *, sender: str, storage: Storage) -> EmailMessage:
