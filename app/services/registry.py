@@ -110,16 +110,21 @@ def _country_index() -> list[tuple[str, str]]:
     return [(code, country_name(code)) for code in shipped_economy_names()]
 
 
-# Built once: every quote asks it.
-_INCOME_GROUP = select(IncomeGroup.group).where(
-    col(IncomeGroup.fiscal_year) == bindparam("fiscal_year"),
-    col(IncomeGroup.iso3) == bindparam("iso3"),
+# Built once: every quote asks it. On the table, not the entity: a plain value needs none of
+# the ORM's work on a statement.
+_INCOME_TABLE = IncomeGroup.__table__  # type: ignore[attr-defined]
+_INCOME_GROUP = select(_INCOME_TABLE.c.group).where(
+    _INCOME_TABLE.c.fiscal_year == bindparam("fiscal_year"),
+    _INCOME_TABLE.c.iso3 == bindparam("iso3"),
 )
 
 
 def income_group_of(session: Session, *, iso3: str, fiscal_year: int) -> str | None:
     """The country's income group in that fiscal year (never "the latest"), or None."""
-    return session.exec(_INCOME_GROUP, params={"fiscal_year": fiscal_year, "iso3": iso3}).first()
+    group: str | None = session.execute(
+        _INCOME_GROUP, {"fiscal_year": fiscal_year, "iso3": iso3}
+    ).scalar()
+    return group
 
 
 def income_groups_for_year(session: Session, fiscal_year: int) -> list[IncomeGroup]:
