@@ -29,7 +29,7 @@ The Stripe webhook is not in the schema (its body is signed); its own tests cove
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +281,8 @@ def build_world(database_url: str, var_dir: Path) -> World:
     cancellation = client.post(
         f"/api/v1/applications/{cancelled['id']}/cancellation",
         json={
-            "received_at": (date.today()).isoformat() + "T09:00:00+00:00",
+            # An hour ago: a fixed hour of today is still to come in the small hours.
+            "received_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
             "channel": "email",
             "course_name": "Diploma",
             "full_name": "Cancelled Banda",
