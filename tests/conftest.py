@@ -55,16 +55,18 @@ def require_in_ci(reason: str) -> None:
 
 
 @contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database on the test server, dropped afterwards."""
+def fresh_postgres_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database on the test server, dropped afterwards: empty, or a copy of
+    the database named `template` (which nobody may be connected to)."""
     base = os.environ.get(POSTGRES_ENV)
     if not base:
         require_in_ci(f"{POSTGRES_ENV} is not set: the PostgreSQL half of the suite did not run")
         raise AssertionError("unreachable")
     name = f"diplomat_test_{os.getpid()}_{secrets.token_hex(4)}"
     admin_engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
     with admin_engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     url = make_url(base).set(database=name).render_as_string(hide_password=False)
     try:
         yield url

@@ -4,17 +4,19 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.conftest import fresh_postgres_database, require_in_ci
 
@@ -72,15 +74,58 @@ def _extra_env(request: pytest.FixtureRequest) -> dict[str, str]:
     return extra
 
 
+@dataclass
+class _Initialised:
+    """A database after `diplomat init`, to copy for each module, with its password."""
+
+    source: str  # the SQLite file, or the PostgreSQL database's name
+    password: str
+
+
+@pytest.fixture(scope="session")
+def initialised() -> Iterator[Callable[[str], _Initialised]]:
+    """`diplomat init` once per kind of database and test process, not once per module: it
+    takes several seconds (migrations, the demo), and 22 modules each start a server on
+    each kind. Each module gets a copy, so what one module changes no other sees."""
+    made: dict[str, _Initialised] = {}
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="diplomat-init-")))
+
+        def get(kind: str) -> _Initialised:
+            if kind not in made:
+                if kind == "sqlite":
+                    source = str(folder / "initialised.db")
+                    url = f"sqlite:///{source}"
+                else:
+                    url = stack.enter_context(fresh_postgres_database())
+                    source = make_url(url).database or ""
+                env = {**os.environ, "DIPLOMAT_DATABASE_URL": url, "DIPLOMAT_VAR_DIR": str(folder)}
+                found = re.search(r"password: (\S+)", _cli(["init"], env))
+                assert found
+                made[kind] = _Initialised(source, found.group(1))
+            return made[kind]
+
+        yield get
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
-    """`diplomat init` then `uvicorn app.main:app` on a free loopback port."""
+def live_server(
+    request: pytest.FixtureRequest, initialised: Callable[[str], _Initialised]
+) -> Iterator[LiveServer]:
+    """A copy of an initialised database, then `uvicorn app.main:app` on a free loopback port."""
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="diplomat-e2e-")))
+        ready = initialised(request.param)
         if request.param == "sqlite":
+            # Through SQLite's backup: a database in WAL mode is more than its main file.
+            with (
+                closing(sqlite3.connect(ready.source)) as source,
+                closing(sqlite3.connect(folder / "e2e.db")) as copy,
+            ):
+                source.backup(copy)
             url = f"sqlite:///{folder / 'e2e.db'}"
         else:
-            url = stack.enter_context(fresh_postgres_database())
+            url = stack.enter_context(fresh_postgres_database(template=ready.source))
         port = _free_port()
         env = {
             **os.environ,
@@ -90,9 +135,6 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
             "DIPLOMAT_MAIL_POLL_SECONDS": "1",
             **_extra_env(request),
         }
-        output = _cli(["init"], env)
-        password = re.search(r"password: (\S+)", output)
-        assert password, output
         log = stack.enter_context((folder / "server.log").open("w"))
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)],
@@ -115,7 +157,7 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
                         f"the server did not start: {(folder / 'server.log').read_text()}"
                     )
                 time.sleep(0.2)
-            yield LiveServer(base, "admin@example.org", password.group(1), request.param, env)
+            yield LiveServer(base, "admin@example.org", ready.password, request.param, env)
         finally:
             server.terminate()
             server.wait(timeout=10)
