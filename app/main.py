@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -395,7 +396,20 @@ class _LazyApp:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if self._instance is None:
             self._instance = create_app()
+            settle_heap()
         await self._instance(scope, receive, send)
+
+
+def settle_heap() -> None:
+    """Leave what the process has built so far out of the garbage collector's full passes.
+
+    The modules, the application and its routes, some 270,000 objects, live as long as the
+    process; every full collection walked them all again (0.15 s each under load, a pause in
+    the middle of whichever request triggered it). Collected once, then frozen, they are
+    never walked again; what requests make is collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 app = _LazyApp()
