@@ -110,7 +110,9 @@ class SubmittedApplication:
 
 
 def _random_code(length: int) -> str:
-    return "".join(secrets.choice(CROCKFORD) for _ in range(length))
+    # One read of the system's randomness, not one per character: each byte's low five bits
+    # pick one of the 32 characters, every one equally likely (256 is 8 x 32).
+    return "".join(CROCKFORD[byte % 32] for byte in secrets.token_bytes(length))
 
 
 def _new_reference(edition: Edition) -> str:
