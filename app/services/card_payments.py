@@ -2,10 +2,9 @@
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 import stripe
 from sqlalchemy import func
@@ -18,7 +17,6 @@ from app.models import (
     Application,
     CardCheckout,
     CheckoutStatus,
-    Edition,
     Invoice,
     Payment,
     PaymentMethod,
@@ -30,7 +28,13 @@ from app.services.cancellations import RefundAlreadyCompleted, card_refunds_owed
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.invoicing import amount_paid, get_invoice, invoice_lines, outstanding
 from app.services.money import CENT, ZERO
-from app.services.payments import CONFIRMED, PaymentResult, participant_invoices, record_payment
+from app.services.payments import (
+    CONFIRMED,
+    PaymentResult,
+    office_day,
+    participant_invoices,
+    record_payment,
+)
 
 log = logging.getLogger("diplomat.stripe")
 
@@ -302,7 +306,7 @@ def fulfil_checkout(
             session,
             invoice_number=invoice.number,
             amount=from_cents(int(stripe_session.get("amount_total") or 0)),
-            received_on=now.date(),
+            received_on=office_day(session, invoice.edition_id, now),
             method=PaymentMethod.card.value,
             reference=_object_id(stripe_session),
             actor=ACTOR,
@@ -450,7 +454,7 @@ def _record_refunds(session: Session, *, charge: dict[str, Any], now: datetime) 
         refund = Payment(
             invoice_id=paid.invoice_id,
             amount=-from_cents(cents),
-            received_on=now.date(),
+            received_on=office_day(session, invoice.edition_id, now),
             method=PaymentMethod.card.value,
             reference=payment_intent,
             source=REFUND_SOURCE,
@@ -569,13 +573,15 @@ def _record_card_refund(
     external_id = _object_id(stripe_refund)
     if session.exec(select(Payment.id).where(Payment.external_id == external_id)).first():
         return
+    invoice = session.get(Invoice, payment.invoice_id)
+    received_on = office_day(session, invoice.edition_id if invoice else None, now)
     try:
         with session.begin_nested():
             session.add(
                 Payment(
                     invoice_id=payment.invoice_id,
                     amount=-from_cents(int(stripe_refund.get("amount") or 0)),
-                    received_on=now.date(),
+                    received_on=received_on,
                     method=PaymentMethod.card.value,
                     reference=payment.external_id or "",
                     source=REFUND_SOURCE,
@@ -636,13 +642,11 @@ def send_card_refund(
         return CardRefundOutcome(refund_id, False, sent, problem)
     # The day it was paid is the office's day (the edition's clock), as for any refund.
     application = session.get(Application, refund.application_id)
-    edition = session.get(Edition, application.edition_id) if application else None
-    zone = ZoneInfo(edition.timezone) if edition else UTC
     try:
         refund_by_card(
             session,
             refund_id=refund_id,
-            completed_on=now.astimezone(zone).date(),
+            completed_on=office_day(session, application.edition_id if application else None, now),
             reference=", ".join(sent),
             payment_recorded=True,
             now=now,

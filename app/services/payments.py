@@ -1,7 +1,7 @@
 """Payments: recorded once, adding up, confirming a seat only while one is free."""
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -105,6 +105,16 @@ def confirm_paid_participants(
     return confirmed, without_seat
 
 
+def office_day(session: Session, edition_id: int | None, now: datetime) -> date:
+    """The day `now` falls on at the office: on the edition's clock, not UTC's.
+
+    Money is dated by it: at 00:30 in Madrid (23:30 UTC) a card payment is Tuesday's, and in
+    Mexico City at 19:00 (01:00 UTC the next day) it is still Monday's.
+    """
+    edition = session.get(Edition, edition_id) if edition_id is not None else None
+    return now.astimezone(ZoneInfo(edition.timezone) if edition else UTC).date()
+
+
 def record_payment(
     session: Session,
     *,
@@ -126,10 +136,7 @@ def record_payment(
     if method not in {m.value for m in PaymentMethod}:
         faults["method"] = "The method is bank_transfer, card or other."
     invoice = get_invoice(session, invoice_number)
-    edition = session.get(Edition, invoice.edition_id)
-    # "Today" is the office's day, in the edition's time zone, not UTC's.
-    today = now.astimezone(ZoneInfo(edition.timezone)).date() if edition else now.date()
-    if received_on > today:
+    if received_on > office_day(session, invoice.edition_id, now):
         faults["received_on"] = "The value date cannot be in the future."
     if faults:
         raise InvalidInput("The payment cannot be recorded.", fields=faults)

@@ -3,7 +3,7 @@
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,15 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, col, select
 
 from app.db import writer_engine
-from app.models import Application, CardCheckout, Invoice, Payment, StaffUser, StripeEvent
+from app.models import (
+    Application,
+    CardCheckout,
+    Edition,
+    Invoice,
+    Payment,
+    StaffUser,
+    StripeEvent,
+)
 from app.services import card_payments, invoicing, payments
 from app.services.errors import Conflict, NotFound
 from app.services.storage import LocalStorage
@@ -227,6 +235,46 @@ def test_a_paid_completed_checkout_confirms_the_participant_with_one_card_paymen
     assert only_checkout(session).status == "paid"
     stored = session.get(StripeEvent, event_id)
     assert stored is not None and stored.processed_at is not None
+
+
+@pytest.mark.parametrize(
+    ("timezone", "hour", "days_from_utc"),
+    [
+        # 23:30 UTC is 00:30 the next day in Madrid.
+        ("Europe/Madrid", 23, 1),
+        # 01:00 UTC is 19:00 the day before in Mexico City: the UTC date would be the future.
+        ("America/Mexico_City", 1, -1),
+    ],
+)
+def test_card_money_is_dated_on_the_office_day_not_the_servers(
+    session: Session,
+    fake: FakeStripe,
+    stripe_api: stripe.StripeClient,
+    participant: tuple[Application, Invoice],
+    timezone: str,
+    hour: int,
+    days_from_utc: int,
+) -> None:
+    edition = session.get(Edition, participant[1].edition_id)
+    assert edition is not None
+    edition.timezone = timezone
+    session.add(edition)
+    session.flush()
+    now = datetime.combine(date.today() - timedelta(days=2), time(hour, 0), tzinfo=UTC)
+    office_day = now.date() + timedelta(days=days_from_utc)
+    paid = paid_session(fake, session, stripe_api, participant)
+    outcome = card_payments.handle_event(
+        session, event=event("checkout.session.completed", paid, event_id=new_id()), now=now
+    )
+    assert outcome == "recorded"
+    [payment] = stripe_payments(session)
+    assert payment.received_on == office_day
+    charge = refunded_charge(str(paid["payment_intent"]), [("re_day", 10000)])
+    card_payments.handle_event(
+        session, event=event("charge.refunded", charge, event_id=new_id()), now=now
+    )
+    [refund] = session.exec(select(Payment).where(Payment.source == "stripe_refund")).all()
+    assert (refund.amount, refund.received_on) == (Decimal("-100.00"), office_day)
 
 
 def test_a_redelivered_event_does_nothing(
