@@ -134,12 +134,19 @@ class Forbidden(Exception):
     """The staff member's role does not allow this page."""
 
 
-def _staff_from_session(request: Request, session: Session) -> StaffUser | None:
+def staff_from_session(request: Request, session: Session) -> StaffUser | None:
+    """The staff member whose session the request carries, if it is still good: the account
+    active, its password and its session generation those the session was started with."""
     staff_id = request.session.get("staff_id")
     if not isinstance(staff_id, int):
         return None
     user = session.get(StaffUser, staff_id)
-    if user is None or not user.active or request.session.get("pw") != user.password_hash[-12:]:
+    if (
+        user is None
+        or not user.active
+        or request.session.get("pw") != user.password_hash[-12:]
+        or request.session.get("gen") != user.session_generation
+    ):
         request.session.pop("staff_id", None)
         return None
     return user
@@ -147,7 +154,7 @@ def _staff_from_session(request: Request, session: Session) -> StaffUser | None:
 
 def page_staff(request: Request, session: SessionDep) -> StaffUser:
     """The logged-in staff member of a page request; else a redirect to the login page."""
-    user = _staff_from_session(request, session)
+    user = staff_from_session(request, session)
     if user is None:
         raise LoginRequired
     return user

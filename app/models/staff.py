@@ -28,6 +28,9 @@ class StaffUser(SQLModel, table=True):
     role: str = Field(sa_type=String(16))
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Carried in each staff session's cookie; logging out moves it on, so a copy of any of
+    # the member's cookies made before stops working.
+    session_generation: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 class LoginAttempt(SQLModel, table=True):

@@ -11,8 +11,15 @@ from app.i18n import translate
 from app.models import Organisation
 from app.security import csrf_token, verify_csrf
 from app.services import editions as edition_service
-from app.services.staff import LoginFailed, LoginThrottled, authenticate
-from app.web import PageStaff, SessionDep, SettingsDep, client_address, templates
+from app.services.staff import LoginFailed, LoginThrottled, authenticate, end_sessions
+from app.web import (
+    PageStaff,
+    SessionDep,
+    SettingsDep,
+    client_address,
+    staff_from_session,
+    templates,
+)
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -68,13 +75,21 @@ def login(
     request.session.clear()
     request.session["staff_id"] = user.id
     request.session["pw"] = user.password_hash[-12:]
+    request.session["gen"] = user.session_generation
     csrf_token(request)
     return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.post("/logout")
-def logout(request: Request) -> RedirectResponse:
-    """End the staff session."""
+def logout(request: Request, session: SessionDep) -> RedirectResponse:
+    """End the staff session, and every copy of it: the member's sessions elsewhere end too.
+
+    The session lives in a signed cookie; clearing it here would leave a copy taken earlier
+    (from a shared computer, say) working until it expired.
+    """
+    user = staff_from_session(request, session)
+    if user is not None:
+        end_sessions(session, user.id or 0)
     request.session.clear()
     return RedirectResponse("/admin/login", status_code=status.HTTP_303_SEE_OTHER)
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
@@ -95,6 +95,16 @@ def _recent_failures(
         )
     ).one()
     return by_email, by_address
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """End every session of the staff member, wherever it was started (logging out)."""
+    session.execute(
+        update(StaffUser)
+        .where(col(StaffUser.id) == user_id)
+        .values(session_generation=StaffUser.session_generation + 1)
+    )
+    session.commit()
 
 
 def authenticate(

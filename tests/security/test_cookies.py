@@ -67,7 +67,7 @@ def test_over_http_the_cookie_is_httponly_lax_and_scoped_to_the_site(
     client: TestClient, admin_user: StaffUser
 ) -> None:
     cookie = session_cookie(login(client, "admin@example.org", ADMIN_PASSWORD))
-    assert set(session_data(str(cookie["value"]))) == {"staff_id", "pw", "csrf"}
+    assert set(session_data(str(cookie["value"]))) == {"staff_id", "pw", "gen", "csrf"}
     assert cookie["httponly"] is True
     assert cookie["samesite"] == "lax"
     assert cookie["path"] == "/"
@@ -128,6 +128,27 @@ def test_logging_out_ends_the_session_for_that_cookie(
     )
     assert "staff_id" not in session_data(str(session_cookie(logout)["value"]))
     assert client.get("/admin", follow_redirects=False).status_code == 303
+
+
+def test_logging_out_ends_a_copy_of_the_cookie_taken_before_and_other_sessions(
+    client: TestClient, admin_user: StaffUser, session: Session
+) -> None:
+    copied = str(session_cookie(login(client, "admin@example.org", ADMIN_PASSWORD))["value"])
+    home = client.get("/admin")
+    # The same member logged in on another computer.
+    elsewhere = TestClient(client.app, base_url="http://testserver")
+    login(elsewhere, "admin@example.org", ADMIN_PASSWORD)
+    assert elsewhere.get("/admin", follow_redirects=False).status_code == 200
+    client.post("/admin/logout", data={"csrf_token": csrf_from(home.text)})
+    client.cookies.clear()
+    client.cookies.set(COOKIE, copied)
+    assert client.get("/admin", follow_redirects=False).status_code == 303
+    assert elsewhere.get("/admin", follow_redirects=False).status_code == 303
+    # Logging in again works, with a session of the new generation.
+    login(client, "admin@example.org", ADMIN_PASSWORD)
+    assert client.get("/admin", follow_redirects=False).status_code == 200
+    session.refresh(admin_user)
+    assert admin_user.session_generation == 2
 
 
 def test_api_answers_set_no_cookie(client: TestClient, admin_user: StaffUser) -> None:
