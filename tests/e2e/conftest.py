@@ -85,8 +85,8 @@ class _Initialised:
 @pytest.fixture(scope="session")
 def initialised() -> Iterator[Callable[[str], _Initialised]]:
     """`diplomat init` once per kind of database and test process, not once per module: it
-    takes several seconds (migrations, the demo), and 22 modules each start a server on
-    each kind. Each module gets a copy, so what one module changes no other sees."""
+    takes several seconds (migrations, the demo), and each browser-test module starts a
+    server on each kind. Each module gets a copy, so what one module changes no other sees."""
     made: dict[str, _Initialised] = {}
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="diplomat-init-")))
