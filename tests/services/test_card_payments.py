@@ -501,6 +501,10 @@ _CLEANUP = (
     "DELETE FROM invoice WHERE edition_id = :e",
     "DELETE FROM outbox_message WHERE application_id IN "
     "(SELECT id FROM application WHERE edition_id = :e)",
+    "DELETE FROM audit_entry WHERE entity = 'application' AND entity_id IN "
+    "(SELECT CAST(id AS VARCHAR) FROM application WHERE edition_id = :e)",
+    "DELETE FROM audit_entry WHERE entity = 'edition' AND entity_id IN "
+    "(SELECT slug FROM edition WHERE id = :e)",
     "DELETE FROM application WHERE edition_id = :e",
     "DELETE FROM course_session WHERE module_id IN (SELECT id FROM module WHERE edition_id = :e)",
     "DELETE FROM module WHERE edition_id = :e",
