@@ -198,7 +198,7 @@ def submit(
     storage: StorageDep,
 ) -> JSONResponse:
     """Apply to an edition (a CV can be added through the form); the same e-mail twice is 409."""
-    edition = get_edition(session, slug)
+    edition = get_edition(session, slug, group_tiers=bool(data.group_code))
     submitted = service.submit_application(
         session,
         edition=edition,

@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
-from app.db import insert_new, utcnow
+from app.db import insert_rows, new_row, reserve_id, utcnow
 from app.i18n import N_, current_language, localized, prefer_language
 from app.models import (
     ApplicantGroup,
@@ -23,17 +23,18 @@ from app.models import (
     OutboxMessage,
     StaffUser,
 )
-from app.services.audit import record_change
+from app.services.audit import audit_entry, record_change
 from app.services.countries import country_name, parse_country
 from app.services.editions import applications_are_open, get_edition
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.invoicing import Seller, issue_invoice
-from app.services.mail import Attachment, queue_email
+from app.services.mail import Attachment, compose_email, queue_email
 from app.services.numbering import format_number, next_number
 from app.services.pdf import render_pdf
 from app.services.portal import GROUP_SALT, PORTAL_SALT, link_expiry, make_token, read_token
 from app.services.pricing import Quote
 from app.services.quotes import quote_as_json, quote_for_edition
+from app.services.registry import income_group_query
 from app.services.staff import normalise_email
 from app.services.storage import Storage, new_key
 
@@ -274,12 +275,22 @@ def submit_application(
     assert iso3 is not None
 
     size = (group_size(session, group.id or 0) + 1) if group else 1
+    # One trip for the income group the quote needs and, on PostgreSQL, the application's id:
+    # with the id known, the application, its receipt and its audit entry (both refer to it)
+    # are written in one statement below.
+    reserved_id, income_group = reserve_id(
+        session,
+        Application,
+        income_group_query(),
+        params={"iso3": iso3, "fiscal_year": edition.income_fy},
+    )
     quote = quote_for_edition(
         session,
         edition=edition,
         organisation_id=organisation.id if organisation else None,
         country=iso3,
         group_size=size,
+        income_group=income_group,
     )
     edition_id = edition.id or 0
     cv_key = None
@@ -290,20 +301,47 @@ def submit_application(
     # submissions at once, as a double click sends) is refused; a repeated reference is drawn
     # again. Either way nothing of the failed attempt stays.
     for attempt in range(1, REFERENCE_ATTEMPTS + 1):
+        application = _new_application(
+            edition=edition,
+            data=data,
+            email=email,
+            iso3=iso3,
+            organisation=organisation,
+            group=group,
+            quote=quote,
+            cv_key=cv_key,
+            cv_filename=cv_filename,
+            now=now,
+            reserved_id=reserved_id,
+        )
         try:
-            application = _insert_application(
-                session,
-                edition=edition,
-                data=data,
-                email=email,
-                iso3=iso3,
-                organisation=organisation,
-                group=group,
-                quote=quote,
-                cv_key=cv_key,
-                cv_filename=cv_filename,
-                now=now,
+            pending: list[SQLModel] = [application]
+            if application.id is None:
+                # No id reserved (SQLite): the application is stored first, to learn its id.
+                insert_rows(session, application)
+                pending = []
+            url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
+            receipt = compose_email(
+                kind="application_received",
+                to=email,
+                subject=N_("We received your application %(reference)s"),
+                subject_values={"reference": application.reference},
+                context=_mail_context(application, edition, url),
+                application_id=application.id,
+                language=application.language,
             )
+            entry = audit_entry(
+                actor=email,
+                action="application.submitted",
+                entity="application",
+                entity_id=application.id or 0,
+                after={
+                    "reference": application.reference,
+                    "total": str(quote.total),
+                    "group": size,
+                },
+            )
+            insert_rows(session, *pending, receipt, entry)
             break
         except IntegrityError:
             session.rollback()
@@ -313,30 +351,11 @@ def submit_application(
                 raise _already_applied() from None
             if attempt == REFERENCE_ATTEMPTS:
                 raise
-    url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
-    queue_email(
-        session,
-        kind="application_received",
-        to=email,
-        subject=N_("We received your application %(reference)s"),
-        subject_values={"reference": application.reference},
-        context=_mail_context(application, edition, url),
-        application_id=application.id,
-    )
-    record_change(
-        session,
-        actor=email,
-        action="application.submitted",
-        entity="application",
-        entity_id=application.id or 0,
-        after={"reference": application.reference, "total": str(quote.total), "group": size},
-    )
     session.commit()
     return SubmittedApplication(application, url)
 
 
-def _insert_application(
-    session: Session,
+def _new_application(
     *,
     edition: Edition,
     data: ApplicationIn,
@@ -348,11 +367,12 @@ def _insert_application(
     cv_key: str | None,
     cv_filename: str | None,
     now: datetime,
+    reserved_id: int | None,
 ) -> Application:
-    """Insert the application row; IntegrityError when a unique constraint refuses it."""
-    return insert_new(
-        session,
+    """The application row, not stored yet, with a newly drawn reference."""
+    return new_row(
         Application,
+        id=reserved_id,
         edition_id=edition.id or 0,
         reference=_new_reference(edition),
         given_name=data.given_name,

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, or_, update
 from sqlmodel import Session, col, select
 
 from app import i18n
-from app.db import insert_new, utcnow, writer_engine
+from app.db import insert_rows, new_row, utcnow, writer_engine
 from app.models import Application, OutboxMessage
 from app.services.storage import Storage
 
@@ -88,13 +88,39 @@ def queue_email(
     if language is None and application_id is not None:
         application = session.get(Application, application_id)
         language = application.language if application is not None else None
+    message = compose_email(
+        kind=kind,
+        to=to,
+        subject=subject,
+        context=context,
+        application_id=application_id,
+        attachments=attachments,
+        language=language,
+        subject_values=subject_values,
+    )
+    insert_rows(session, message)
+    return message
+
+
+def compose_email(
+    *,
+    kind: str,
+    to: str,
+    subject: str,
+    context: dict[str, Any],
+    application_id: int | None = None,
+    attachments: list[Attachment] | None = None,
+    language: str | None = None,
+    subject_values: dict[str, Any] | None = None,
+) -> OutboxMessage:
+    """The outbox row of a mail as `queue_email` writes it, not stored yet (`insert_rows`
+    stores it with the change it reports); written in `language`, else in English."""
     with i18n.use_language(language):
         if subject_values is not None:
             subject = i18n.gettext(subject) % subject_values
         body_text = _text.get_template(f"{kind}.txt").render(**context)
         body_html = _html.get_template(f"{kind}.html").render(**context)
-    return insert_new(
-        session,
+    return new_row(
         OutboxMessage,
         kind=kind,
         application_id=application_id,

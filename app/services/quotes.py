@@ -7,13 +7,15 @@ from sqlmodel import Session
 
 from app.models import Edition, Organisation
 from app.services.countries import country_name, parse_country
-from app.services.editions import fee_schedule
+from app.services.editions import fee_schedule, group_tiers_loaded
 from app.services.errors import InvalidInput
 from app.services.money import format_money
 from app.services.pricing import CountryFacts, OrganisationFacts, Quote, quote_fee
 from app.services.registry import income_group_of
 
 MAX_GROUP_SIZE = 500
+# `income_group` not given: quote_for_edition looks it up.
+LOOK_UP: Any = object()
 
 
 def quote_for_edition(
@@ -23,10 +25,13 @@ def quote_for_edition(
     organisation_id: int | None = None,
     country: str | None = None,
     group_size: int = 1,
+    income_group: str | None = LOOK_UP,
 ) -> Quote:
     """The fee one participant would pay: a registry organisation, or a country alone.
 
     An organisation given only by its country is not in the registry, so it is a non-member.
+    `income_group` is the country's group in the edition's fiscal year, when the caller
+    has already read it (`registry.income_group_query`).
     """
     faults: dict[str, str] = {}
     organisation: Organisation | None = None
@@ -59,7 +64,9 @@ def quote_for_edition(
         else None
     )
     return quote_fee(
-        schedule=fee_schedule(edition),
+        # One person's fee has no group discount: the tiers are left out (and not read) when
+        # the edition came without them.
+        schedule=fee_schedule(edition, group_tiers=group_size > 1 or group_tiers_loaded(edition)),
         currency=edition.currency,
         dues_year=edition.dues_year,
         income_fy=edition.income_fy,
@@ -67,7 +74,11 @@ def quote_for_edition(
         country=CountryFacts(
             iso3=iso3,
             name=country_name(iso3),
-            income_group=income_group_of(session, iso3=iso3, fiscal_year=edition.income_fy),
+            income_group=(
+                income_group_of(session, iso3=iso3, fiscal_year=edition.income_fy)
+                if income_group is LOOK_UP
+                else income_group
+            ),
         ),
         group_size=group_size,
     )

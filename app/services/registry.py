@@ -117,6 +117,13 @@ _INCOME_GROUP = select(_INCOME_TABLE.c.group).where(
     _INCOME_TABLE.c.fiscal_year == bindparam("fiscal_year"),
     _INCOME_TABLE.c.iso3 == bindparam("iso3"),
 )
+_INCOME_GROUP_VALUE = _INCOME_GROUP.scalar_subquery()
+
+
+def income_group_query() -> Any:
+    """`income_group_of` as a scalar expression with the parameters `iso3` and
+    `fiscal_year`, to ask it along with something else."""
+    return _INCOME_GROUP_VALUE
 
 
 def income_group_of(session: Session, *, iso3: str, fiscal_year: int) -> str | None:

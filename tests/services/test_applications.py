@@ -5,10 +5,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from app.db import writer_engine
+from app.db import insert_rows, new_row, reserve_id, writer_engine
 from app.models import Application, AuditEntry, Edition, OutboxMessage, StaffUser
 from app.services import applications as service
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -385,3 +386,89 @@ def test_a_reference_drawn_twice_is_drawn_again(
         first.reference,
         second.reference,
     }
+
+
+def test_a_submission_writes_its_rows_in_one_statement_on_postgresql(
+    session: Session, storage: LocalStorage
+) -> None:
+    edition = open_edition(session)
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    bind = session.connection()
+    event.listen(bind, "before_cursor_execute", count)
+    try:
+        submitted = submit(session, storage, edition)
+    finally:
+        event.remove(bind, "before_cursor_execute", count)
+    inserts = [s for s in statements if "INSERT INTO" in s]
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    # The application, its receipt and its audit entry: one statement on PostgreSQL (with
+    # the id reserved beforehand, along with the income group), one each on SQLite.
+    assert len(inserts) == (1 if postgresql else 3)
+    assert sum(s.count("INSERT INTO") for s in inserts) == 3
+    application = submitted.application
+    mail = session.exec(
+        select(OutboxMessage).where(OutboxMessage.application_id == application.id)
+    ).one()
+    assert submitted.portal_url in mail.body_text
+    assert application.reference in mail.subject
+    entry = session.exec(
+        select(AuditEntry).where(
+            AuditEntry.action == "application.submitted",
+            AuditEntry.entity_id == str(application.id),
+        )
+    ).all()[-1]
+    assert entry.after == {
+        "reference": application.reference,
+        "total": str(application.quoted_total),
+        "group": 1,
+    }
+    assert session.get(Application, application.id) is application
+    session.expire_all()
+    stored = session.get(Application, application.id)
+    assert stored is not None and stored.email == "ama.banda@lilongwe.example"
+    assert stored.years_in_international_affairs == 4 and stored.cv_key is None
+
+
+def test_rows_written_together_are_refused_together(
+    session: Session, storage: LocalStorage
+) -> None:
+    edition = open_edition(session)
+    first = submit(session, storage, edition).application
+    mails_before = len(session.exec(select(OutboxMessage)).all())
+    twin = new_row(
+        Application,
+        id=reserve_id(session, Application)[0],
+        edition_id=edition.id or 0,
+        reference="MD99-TWIN00",
+        given_name="Ama",
+        family_name="Banda",
+        email=first.email,  # the same e-mail in the same edition: refused
+        organisation_name="Lilongwe City Council",
+        country="MWI",
+        job_title="Officer",
+        motivation="Twice.",
+        consent_at=first.consent_at,
+        quote={},
+        quoted_total=Decimal("0.00"),
+    )
+    note = new_row(
+        OutboxMessage,
+        kind="note",
+        to_address="someone@example.org",
+        subject="A note",
+        body_text="text",
+        body_html="<p>html</p>",
+        message_id="<twin@diplomat.local>",
+    )
+    nested = session.begin_nested()
+    with pytest.raises(IntegrityError):
+        insert_rows(session, twin, note)
+    nested.rollback()
+    assert len(session.exec(select(OutboxMessage)).all()) == mails_before
+    assert (
+        session.exec(select(Application).where(Application.reference == "MD99-TWIN00")).all() == []
+    )
