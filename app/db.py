@@ -377,6 +377,19 @@ def insert_rows(session: Session, *rows: SQLModel) -> None:
         session.add(row)
 
 
+def has_sequences(session: Session) -> bool:
+    """Whether the session's database gives ids from sequences (PostgreSQL), so an id can
+    be reserved before its row is written."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def next_id(model: type[SQLModel]) -> Any:
+    """The expression that takes the next id of `model`'s table from its sequence
+    (PostgreSQL), to read along with other values (`reserve_id`)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    return func.nextval(func.pg_get_serial_sequence(table.name, "id"))
+
+
 def reserve_id(
     session: Session, model: type[SQLModel], *also: Any, params: dict[str, Any] | None = None
 ) -> tuple[Any, ...]:
@@ -387,14 +400,11 @@ def reserve_id(
     one can be written in the same statement (`insert_rows`). Where there is no sequence
     (SQLite) the id is None, and comes with the insert.
     """
-    sequence = session.get_bind().dialect.name == "postgresql"
+    sequence = has_sequences(session)
     key = (model, also, sequence)
     statement = _RESERVATIONS.get(key)
     if statement is None:
-        columns = list(also)
-        if sequence:
-            table = model.__table__  # type: ignore[attr-defined]
-            columns.insert(0, func.nextval(func.pg_get_serial_sequence(table.name, "id")))
+        columns = [next_id(model), *also] if sequence else list(also)
         statement = _RESERVATIONS[key] = select(*columns) if columns else None
     if statement is None:
         return (None,)

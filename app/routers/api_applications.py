@@ -198,7 +198,7 @@ def submit(
     storage: StorageDep,
 ) -> JSONResponse:
     """Apply to an edition (a CV can be added through the form); the same e-mail twice is 409."""
-    edition = get_edition(session, slug, group_tiers=bool(data.group_code))
+    edition, prepared = service.edition_for_submission(session, slug, data)
     submitted = service.submit_application(
         session,
         edition=edition,
@@ -208,6 +208,7 @@ def submit(
         storage=storage,
         secret_key=settings.secret_key,
         base_url=settings.base_url,
+        prepared=prepared,
     )
     application = submitted.application
     # The answer is written here rather than validated against `ApplicationCreated` and

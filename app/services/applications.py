@@ -8,11 +8,11 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
-from app.db import insert_rows, new_row, reserve_id, utcnow
+from app.db import has_sequences, insert_rows, new_row, next_id, reserve_id, utcnow
 from app.i18n import N_, current_language, localized, prefer_language
 from app.models import (
     ApplicantGroup,
@@ -34,7 +34,7 @@ from app.services.pdf import render_pdf
 from app.services.portal import GROUP_SALT, PORTAL_SALT, link_expiry, make_token, read_token
 from app.services.pricing import Quote
 from app.services.quotes import quote_as_json, quote_for_edition
-from app.services.registry import income_group_query
+from app.services.registry import income_group_in, income_group_query
 from app.services.staff import normalise_email
 from app.services.storage import Storage, new_key
 
@@ -100,6 +100,17 @@ class ApplicationIn(BaseModel):
                     N_("Choose your organisation from the list, or give its name and country.")
                 )
         return self
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a submission reads before it writes, read with its edition
+    (`edition_for_submission`): the country, the new application's id where the database
+    reserves one, and the country's income group."""
+
+    iso3: str
+    reserved_id: int | None
+    income_group: str | None
 
 
 @dataclass(frozen=True)
@@ -229,6 +240,45 @@ def _mail_context(application: Application, edition: Edition, url: str) -> dict[
     }
 
 
+# An edition with the country's income group in its fiscal year and, on PostgreSQL, a new
+# application's id: one query for all a submission reads. Built once; only the slug and the
+# country are bound.
+_EDITION_FOR_SUBMISSION = {
+    sequence: select(Edition, income_group_in(Edition.income_fy), *extra).where(
+        col(Edition.slug) == bindparam("slug")
+    )
+    for sequence, extra in ((True, (next_id(Application),)), (False, ()))
+}
+
+
+def edition_for_submission(
+    session: Session, slug: str, data: ApplicationIn
+) -> tuple[Edition, Prepared | None]:
+    """The edition with this slug (or NotFound), for `submit_application`.
+
+    An applicant who gives a country rather than an organisation or a group code (the usual
+    case) needs nothing else read before the application is written: the country's income
+    group and, on PostgreSQL, the application's id come in the same query. Otherwise, or
+    when the country is not one, the edition alone (the submission reports the faults).
+    """
+    iso3: str | None = None
+    if data.organisation_id is None and not data.group_code:
+        try:
+            iso3 = parse_country(data.country or "")
+        except InvalidInput:
+            iso3 = None
+    if iso3 is None:
+        return get_edition(session, slug, group_tiers=bool(data.group_code)), None
+    sequence = has_sequences(session)
+    row = session.execute(_EDITION_FOR_SUBMISSION[sequence], {"slug": slug, "iso3": iso3}).first()
+    if row is None:
+        raise NotFound(f"There is no edition {slug!r}.")
+    edition, income_group = row[0], row[1]
+    return edition, Prepared(
+        iso3=iso3, reserved_id=row[2] if sequence else None, income_group=income_group
+    )
+
+
 def submit_application(
     session: Session,
     *,
@@ -240,8 +290,13 @@ def submit_application(
     secret_key: str,
     base_url: str,
     now: datetime | None = None,
+    prepared: Prepared | None = None,
 ) -> SubmittedApplication:
-    """Store an application, its quote and the receipt e-mail in one transaction."""
+    """Store an application, its quote and the receipt e-mail in one transaction.
+
+    `prepared`: what `edition_for_submission` read with the edition, so it is not read
+    again.
+    """
     now = now or utcnow()
     if not applications_are_open(edition, now=now):
         raise ApplicationsClosed("This edition is not taking applications now.")
@@ -278,12 +333,15 @@ def submit_application(
     # One trip for the income group the quote needs and, on PostgreSQL, the application's id:
     # with the id known, the application, its receipt and its audit entry (both refer to it)
     # are written in one statement below.
-    reserved_id, income_group = reserve_id(
-        session,
-        Application,
-        income_group_query(),
-        params={"iso3": iso3, "fiscal_year": edition.income_fy},
-    )
+    if prepared is not None and prepared.iso3 == iso3:
+        reserved_id, income_group = prepared.reserved_id, prepared.income_group
+    else:
+        reserved_id, income_group = reserve_id(
+            session,
+            Application,
+            income_group_query(),
+            params={"iso3": iso3, "fiscal_year": edition.income_fy},
+        )
     quote = quote_for_edition(
         session,
         edition=edition,

@@ -126,6 +126,18 @@ def income_group_query() -> Any:
     return _INCOME_GROUP_VALUE
 
 
+def income_group_in(fiscal_year: Any) -> Any:
+    """The income group of the country `iso3` (a parameter) in `fiscal_year` (e.g. an
+    edition's column), as a scalar expression to read along with it."""
+    return (
+        select(_INCOME_TABLE.c.group)
+        .where(
+            _INCOME_TABLE.c.fiscal_year == fiscal_year, _INCOME_TABLE.c.iso3 == bindparam("iso3")
+        )
+        .scalar_subquery()
+    )
+
+
 def income_group_of(session: Session, *, iso3: str, fiscal_year: int) -> str | None:
     """The country's income group in that fiscal year (never "the latest"), or None."""
     group: str | None = session.execute(

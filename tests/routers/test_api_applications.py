@@ -1,9 +1,11 @@
 """Applications, groups and decisions through the JSON API."""
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from sqlmodel import Session, select
 
-from app.models import OutboxMessage
+from app.models import Application, OutboxMessage
+from app.services.quotes import quote_as_json, quote_for_edition
 from tests.factories import application_payload, make_organisation, open_edition
 
 URL = "/api/v1/editions/diploma-open/applications"
@@ -133,3 +135,34 @@ def test_decisions_admit_waived_and_conflict_on_a_stale_version(
     assert unknown.status_code == 404
     nonsense = client.post(url, json={"decision": "promote"}, headers=admin_headers)
     assert nonsense.status_code == 422
+
+
+def test_an_application_by_country_reads_once_and_writes_once_on_postgresql(
+    client: TestClient, session: Session
+) -> None:
+    edition = open_edition(session)
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statement = str(args[2])
+        if statement.lstrip().upper().startswith(("SELECT", "INSERT", "WITH", "UPDATE")):
+            statements.append(statement)
+
+    bind = session.connection()
+    event.listen(bind, "before_cursor_execute", count)
+    try:
+        response = client.post(URL, json=application_payload(country="MWI"))
+    finally:
+        event.remove(bind, "before_cursor_execute", count)
+    assert response.status_code == 201, response.text
+    # The edition, the country's income group and (PostgreSQL) the new id in one query; the
+    # application, its receipt and its audit entry in one statement (SQLite: one each).
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    assert len(statements) == (2 if postgresql else 4), statements
+    assert "income_group" in statements[0] and "FROM edition" in statements[0]
+    application = session.get(Application, response.json()["id"])
+    assert application is not None
+    # What was read with the edition prices it exactly as a quote asked on its own does.
+    alone = quote_as_json(quote_for_edition(session, edition=edition, country="MWI"))
+    assert application.quote == alone
+    assert "low income" in alone["lines"][0]["reason"]
