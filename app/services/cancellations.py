@@ -1066,12 +1066,18 @@ def _mark_completed(
     return refund
 
 
-def _check_completion(completed_on: date, reference: str, *, now: datetime) -> str:
+def _check_completion(completed_on: date, reference: str, *, now: datetime, owed_on: date) -> str:
     faults: dict[str, str] = {}
     reference = reference.strip()
     # The latest calendar day anywhere: a refund made today in any zone is not "in the future".
     if completed_on > (now + timedelta(hours=14)).date():
         faults["completed_on"] = N_("The day the refund was paid cannot be in the future.")
+    # A transfer cannot have paid the refund before the office's day it became owed (a
+    # mistyped year, say): the books would show the money going out first.
+    elif completed_on < owed_on:
+        faults["completed_on"] = N_(
+            "The day the refund was paid cannot be before the cancellation that made it owed."
+        )
     if not reference:
         faults["reference"] = N_("Enter the bank's reference of the transfer.")
     elif len(reference) > 200:
@@ -1079,6 +1085,14 @@ def _check_completion(completed_on: date, reference: str, *, now: datetime) -> s
     if faults:
         raise InvalidInput(N_("The refund cannot be marked as paid."), fields=faults)
     return reference
+
+
+def _owed_on(session: Session, refund: Refund) -> date:
+    """The day a refund became owed, on the clock of the edition's office."""
+    application = session.get(Application, refund.application_id)
+    edition = session.get(Edition, application.edition_id) if application else None
+    zone = ZoneInfo(edition.timezone) if edition else UTC
+    return refund.created_at.astimezone(zone).date()
 
 
 def complete_refund(
@@ -1093,7 +1107,9 @@ def complete_refund(
     """An administrator paid a bank refund: a negative payment on the original invoice."""
     now = now or utcnow()
     refund = get_refund(session, refund_id)
-    reference = _check_completion(completed_on, reference, now=now)
+    reference = _check_completion(
+        completed_on, reference, now=now, owed_on=_owed_on(session, refund)
+    )
     if refund.status == RefundStatus.completed.value:
         raise RefundAlreadyCompleted(
             f"Refund {refund.id} was already marked as paid on "

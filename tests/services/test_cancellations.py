@@ -38,6 +38,8 @@ OFFICE = "Metropolis Diploma <diploma@metropolis.org>"
 # open_edition starts on 2099-11-16: the deadline is 2099-10-17 00:00 in Madrid (CEST).
 DEADLINE = datetime(2099, 10, 17, 0, 0, tzinfo=MADRID)
 BEFORE = DEADLINE - timedelta(days=10)
+# The office pays a bank refund out a few days after the cancellation that made it owed.
+PAID_OUT = BEFORE + timedelta(days=3)
 
 
 @pytest.fixture
@@ -309,7 +311,8 @@ def test_a_card_payer_is_refunded_to_the_card(
         service.complete_refund(
             session,
             refund_id=outcome.refund.id or 0,
-            completed_on=date.today(),
+            completed_on=PAID_OUT.date(),
+            now=PAID_OUT,
             reference="x",
             actor="admin@example.org",
         )
@@ -388,7 +391,8 @@ def test_a_group_member_cancelling_credits_only_their_line_and_leaves_the_others
     service.complete_refund(
         session,
         refund_id=outcome.refund.id or 0,
-        completed_on=date.today(),
+        completed_on=PAID_OUT.date(),
+        now=PAID_OUT,
         reference="TRF-1",
         actor="admin@example.org",
     )
@@ -432,7 +436,8 @@ def test_after_a_member_cancels_the_group_owes_what_remains_billed_less_its_own_
     service.complete_refund(
         session,
         refund_id=outcome.refund.id or 0,
-        completed_on=date.today(),
+        completed_on=PAID_OUT.date(),
+        now=PAID_OUT,
         reference="TRF-2",
         actor="admin@example.org",
     )
@@ -567,7 +572,8 @@ def test_a_bank_refund_is_completed_once_with_a_negative_payment(
     refund = service.complete_refund(
         session,
         refund_id=outcome.refund.id or 0,
-        completed_on=date.today(),
+        completed_on=PAID_OUT.date(),
+        now=PAID_OUT,
         reference="TRF-42",
         actor="admin@example.org",
     )
@@ -583,12 +589,45 @@ def test_a_bank_refund_is_completed_once_with_a_negative_payment(
         service.complete_refund(
             session,
             refund_id=refund.id or 0,
-            completed_on=date.today(),
+            completed_on=PAID_OUT.date(),
+            now=PAID_OUT,
             reference="TRF-43",
             actor="admin@example.org",
         )
     assert len(session.exec(select(Payment).where(Payment.source == "refund")).all()) == 1
     assert mails(session, "cancellation_refund_paid")
+
+
+def test_a_refund_cannot_be_paid_before_the_cancellation_that_made_it_owed(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    application, invoice = admitted_with_invoice(session, storage, admin_user)
+    pay(session, invoice.number, "1000.00")
+    outcome = cancel(session, storage, application)
+    assert outcome.refund is not None
+    # Owed from 7 October 2099 at 00:00 in Madrid, the office's clock (6 October in UTC):
+    # 6 October is a day too early, 7 October is the day itself.
+    for day in (date(2098, 10, 7), BEFORE.date() - timedelta(days=1)):
+        with pytest.raises(InvalidInput) as refused:
+            service.complete_refund(
+                session,
+                refund_id=outcome.refund.id or 0,
+                completed_on=day,
+                now=PAID_OUT,
+                reference="TRF-7",
+                actor="admin@example.org",
+            )
+        assert "before the cancellation" in refused.value.fields["completed_on"]
+    assert session.exec(select(Payment).where(Payment.source == "refund")).all() == []
+    refund = service.complete_refund(
+        session,
+        refund_id=outcome.refund.id or 0,
+        completed_on=BEFORE.date(),
+        now=PAID_OUT,
+        reference="TRF-7",
+        actor="admin@example.org",
+    )
+    assert refund.status == "completed" and refund.completed_on == BEFORE.date()
 
 
 @pytest.mark.parametrize(
@@ -833,7 +872,8 @@ def test_money_always_adds_up_after_any_payments_refunds_and_a_cancellation(
             service.complete_refund(
                 session,
                 refund_id=outcome.refund.id or 0,
-                completed_on=date.today(),
+                completed_on=PAID_OUT.date(),
+                now=PAID_OUT,
                 reference="r",
                 actor="test",
             )
