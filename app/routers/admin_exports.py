@@ -12,9 +12,8 @@ from app.i18n import gettext
 from app.models import Edition, Module
 from app.security import verify_csrf
 from app.services import office_exports as ex
-from app.services.editions import applications_are_open, get_edition, list_editions
+from app.services.editions import applications_are_open, edition_today, get_edition, list_editions
 from app.services.errors import InvalidInput
-from app.services.money_overview import edition_today
 from app.web import PageAdmin, SessionDep, templates
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])

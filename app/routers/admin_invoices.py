@@ -16,7 +16,7 @@ from app.models import Application, Edition, Invoice, StaffUser
 from app.routers.api_invoices import pdf_response
 from app.security import verify_csrf
 from app.services import invoicing, jobs, money_overview, payments, statements
-from app.services.editions import applications_are_open, get_edition, list_editions
+from app.services.editions import applications_are_open, edition_today, get_edition, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.exports import safe_cell
 from app.web import PageAdmin, SellerDep, SessionDep, StorageDep, money, read_upload, templates
@@ -215,7 +215,7 @@ def _invoice_page(
     edition = session.get(Edition, invoice.edition_id)
     assert edition is not None
     lines = invoicing.invoice_lines(session, invoice)
-    today = money_overview.edition_today(edition)
+    today = edition_today(edition)
     row = money_overview.invoice_row(session, invoice, today=today)
     due = row.outstanding
     refers_to = session.get(Invoice, invoice.refers_to_id) if invoice.refers_to_id else None

@@ -1,7 +1,6 @@
 """Public pages: the list of editions, each edition's page and its price calculator."""
 
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -86,12 +85,11 @@ def _edition_context(edition: Edition, calc: Calculator) -> dict[str, Any]:
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, session: SessionDep) -> Response:
     """Editions open for applications first, then upcoming and past ones."""
-    today = date.today()
     open_now, upcoming, past = [], [], []
     for edition in edition_service.list_editions(session):
         if edition_service.applications_are_open(edition):
             open_now.append(edition)
-        elif edition.end_date >= today:
+        elif edition.end_date >= edition_service.edition_today(edition):
             upcoming.append(edition)
         else:
             past.append(edition)

@@ -248,6 +248,12 @@ def applications_are_open(edition: Edition, *, now: datetime | None = None) -> b
     return edition.applications_open <= now < edition.applications_close
 
 
+def edition_today(edition: Edition, now: datetime | None = None) -> date:
+    """Today on the edition's calendar: it decides what is overdue, and whether the edition
+    is over."""
+    return (now or utcnow()).astimezone(ZoneInfo(edition.timezone)).date()
+
+
 def fee_schedule(edition: Edition, *, group_tiers: bool = True) -> FeeSchedule:
     """The edition's fee schedule for the pricing rules; without its group discounts when
     `group_tiers` is false (a quote for one person, on an edition read without them)."""

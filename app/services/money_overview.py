@@ -2,15 +2,13 @@
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
 from app.models import (
     ApplicantGroup,
     Application,
@@ -21,6 +19,7 @@ from app.models import (
     Organisation,
     Payment,
 )
+from app.services.editions import edition_today
 from app.services.invoicing import invoiced_application_ids
 from app.services.money import ZERO
 
@@ -164,11 +163,6 @@ class GroupToInvoice:
     group: ApplicantGroup
     organisation: str
     waiting: int
-
-
-def edition_today(edition: Edition, now: datetime | None = None) -> date:
-    """Today on the edition's calendar, which decides what is overdue."""
-    return (now or utcnow()).astimezone(ZoneInfo(edition.timezone)).date()
 
 
 def _as_amount(value: object) -> Decimal:

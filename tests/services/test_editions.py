@@ -1,11 +1,11 @@
 """Dates derived from an edition."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlmodel import Session
 
-from app.services.editions import applications_are_open, cancellation_deadline
+from app.services.editions import applications_are_open, cancellation_deadline, edition_today
 from tests.factories import make_edition
 
 
@@ -49,3 +49,12 @@ def test_stored_instants_come_back_aware(session: Session) -> None:
     starts = edition.modules[0].sessions[0].starts_at
     assert starts.tzinfo is not None
     assert starts.isoformat() == "2024-11-18T08:30:00+00:00"
+
+
+def test_today_is_the_editions_own_day_not_the_servers(session: Session) -> None:
+    edition = make_edition(session, timezone="America/Mexico_City")
+    # 03:00 UTC on the 24th is still the evening of the 23rd in Mexico City: an edition
+    # ending on the 23rd is not over yet there.
+    evening = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    assert edition_today(edition, evening) == date(2026, 11, 23)
+    assert edition_today(edition, datetime(2026, 11, 24, 6, 0, tzinfo=UTC)) == date(2026, 11, 24)
