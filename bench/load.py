@@ -1,16 +1,16 @@
 """Load on the running service against the floor of a bare insert endpoint, in one run.
 
-Run: `.venv/bin/python bench/load.py [--users 100] [--rounds 3] [--workers 2]
+Run: `.venv/bin/python bench/load.py [--users 100] [--rounds 5] [--workers 2]
       [--warmup 1] [--databases sqlite,postgresql] [--list-size 10000]`
 
 For each database it starts the product (`uvicorn app.main:app`, N workers) on a fresh
 database with the demo loaded, and beside it `bench/floor_app.py` (a bare FastAPI endpoint
 that inserts one row into the same database, same workers). Then, over loopback:
 
-  - the floor: every simulated user inserts a row at the same moment, phase after phase, in
-    the same shape as the journey's steps;
   - the applicant journey: each user opens the edition page, asks for a quote, submits an
     application and opens their portal, `--rounds` times;
+  - the floor, in turns with the journey (phases before each round): every simulated
+    user inserts a row at the same moment, in the same shape as the journey's steps;
   - the administrators' list page, `/admin/applications`, with `--list-size` applications
     in the edition.
 
@@ -142,20 +142,14 @@ async def timed(client: httpx.AsyncClient, step: Step, method: str, url: str, **
     return answer
 
 
-async def run_floor(url: str, users: int, phases: int, warmup: int) -> Step:
-    """The floor in the journey's shape: each phase, every user sends one insert at the same
-    moment, and the next phase starts when all have answered. A closed loop (each user sending
-    again as soon as answered) would never drain, and would flatter the floor against steps
-    that start and finish together."""
-    step = Step()
-    limits = client_limits(users)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        for phase in range(warmup + phases):
-            counted = step if phase >= warmup else Step()
-            began = time.perf_counter()
-            await asyncio.gather(*(timed(client, counted, "POST", "/insert") for _ in range(users)))
-            counted.span += time.perf_counter() - began
-    return step
+async def floor_phase(client: httpx.AsyncClient, step: Step, users: int) -> None:
+    """One phase of the floor in the journey's shape: every user sends one insert at the same
+    moment, and the phase ends when all have answered. A closed loop (each user sending again
+    as soon as answered) would never drain, and would flatter the floor against steps that
+    start and finish together."""
+    began = time.perf_counter()
+    await asyncio.gather(*(timed(client, step, "POST", "/insert") for _ in range(users)))
+    step.span += time.perf_counter() - began
 
 
 def portal_path(database_url: str, reference: str) -> str:
@@ -181,17 +175,32 @@ STEPS = ("edition page", "quote", "submit", "portal")
 
 
 async def run_journey(
-    url: str, database_url: str, slug: str, users: int, rounds: int, warmup: int
-) -> dict[str, Step]:
+    url: str,
+    floor_url: str,
+    database_url: str,
+    slug: str,
+    users: int,
+    rounds: int,
+    warmup: int,
+) -> tuple[Step, dict[str, Step]]:
     """Each round, every user takes each step at the same moment: one phase per step.
+
+    Each round begins with two counted phases of the floor, so the floor and the steps it is
+    compared with are measured in turns, under the same conditions: on a shared machine the speed
+    drifts over a run, and a floor measured first, all at once, carried that drift into
+    every ratio.
 
     The first `warmup` rounds are not counted: each worker compiles its templates and fills
     its connection pool on first use, which a server that has run for a while has done.
     """
     counted = {name: Step() for name in STEPS}
+    floor = Step()
     limits = client_limits(users)
     run = secrets.token_hex(3)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client,
+        httpx.AsyncClient(base_url=floor_url, timeout=60, limits=limits) as floor_client,
+    ):
 
         async def phase(name: str, calls: list[Any]) -> list[Any]:
             began = time.perf_counter()
@@ -201,6 +210,11 @@ async def run_journey(
 
         for r in range(warmup + rounds):
             steps = counted if r >= warmup else {name: Step() for name in STEPS}
+            # The floor's connections were idle through the last round and closed (see
+            # `client_limits`): one phase, not counted, opens them again, so the counted ones
+            # run on open connections, as the journey's steps do.
+            for n in range(3):
+                await floor_phase(floor_client, floor if r >= warmup and n else Step(), users)
             await phase(
                 "edition page",
                 [
@@ -248,7 +262,7 @@ async def run_journey(
             ]
             paths = [await asyncio.to_thread(portal_path, database_url, ref) for ref in references]
             await phase("portal", [timed(client, steps["portal"], "GET", path) for path in paths])
-    return counted
+    return floor, counted
 
 
 def fill_applications(database_url: str, slug: str, count: int) -> None:
@@ -362,11 +376,16 @@ def bench(kind: str, args: argparse.Namespace) -> bool:
             )
         engine.dispose()
 
-        floor_step = asyncio.run(
-            run_floor(f"http://127.0.0.1:{floor_port}", args.users, args.rounds * 2, args.warmup)
-        )
-        steps = asyncio.run(
-            run_journey(server.url, url, slug, args.users, args.rounds, args.warmup)
+        floor_step, steps = asyncio.run(
+            run_journey(
+                server.url,
+                f"http://127.0.0.1:{floor_port}",
+                url,
+                slug,
+                args.users,
+                args.rounds,
+                args.warmup,
+            )
         )
         fill_applications(url, slug, args.list_size)
         listing = asyncio.run(run_list(server.url, server.password, slug, min(args.users, 20), 3))
@@ -390,7 +409,7 @@ def bench(kind: str, args: argparse.Namespace) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1, help="rounds run first, not counted")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--list-size", type=int, default=10000)
