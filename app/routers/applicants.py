@@ -291,6 +291,7 @@ def portal(token: str, request: Request, session: SessionDep, settings: Settings
     """The applicant's own page: one application, its status, quote and next steps."""
     application = service.application_for_token(session, token, secret_key=settings.secret_key)
     edition = session.get(Edition, application.edition_id)
+    invoices = participant_invoices(session, application.id or 0)
     return templates.TemplateResponse(
         request,
         "applicants/portal.html",
@@ -300,11 +301,8 @@ def portal(token: str, request: Request, session: SessionDep, settings: Settings
             "token": token,
             "submitted": request.query_params.get("submitted") == "1",
             "can_withdraw": application.status in ("submitted", "waitlisted"),
-            "invoices": [
-                (invoice, invoicing.outstanding(session, invoice))
-                for invoice in participant_invoices(session, application.id or 0)
-            ],
-            "balance": participant_balance(session, application.id or 0),
+            "invoices": [(i, invoicing.outstanding(session, i)) for i in invoices],
+            "balance": participant_balance(session, application.id or 0, invoices),
             "flash": request.session.pop("flash", None),
             "stripe_enabled": settings.stripe_enabled,
         },

@@ -754,10 +754,15 @@ def attendance_panel(request: Request, application: Application, token: str) -> 
 def _panel(
     request: Request, session: Session, application: Application, token: str
 ) -> dict[str, Any]:
+    show = application.status in PROGRAMME_STATUSES
+    if not show:
+        # Nothing of the panel is shown before admission (nor after a withdrawal or a
+        # cancellation): the programme and the sessions are not read.
+        return {"show": False, "participant": False}
+    participant = application.status in service.SHEET_STATUSES
     edition = session.get(Edition, application.edition_id)
     assert edition is not None
     zone = _zone(edition)
-    participant = application.status in service.SHEET_STATUSES
     now = utcnow()
     if participant:
         request.session[REMEMBERED_PORTAL] = token
@@ -772,7 +777,7 @@ def _panel(
     ]
     upcoming = [s for s in service.edition_sessions(session, edition) if s.starts_at > now]
     return {
-        "show": application.status in PROGRAMME_STATUSES,
+        "show": show,
         "participant": participant,
         "edition": edition,
         "zone": zone,

@@ -243,14 +243,19 @@ def participant_invoices(session: Session, application_id: int) -> list[Invoice]
     )
 
 
-def participant_balance(session: Session, application_id: int) -> Balance:
+def participant_balance(
+    session: Session, application_id: int, invoices: list[Invoice] | None = None
+) -> Balance:
     """The participant's share of invoiced and paid amounts.
 
     On a group invoice a participant's paid share is their line's share of what the group
-    paid, so each member's position is known.
+    paid, so each member's position is known. `invoices`: the participant's invoices
+    (`participant_invoices`), when the caller has read them already.
     """
     invoiced = paid = ZERO
-    for invoice in participant_invoices(session, application_id):
+    if invoices is None:
+        invoices = participant_invoices(session, application_id)
+    for invoice in invoices:
         lines = invoice_lines(session, invoice)
         mine = sum((line.gross for line in lines if line.application_id == application_id), ZERO)
         invoiced += mine

@@ -3,6 +3,7 @@
 import re
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from sqlmodel import Session, select
 
 from app.models import Application, OutboxMessage
@@ -166,6 +167,28 @@ def test_portal_withdraw_then_no_more_withdrawing(client: TestClient, session: S
     done = client.post(f"{location}/withdraw", data={"csrf_token": csrf_from(page.text)})
     assert "Your application is withdrawn." in done.text
     assert "Withdraw my application" not in done.text
+
+
+def test_the_portal_before_admission_reads_no_programme_and_the_invoices_once(
+    client: TestClient, session: Session
+) -> None:
+    open_edition(session)
+    location = post_form(client, form_data()).headers["location"].split("?")[0]
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(" ".join(str(args[2]).split()))
+
+    bind = session.connection()
+    event.listen(bind, "before_cursor_execute", count)
+    try:
+        page = client.get(location)
+    finally:
+        event.remove(bind, "before_cursor_execute", count)
+    assert page.status_code == 200 and "Withdraw my application" in page.text
+    # Nothing of the programme or attendance is shown before admission, so none is read.
+    assert not [s for s in statements if "FROM module" in s or "FROM course_session" in s]
+    assert len([s for s in statements if "FROM invoice " in s + " "]) == 1, statements
 
 
 def test_a_bad_portal_token_is_404(client: TestClient) -> None:
