@@ -12,9 +12,9 @@ from sqlmodel import Session
 
 from app.config import PROJECT_ROOT, get_settings
 from app.db import get_engine
-from app.services.demo import database_is_empty, load_demo
 from app.services.errors import DomainError
-from app.services.staff import any_admin_exists, create_user
+from app.services.office.demo import database_is_empty, load_demo
+from app.services.office.staff import any_admin_exists, create_user
 
 cli = typer.Typer(
     help="diplomat: the course office for city-network training.", no_args_is_help=True
@@ -31,7 +31,7 @@ cli.add_typer(mail_cli, name="mail")
 cli.add_typer(privacy_cli, name="privacy")
 
 if TYPE_CHECKING:
-    from app.services import jobs
+    from app.platform import jobs
 
 DEFAULT_ADMIN_EMAIL = "admin@example.org"
 
@@ -58,7 +58,7 @@ def db_backup(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Back up the database to PATH (SQLite: online backup; PostgreSQL: pg_dump)."""
-    from app.services.backup import BackupError, backup_database
+    from app.services.office.backups import BackupError, backup_database
 
     try:
         result = backup_database(get_settings().database_url, path, overwrite=force)
@@ -76,7 +76,7 @@ def db_restore(
     ] = False,
 ) -> None:
     """Restore the database from PATH; a database that holds data needs --force."""
-    from app.services.backup import BackupError, restore_database
+    from app.services.office.backups import BackupError, restore_database
 
     try:
         kind = restore_database(get_settings().database_url, path, force=force)
@@ -107,9 +107,9 @@ def demo_season() -> None:
     from sqlmodel import func, select
 
     from app.models import Application, Edition, StaffUser
-    from app.services.demo_season import OfficeSettings, fill_demo_week
-    from app.services.storage import make_storage
-    from app.web import seller_from
+    from app.platform.storage import make_storage
+    from app.services.office.demo_season import OfficeSettings, fill_demo_week
+    from app.web.dependencies import seller_from
 
     settings = get_settings()
     with Session(get_engine(), expire_on_commit=False) as session:
@@ -171,8 +171,8 @@ def users_create(
 def mail_send() -> None:
     """Send every queued e-mail that is due now (retries wait for their back-off)."""
     from app.main import mail_settings
-    from app.services.mail import deliver_due
-    from app.services.storage import make_storage
+    from app.platform.mail import deliver_due
+    from app.platform.storage import make_storage
 
     settings = get_settings()
     total_sent = total_failed = 0
@@ -192,9 +192,9 @@ def erase_visa_details(
     edition: Annotated[str, typer.Option(help="Only this edition (it must have ended).")] = "",
 ) -> None:
     """Erase passport numbers, birth dates, nationalities and letters of ended editions."""
-    from app.services.editions import get_edition
-    from app.services.logistics import erase_visa_details as erase
-    from app.services.storage import make_storage
+    from app.platform.storage import make_storage
+    from app.services.editions.editions import get_edition
+    from app.services.teaching.logistics import erase_visa_details as erase
 
     settings = get_settings()
     with Session(get_engine()) as session:
@@ -282,10 +282,10 @@ def worker(
     import time
 
     from app.main import mail_settings, run_chores
-    from app.services import jobs
-    from app.services.certificates import CertificateOptions
-    from app.services.mail import deliver_due
-    from app.services.storage import make_storage
+    from app.platform import jobs
+    from app.platform.mail import deliver_due
+    from app.platform.storage import make_storage
+    from app.services.certificates.issuing import CertificateOptions
 
     settings = get_settings()
     engine = get_engine()

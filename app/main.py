@@ -23,8 +23,9 @@ from starlette.middleware.sessions import SessionMiddleware
 from app import __version__
 from app.config import Settings, get_settings
 from app.db import make_engine, writer_engine
-from app.i18n import N_
-from app.language import LanguageMiddleware
+from app.platform.i18n import N_
+from app.platform.mail import MailSettings, deliver_due
+from app.platform.storage import make_storage
 from app.routers import (
     admin,
     admin_applications,
@@ -49,22 +50,14 @@ from app.routers import (
     pages,
     stripe_payments,
 )
-from app.routers.api_errors import document_api_errors
-from app.security import (
-    MAX_BODY_BYTES,
-    BodyLimitMiddleware,
-    CSRFError,
-    SecurityHeadersMiddleware,
-    upload_body_limit,
-)
-from app.services import applications as application_rules
-from app.services import card_payments, personal_data, waitlist
-from app.services import final_work as final_work_rules
+from app.services.billing import card_payments
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
-from app.services.mail import MailSettings, deliver_due
-from app.services.staff import LoginFailed, LoginThrottled
-from app.services.storage import make_storage
-from app.web import (
+from app.services.office import personal_data
+from app.services.office.staff import LoginFailed, LoginThrottled
+from app.services.registrations import applications as application_rules
+from app.services.registrations import waitlist
+from app.services.teaching import final_work as final_work_rules
+from app.web.dependencies import (
     STATIC_DIR,
     ApiForbidden,
     ApiUnauthenticated,
@@ -72,6 +65,15 @@ from app.web import (
     LoginRequired,
     SessionDep,
     templates,
+)
+from app.web.errors import document_api_errors
+from app.web.language import LanguageMiddleware
+from app.web.security import (
+    MAX_BODY_BYTES,
+    BodyLimitMiddleware,
+    CSRFError,
+    SecurityHeadersMiddleware,
+    upload_body_limit,
 )
 
 log = logging.getLogger("diplomat")

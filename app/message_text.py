@@ -15,11 +15,18 @@ from functools import lru_cache
 
 from babel import Locale
 
-from app.i18n import DEFAULT_LANGUAGE, N_, current_language, day_month_year, money, translations
-from app.i18n import amount as plain_amount
+from app.platform.i18n import (
+    DEFAULT_LANGUAGE,
+    N_,
+    current_language,
+    day_month_year,
+    money,
+    translations,
+)
+from app.platform.i18n import amount as plain_amount
 
 MESSAGES: tuple[str, ...] = (
-    # The cancellation policy (app.services.cancellation, cancellations)
+    # The cancellation policy (app.services.registrations.cancellation_policy, cancellations)
     N_(
         "Cancellations are accepted only before %(deadline)s, %(days)s days before the course "
         "starts; this one was received on %(received)s. The registration stands and nothing "
@@ -60,7 +67,7 @@ MESSAGES: tuple[str, ...] = (
         "confirms it."
     ),
     N_("Refund %(id)s is paid by bank transfer, not back to a card."),
-    # Checking in to a session (app.services.check_in)
+    # Checking in to a session (app.services.teaching.check_in)
     N_("Too many wrong codes. Try again at %(time)s, or ask your tutor to mark you present."),
     N_("Check-in for “%(session)s” opens at %(when)s, 15 minutes before it starts."),
     N_(
@@ -71,7 +78,7 @@ MESSAGES: tuple[str, ...] = (
         "That is the code of another session (“%(other)s”, %(when)s). Enter the code shown "
         "at “%(session)s”."
     ),
-    # Verifying a certificate number (app.services.certificate_numbers)
+    # Verifying a certificate number (app.services.certificates.numbers)
     N_("Enter the number printed on the certificate, like %(example)s."),
     N_(
         "A certificate number has only digits and the letters A to Z except U (like "
@@ -81,7 +88,7 @@ MESSAGES: tuple[str, ...] = (
         "A certificate number has %(length)s characters besides the dashes, like %(example)s; "
         "this one has %(count)s, so %(what)s."
     ),
-    # Final work (app.services.final_work)
+    # Final work (app.services.teaching.final_work)
     N_("Final work is handed in by participants; this application is %(status)s."),
     N_("This file is not a PDF document (whatever its name says)."),
     N_("%(name)s is not a PDF document (whatever its name says)."),
@@ -91,9 +98,10 @@ MESSAGES: tuple[str, ...] = (
         "Someone else changed this final work meanwhile: it is now %(status)s. Nothing was "
         "changed; look at it again and decide."
     ),
-    # Seats offered from the waiting list (app.services.waitlist)
+    # Seats offered from the waiting list (app.services.registrations.waitlist)
     N_("You have already %(status)s this seat."),
-    # Eligibility for the certificate and the participants at risk (app.services.eligibility)
+    # Eligibility for the certificate and the participants at risk
+    # (app.services.certificates.eligibility)
     N_("registration is not confirmed (status: %(status)s)"),
     N_("invoice %(number)s has %(sum)s outstanding"),
     N_(
@@ -111,7 +119,7 @@ MESSAGES: tuple[str, ...] = (
     N_("final work was rejected: %(note)s"),
     N_("Write at least %(count)s characters: it is kept."),
     N_("Only confirmed participants can be made eligible; this application is %(status)s."),
-    # Erasing personal data (app.services.personal_data)
+    # Erasing personal data (app.services.office.personal_data)
     N_("it is paid to the bank account they gave (IBAN and holder)"),
     N_("it goes back to the card that paid"),
     N_(

@@ -1,6 +1,6 @@
 """Quote lines in the reader's language.
 
-A quote is stored with English labels and reasons (app.services.pricing), so that what an
+A quote is stored with English labels and reasons (app.services.editions.fees), so that what an
 applicant was shown is kept word for word. Pages and documents show them in the reader's
 language by recognising each English sentence and translating its pattern; text that matches
 no pattern is shown as stored.
@@ -9,7 +9,7 @@ no pattern is shown as stored.
 import re
 from collections.abc import Callable
 
-from app.i18n import DEFAULT_LANGUAGE, N_, current_language, gettext
+from app.platform.i18n import DEFAULT_LANGUAGE, N_, current_language, gettext
 
 _Pattern = tuple[re.Pattern[str], str]
 

@@ -55,7 +55,7 @@ def _edition(session, slug: str, participants: int):  # type: ignore[no-untyped-
     """An edition that ended last month with `participants` eligible participants."""
     from app.db import utcnow
     from app.models import Application, AttendanceMark, FinalWork
-    from app.services.editions import EditionCreate, create_edition
+    from app.services.editions.editions import EditionCreate, create_edition
 
     start = date.today() - timedelta(days=40)
     edition = create_edition(
@@ -139,10 +139,10 @@ def main() -> None:
         from app.cli import alembic_config
         from app.config import Settings
         from app.db import make_engine
-        from app.services import certificates as service
-        from app.services.certificate_pdf import TEMPLATE, page_context
-        from app.services.pdf import render_pdf
-        from app.services.storage import LocalStorage
+        from app.platform.pdf import render_pdf
+        from app.platform.storage import LocalStorage
+        from app.services.certificates import issuing as service
+        from app.services.certificates.document import TEMPLATE, page_context
 
         settings = Settings()
         command.upgrade(alembic_config(settings.database_url), "head")

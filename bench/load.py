@@ -157,7 +157,7 @@ def portal_path(database_url: str, reference: str) -> str:
 
     from app.db import make_engine
     from app.models import Application, Edition
-    from app.services.applications import portal_token
+    from app.services.registrations.applications import portal_token
 
     engine = make_engine(database_url)
     with Session(engine) as session:

@@ -9,8 +9,8 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from app.models import Application, Edition
-from app.services import applications as applications_service
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.registrations import applications as applications_service
 from tests.factories import application_payload, open_edition
 
 SECRET = "test-secret-key-" + "x" * 32

@@ -23,19 +23,19 @@ os.environ["DIPLOMAT_VAR_DIR"] = str(_TMP / "var")
 os.environ["DIPLOMAT_SECRET_KEY"] = "test-secret-key-" + "x" * 32
 os.environ["DIPLOMAT_DATABASE_URL"] = f"sqlite:///{_TMP / 'default.db'}"
 
-import app.services.staff  # noqa: E402
+import app.services.office.staff  # noqa: E402
 from app.cli import alembic_config  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import get_read_session, get_session, make_engine  # noqa: E402
 from app.main import create_app  # noqa: E402
+from app.platform.jobs import Work  # noqa: E402
 from app.routers.admin_invoices import import_launcher  # noqa: E402
 from app.routers.certificates import run_launcher  # noqa: E402
-from app.services.jobs import Work  # noqa: E402
-from app.services.staff import create_user  # noqa: E402
+from app.services.office.staff import create_user  # noqa: E402
 
 # Argon2's production cost (about half a second a hash here) would dominate the suite; the
 # tests check behaviour, not the cost, so they hash with the cheapest parameters.
-app.services.staff._hasher = PasswordHasher.from_parameters(CHEAPEST)
+app.services.office.staff._hasher = PasswordHasher.from_parameters(CHEAPEST)
 
 POSTGRES_ENV = "DIPLOMAT_TEST_POSTGRES_URL"
 ADMIN_PASSWORD = "admin-password-123"

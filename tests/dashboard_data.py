@@ -1,10 +1,10 @@
-"""The demo season's office, with the test suite's settings (see app.services.demo_season)."""
+"""The demo season's office, with the test suite's settings (app.services.office.demo_season)."""
 
 from typing import Any
 
-from app.services import demo_season
-from app.services.demo_season import OfficeSettings
-from app.services.invoicing import Seller
+from app.services.billing.invoices import Seller
+from app.services.office import demo_season
+from app.services.office.demo_season import OfficeSettings
 
 SECRET = "test-secret-key-" + "x" * 32
 BASE = "http://testserver"

@@ -25,14 +25,15 @@ from app.models import (
     SessionKind,
     StaffUser,
 )
-from app.services import applications as applications_service
-from app.services import final_work, payments
-from app.services.editions import DIPLOMA_LESSONS, EditionCreate, create_edition
-from app.services.invoicing import Seller
-from app.services.quotes import quote_as_json, quote_for_edition
-from app.services.registry import OrganisationIn, create_organisation
-from app.services.staff import create_user
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.billing import payments
+from app.services.billing.invoices import Seller
+from app.services.billing.quotes import quote_as_json, quote_for_edition
+from app.services.editions.editions import DIPLOMA_LESSONS, EditionCreate, create_edition
+from app.services.office.staff import create_user
+from app.services.registrations import applications as applications_service
+from app.services.registry.organisations import OrganisationIn, create_organisation
+from app.services.teaching import final_work
 
 # The clock of the editions these factories make.
 OFFICE_ZONE = ZoneInfo("Europe/Madrid")

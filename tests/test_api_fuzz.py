@@ -55,8 +55,8 @@ from sqlmodel import Session, SQLModel
 
 from app.config import Settings
 from app.main import create_app
-from app.services.demo import load_demo
-from app.services.staff import create_user
+from app.services.office.demo import load_demo
+from app.services.office.staff import create_user
 from tests.conftest import _TMP, fresh_postgres_database, migrate, sqlite_url
 from tests.factories import application_payload
 

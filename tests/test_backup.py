@@ -19,12 +19,12 @@ from sqlmodel import Session, select
 from app.config import Settings
 from app.db import make_engine
 from app.models import Application, AuditEntry, Certificate, Invoice, Payment
-from app.services import certificates
-from app.services.backup import BackupError, backup_database, has_office_data
-from app.services.certificates import CertificateOptions
-from app.services.demo import load_demo
-from app.services.staff import create_user
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.certificates import issuing as certificates
+from app.services.certificates.issuing import CertificateOptions
+from app.services.office.backups import BackupError, backup_database, has_office_data
+from app.services.office.demo import load_demo
+from app.services.office.staff import create_user
 from tests.conftest import fresh_postgres_database, migrate
 from tests.factories import make_eligible_participant, open_edition
 from tests.test_cli import run_cli
@@ -215,7 +215,7 @@ def test_a_backup_never_overwrites_a_file_unless_forced(tmp_path: Path) -> None:
 def test_without_pg_dump_the_error_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("app.services.backup.shutil.which", lambda _: None)
+    monkeypatch.setattr("app.services.office.backups.shutil.which", lambda _: None)
     with pytest.raises(BackupError, match="postgresql-client"):
         backup_database("postgresql+psycopg://u@127.0.0.1:5432/none", tmp_path / "x.dump")
     assert not (tmp_path / "x.dump").exists()

@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from app.db import make_engine, utcnow
 from app.models import Edition, Organisation, StaffUser
-from app.services.demo import example_next_edition
+from app.services.office.demo import example_next_edition
 
 
 def run_cli(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:

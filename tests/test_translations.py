@@ -13,7 +13,7 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from app import i18n
+from app.platform import i18n
 from app.quote_text import quote_label, quote_reason
 
 if TYPE_CHECKING:
@@ -400,7 +400,7 @@ def test_templates_show_no_english_outside_the_catalog() -> None:
 
 def test_a_stored_cancellation_reason_reads_in_the_readers_language() -> None:
     from app.message_text import message_text
-    from app.services.cancellation import PolicyFacts, decide_cancellation
+    from app.services.registrations.cancellation_policy import PolicyFacts, decide_cancellation
 
     policy = PolicyFacts(start_date=date(2024, 11, 18), timezone="Europe/Madrid")
     decision = decide_cancellation(
@@ -442,7 +442,7 @@ def test_service_errors_with_values_are_translated_around_their_values() -> None
 
 
 def test_country_names_follow_the_language_and_fall_back_to_english() -> None:
-    from app.services.countries import country_name, local_country_name
+    from app.services.registry.countries import country_name, local_country_name
 
     assert local_country_name("CIV", "fr") == "Côte d’Ivoire"
     assert local_country_name("DEU", "es") == "Alemania"

@@ -31,19 +31,17 @@ from app.models import (
     OutboxMessage,
     Payment,
 )
-from app.services import (
-    certificate_pdf,
-    certificate_runs,
-    certificates,
-    invoicing,
-    jobs,
-    statements,
-)
-from app.services.editions import EditionCreate, create_edition
+from app.platform import jobs
+from app.platform.mail import queue_email
+from app.platform.storage import LocalStorage
+from app.services.billing import invoices as invoicing
+from app.services.billing import statements
+from app.services.certificates import bulk_runs as certificate_runs
+from app.services.certificates import document as certificate_pdf
+from app.services.certificates import issuing as certificates
+from app.services.editions.editions import EditionCreate, create_edition
 from app.services.errors import Conflict
-from app.services.mail import queue_email
-from app.services.staff import create_user
-from app.services.storage import LocalStorage
+from app.services.office.staff import create_user
 from tests.conftest import fresh_postgres_database, migrate
 from tests.factories import open_edition
 from tests.services.test_mail import Inbox, free_port

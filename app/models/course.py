@@ -76,7 +76,7 @@ class Edition(SQLModel, table=True):
     fee_includes: list[str] = Field(default_factory=list, sa_type=JSON)
     fee_excludes: list[str] = Field(default_factory=list, sa_type=JSON)
     # Title and description in other languages: {"es": {"title": ..., "description": ...}};
-    # a text not given falls back to the English one above (app.i18n.localized).
+    # a text not given falls back to the English one above (app.platform.i18n.localized).
     translations: dict[str, dict[str, str]] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
     )

@@ -7,12 +7,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func
 from sqlmodel import select
 
-from app.i18n import translate
 from app.models import Organisation
-from app.security import csrf_token, verify_csrf
-from app.services import editions as edition_service
-from app.services.staff import LoginFailed, LoginThrottled, authenticate, end_sessions
-from app.web import (
+from app.platform.i18n import translate
+from app.services.editions import editions as edition_service
+from app.services.office.staff import LoginFailed, LoginThrottled, authenticate, end_sessions
+from app.web.dependencies import (
     PageStaff,
     SessionDep,
     SettingsDep,
@@ -20,6 +19,7 @@ from app.web import (
     staff_from_session,
     templates,
 )
+from app.web.security import csrf_token, verify_csrf
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from app.i18n import N_, gettext, translate
 from app.models import (
     ApplicantGroup,
     Application,
@@ -19,10 +18,13 @@ from app.models import (
     Organisation,
     StaffUser,
 )
-from app.security import verify_csrf
-from app.services import exports
-from app.services import review as review_service
-from app.services.applications import (
+from app.platform.i18n import N_, gettext, translate
+from app.platform.mail import retry_failed
+from app.services.editions.editions import applications_are_open, list_editions
+from app.services.errors import Conflict, InvalidInput, NotFound
+from app.services.registrations import application_export as exports
+from app.services.registrations import review as review_service
+from app.services.registrations.applications import (
     Capacity,
     Decision,
     capacity,
@@ -32,17 +34,14 @@ from app.services.applications import (
     group_size,
     revoke_portal_links,
 )
-from app.services.editions import applications_are_open, list_editions
-from app.services.errors import Conflict, InvalidInput, NotFound
-from app.services.mail import retry_failed
-from app.services.registry import membership_status
-from app.services.review import (
+from app.services.registrations.review import (
     ADMITTABLE,
     MEMBER_LABELS,
     ApplicationFilters,
     beyond_capacity,
 )
-from app.web import (
+from app.services.registry.organisations import membership_status
+from app.web.dependencies import (
     PageAdmin,
     SellerDep,
     SessionDep,
@@ -51,6 +50,7 @@ from app.web import (
     is_htmx,
     templates,
 )
+from app.web.security import verify_csrf
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

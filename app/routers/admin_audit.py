@@ -8,12 +8,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, Response
 
-from app.i18n import gettext
-from app.security import verify_csrf
-from app.services import audit_log
-from app.services import office_exports as ex
+from app.platform.i18n import gettext
 from app.services.errors import InvalidInput
-from app.web import PageAdmin, SessionDep, templates
+from app.services.office import audit_search as audit_log
+from app.services.office import exports as ex
+from app.web.dependencies import PageAdmin, SessionDep, templates
+from app.web.security import verify_csrf
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

@@ -8,11 +8,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from app.models import Edition
-from app.security import verify_csrf
-from app.services.dashboard import edition_dashboard
-from app.services.dashboard_charts import dashboard_charts
-from app.services.editions import applications_are_open, get_edition, list_editions
-from app.web import PageAdmin, SessionDep, templates
+from app.services.editions.editions import applications_are_open, get_edition, list_editions
+from app.services.office.dashboard import edition_dashboard
+from app.services.office.dashboard_charts import dashboard_charts
+from app.web.dependencies import PageAdmin, SessionDep, templates
+from app.web.security import verify_csrf
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

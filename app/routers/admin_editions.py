@@ -12,15 +12,23 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from app.i18n import N_, gettext, translate
 from app.models import AuditEntry, Edition, StaffUser
-from app.security import verify_csrf
-from app.services import editions as edition_service
-from app.services import registry
-from app.services.editions import EditionPatch, FeesPatch, GroupTierIn
+from app.money import format_money
+from app.platform.i18n import N_, gettext, translate
+from app.services.editions import editions as edition_service
+from app.services.editions.editions import EditionPatch, FeesPatch, GroupTierIn
 from app.services.errors import Conflict, InvalidInput
-from app.services.money import format_money
-from app.web import PageAdmin, SessionDep, form_errors, is_htmx, money, percent, templates
+from app.services.registry import organisations as registry
+from app.web.dependencies import (
+    PageAdmin,
+    SessionDep,
+    form_errors,
+    is_htmx,
+    money,
+    percent,
+    templates,
+)
+from app.web.security import verify_csrf
 
 router = APIRouter(
     prefix="/admin/editions", include_in_schema=False, dependencies=[Depends(verify_csrf)]

@@ -8,13 +8,18 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from app.i18n import gettext
 from app.models import Edition, Module
-from app.security import verify_csrf
-from app.services import office_exports as ex
-from app.services.editions import applications_are_open, edition_today, get_edition, list_editions
+from app.platform.i18n import gettext
+from app.services.editions.editions import (
+    applications_are_open,
+    edition_today,
+    get_edition,
+    list_editions,
+)
 from app.services.errors import InvalidInput
-from app.web import PageAdmin, SessionDep, templates
+from app.services.office import exports as ex
+from app.web.dependencies import PageAdmin, SessionDep, templates
+from app.web.security import verify_csrf
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

@@ -11,15 +11,30 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, 
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from app.i18n import N_, gettext, ngettext, translate, translate_fields
 from app.models import Application, Edition, Invoice, StaffUser
+from app.platform import jobs
+from app.platform.i18n import N_, gettext, ngettext, translate, translate_fields
 from app.routers.api_invoices import pdf_response
-from app.security import verify_csrf
-from app.services import invoicing, jobs, money_overview, payments, statements
-from app.services.editions import applications_are_open, edition_today, get_edition, list_editions
+from app.services.billing import invoices as invoicing
+from app.services.billing import money_overview, payments, statements
+from app.services.editions.editions import (
+    applications_are_open,
+    edition_today,
+    get_edition,
+    list_editions,
+)
 from app.services.errors import Conflict, InvalidInput, NotFound
-from app.services.exports import safe_cell
-from app.web import PageAdmin, SellerDep, SessionDep, StorageDep, money, read_upload, templates
+from app.services.registrations.application_export import safe_cell
+from app.web.dependencies import (
+    PageAdmin,
+    SellerDep,
+    SessionDep,
+    StorageDep,
+    money,
+    read_upload,
+    templates,
+)
+from app.web.security import verify_csrf
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

@@ -9,15 +9,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from app.db import utcnow
-from app.i18n import gettext, translate, translate_fields
 from app.models import Application, Edition, StaffUser
-from app.security import verify_csrf
-from app.services import personal_data as service
-from app.services.applications import get_application
-from app.services.editions import EditionPatch, get_edition, update_edition
+from app.platform.i18n import gettext, translate, translate_fields
+from app.platform.pdf import render_pdf
+from app.services.editions.editions import EditionPatch, get_edition, update_edition
 from app.services.errors import InvalidInput
-from app.services.pdf import render_pdf
-from app.web import PageAdmin, SessionDep, StorageDep, templates
+from app.services.office import personal_data as service
+from app.services.registrations.applications import get_application
+from app.web.dependencies import PageAdmin, SessionDep, StorageDep, templates
+from app.web.security import verify_csrf
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

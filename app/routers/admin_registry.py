@@ -7,13 +7,13 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, 
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from app.i18n import N_, gettext, translate, translate_fields
 from app.models import Organisation, StaffUser
-from app.security import verify_csrf
-from app.services import registry
-from app.services.countries import all_countries
+from app.platform.i18n import N_, gettext, translate, translate_fields
 from app.services.errors import Conflict, DomainError, InvalidInput
-from app.web import PageAdmin, SessionDep, form_errors, is_htmx, read_upload, templates
+from app.services.registry import organisations as registry
+from app.services.registry.countries import all_countries
+from app.web.dependencies import PageAdmin, SessionDep, form_errors, is_htmx, read_upload, templates
+from app.web.security import verify_csrf
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

@@ -3,13 +3,13 @@
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.i18n import LANGUAGE_NAMES, gettext, translate_fields
 from app.models import Edition, StaffUser
-from app.security import verify_csrf
-from app.services import course_texts
-from app.services.editions import get_edition
+from app.platform.i18n import LANGUAGE_NAMES, gettext, translate_fields
+from app.services.editions import course_texts
+from app.services.editions.editions import get_edition
 from app.services.errors import InvalidInput
-from app.web import FormDep, PageAdmin, SessionDep, templates
+from app.web.dependencies import FormDep, PageAdmin, SessionDep, templates
+from app.web.security import verify_csrf
 
 router = APIRouter(
     prefix="/admin/editions",

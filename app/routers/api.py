@@ -8,15 +8,15 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.models import Edition, Organisation
-from app.routers.api_errors import error_responses
-from app.services import editions as edition_service
-from app.services import registry
-from app.services.countries import country_name
+from app.services.billing.quotes import MAX_GROUP_SIZE, quote_as_json, quote_for_edition
+from app.services.editions import editions as edition_service
 from app.services.errors import InvalidInput
-from app.services.quotes import MAX_GROUP_SIZE, quote_as_json, quote_for_edition
+from app.services.office.staff import authenticate, issue_token
+from app.services.registry import organisations as registry
+from app.services.registry.countries import country_name
 from app.services.schemas import FiscalYear, MoneyOut
-from app.services.staff import authenticate, issue_token
-from app.web import ApiAdmin, ReadSessionDep, SessionDep, SettingsDep, client_address
+from app.web.dependencies import ApiAdmin, ReadSessionDep, SessionDep, SettingsDep, client_address
+from app.web.errors import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 

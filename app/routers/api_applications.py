@@ -10,17 +10,17 @@ from sqlmodel import Session
 
 from app.models import Application, ApplicationStatus, Edition
 from app.routers.api_attendance import application_attendance
-from app.routers.api_errors import error_responses
 from app.routers.final_work import api_eligibility, api_final_work
-from app.services import applications as service
-from app.services.cancellations import refund_summary, refunds_of
-from app.services.certificates import summary as certificate_summary
-from app.services.countries import country_name
-from app.services.editions import get_edition, local_time
+from app.services.billing.payments import participant_balance, participant_invoices
+from app.services.certificates.issuing import summary as certificate_summary
+from app.services.editions.editions import get_edition, local_time
 from app.services.errors import NotFound
-from app.services.payments import participant_balance, participant_invoices
-from app.services.review import ApplicationFilters, list_applications
-from app.web import ApiAdmin, SellerDep, SessionDep, SettingsDep, StorageDep
+from app.services.registrations import applications as service
+from app.services.registrations.cancellation_intake import refund_summary, refunds_of
+from app.services.registrations.review import ApplicationFilters, list_applications
+from app.services.registry.countries import country_name
+from app.web.dependencies import ApiAdmin, SellerDep, SessionDep, SettingsDep, StorageDep
+from app.web.errors import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["applications"])
 

@@ -8,10 +8,10 @@ from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session
 
 from app.models import Application, AttendanceMark, AttendanceStatus, Edition, MarkSource
-from app.routers.api_errors import error_responses
-from app.services import attendance as service
-from app.services.editions import get_edition, local_time
-from app.web import ApiStaff, SessionDep, SettingsDep
+from app.services.editions.editions import get_edition, local_time
+from app.services.teaching import attendance as service
+from app.web.dependencies import ApiStaff, SessionDep, SettingsDep
+from app.web.errors import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["attendance"])
 

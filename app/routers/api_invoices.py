@@ -9,10 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from app.models import Invoice, PaymentMethod
-from app.services import invoicing, payments
-from app.services.editions import get_edition
+from app.services.billing import invoices as invoicing
+from app.services.billing import payments
+from app.services.editions.editions import get_edition
 from app.services.schemas import DateIn, MoneyIn, MoneyOut
-from app.web import ApiAdmin, SellerDep, SessionDep, StorageDep
+from app.web.dependencies import ApiAdmin, SellerDep, SessionDep, StorageDep
 
 router = APIRouter(prefix="/api/v1", tags=["invoices"])
 

@@ -9,19 +9,18 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
 
-from app.i18n import N_, current_language, gettext, translate
 from app.models import Edition, Organisation
-from app.security import upload_body_limit, verify_csrf
-from app.services import applications as service
-from app.services import invoicing
-from app.services.countries import all_countries
-from app.services.editions import applications_are_open, get_edition
+from app.platform.i18n import N_, current_language, gettext, translate
+from app.services.billing import invoices as invoicing
+from app.services.billing.payments import participant_balance, participant_invoices
+from app.services.billing.quotes import quote_for_edition
+from app.services.editions.editions import applications_are_open, get_edition
+from app.services.editions.fees import Quote
 from app.services.errors import Conflict, InvalidInput, NotFound
-from app.services.payments import participant_balance, participant_invoices
-from app.services.pricing import Quote
-from app.services.quotes import quote_for_edition
-from app.services.registry import search_organisations
-from app.web import (
+from app.services.registrations import applications as service
+from app.services.registry.countries import all_countries
+from app.services.registry.organisations import search_organisations
+from app.web.dependencies import (
     FormDep,
     SessionDep,
     SettingsDep,
@@ -30,6 +29,7 @@ from app.web import (
     read_upload,
     templates,
 )
+from app.web.security import upload_body_limit, verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

@@ -16,7 +16,6 @@ from starlette.datastructures import FormData
 
 from app.config import Settings
 from app.db import utcnow
-from app.i18n import gettext, ngettext, translate, translate_fields
 from app.models import (
     Application,
     ApplicationStatus,
@@ -26,16 +25,25 @@ from app.models import (
     Module,
     SessionKind,
 )
+from app.platform.i18n import gettext, ngettext, translate, translate_fields
 from app.routers import applicants
-from app.security import verify_csrf
-from app.services import attendance as service
-from app.services import attendance_export
-from app.services import check_in as check_in_service
-from app.services import schedule as schedule_service
-from app.services.applications import application_for_token
-from app.services.editions import get_edition
+from app.services.editions.editions import get_edition
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
-from app.web import FormDep, PageAdmin, PageStaff, SessionDep, SettingsDep, is_htmx, templates
+from app.services.registrations.applications import application_for_token
+from app.services.teaching import attendance as service
+from app.services.teaching import attendance_sheet as attendance_export
+from app.services.teaching import check_in as check_in_service
+from app.services.teaching import programme as schedule_service
+from app.web.dependencies import (
+    FormDep,
+    PageAdmin,
+    PageStaff,
+    SessionDep,
+    SettingsDep,
+    is_htmx,
+    templates,
+)
+from app.web.security import verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

@@ -14,17 +14,15 @@ from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
 
 from app.db import utcnow
-from app.i18n import N_, gettext, stored_money, translate
 from app.models import Application, Cancellation, Edition, Refund, RefundStatus
-from app.routers.api_errors import error_responses
-from app.security import verify_csrf
-from app.services import cancellations as service
-from app.services import waitlist
-from app.services.applications import application_for_token, get_application
-from app.services.editions import applications_are_open, get_edition, list_editions
+from app.platform.i18n import N_, gettext, stored_money, translate
+from app.services.editions.editions import applications_are_open, get_edition, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
+from app.services.registrations import cancellation_intake as service
+from app.services.registrations import waitlist
+from app.services.registrations.applications import application_for_token, get_application
 from app.services.schemas import DateIn, LocalOrAwareIn
-from app.web import (
+from app.web.dependencies import (
     ApiAdmin,
     FormDep,
     PageAdmin,
@@ -35,6 +33,8 @@ from app.web import (
     read_upload,
     templates,
 )
+from app.web.errors import error_responses
+from app.web.security import verify_csrf
 
 log = logging.getLogger("diplomat.cancellations")
 

@@ -11,23 +11,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 
-from app import i18n
 from app.config import Settings
 from app.db import utcnow
-from app.i18n import gettext, translate, translate_fields
 from app.models import Application, Certificate, Edition
-from app.routers.api_errors import error_responses
-from app.security import verify_csrf
-from app.services import certificate_runs as runs
-from app.services import certificates as service
-from app.services import open_badges
-from app.services.applications import application_for_token, get_application
-from app.services.certificate_numbers import InvalidNumber, normalise
-from app.services.editions import get_edition
-from app.services.eligibility import evaluate, evaluate_edition
+from app.platform import i18n
+from app.platform.i18n import gettext, translate, translate_fields
+from app.platform.rate_limit import Limit, RateLimited, hit
+from app.services.certificates import bulk_runs as runs
+from app.services.certificates import issuing as service
+from app.services.certificates import open_badges
+from app.services.certificates.eligibility import evaluate, evaluate_edition
+from app.services.certificates.numbers import InvalidNumber, normalise
+from app.services.editions.editions import get_edition
 from app.services.errors import DomainError, InvalidInput, NotFound
-from app.services.rate_limit import Limit, RateLimited, hit
-from app.web import (
+from app.services.registrations.applications import application_for_token, get_application
+from app.web.dependencies import (
     ApiAdmin,
     FormDep,
     PageAdmin,
@@ -38,6 +36,8 @@ from app.web import (
     is_htmx,
     templates,
 )
+from app.web.errors import error_responses
+from app.web.security import verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 api_router = APIRouter(prefix="/api/v1", tags=["certificates"])

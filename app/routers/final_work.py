@@ -12,16 +12,15 @@ from starlette.datastructures import FormData, UploadFile
 
 from app.config import Settings
 from app.db import utcnow
-from app.i18n import N_, gettext, translate, translate_fields
 from app.models import Application, Edition, FinalWork
+from app.platform.i18n import N_, gettext, translate, translate_fields
 from app.routers import admin_applications, applicants
-from app.security import verify_csrf
-from app.services import applications as application_service
-from app.services import eligibility as eligibility_service
-from app.services import final_work as service
-from app.services.editions import get_edition, local_time
+from app.services.certificates import eligibility as eligibility_service
+from app.services.editions.editions import get_edition, local_time
 from app.services.errors import DomainError, InvalidInput
-from app.web import (
+from app.services.registrations import applications as application_service
+from app.services.teaching import final_work as service
+from app.web.dependencies import (
     ApiStaff,
     FormDep,
     PageAdmin,
@@ -32,6 +31,7 @@ from app.web import (
     read_upload,
     templates,
 )
+from app.web.security import verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 api_router = APIRouter(prefix="/api/v1", tags=["final work"])

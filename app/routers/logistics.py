@@ -10,16 +10,24 @@ from starlette.datastructures import FormData
 
 from app.config import Settings
 from app.db import utcnow
-from app.i18n import gettext, translate, translate_fields
 from app.models import Application, Edition
+from app.platform.i18n import gettext, translate, translate_fields
 from app.routers import applicants
-from app.security import verify_csrf
-from app.services import applications as application_service
-from app.services import logistics as service
-from app.services.countries import all_countries
-from app.services.editions import get_edition
+from app.services.editions.editions import get_edition
 from app.services.errors import DomainError, NotFound
-from app.web import FormDep, PageAdmin, SessionDep, SettingsDep, StorageDep, form_errors, templates
+from app.services.registrations import applications as application_service
+from app.services.registry.countries import all_countries
+from app.services.teaching import logistics as service
+from app.web.dependencies import (
+    FormDep,
+    PageAdmin,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    form_errors,
+    templates,
+)
+from app.web.security import verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

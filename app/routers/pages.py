@@ -8,13 +8,13 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from app.models import Edition, Organisation
-from app.services import editions as edition_service
-from app.services.countries import all_countries
+from app.services.billing.quotes import quote_for_edition
+from app.services.editions import editions as edition_service
+from app.services.editions.fees import Quote
 from app.services.errors import InvalidInput
-from app.services.pricing import Quote
-from app.services.quotes import quote_for_edition
-from app.services.registry import search_organisations
-from app.web import SessionDep, is_htmx, templates
+from app.services.registry.countries import all_countries
+from app.services.registry.organisations import search_organisations
+from app.web.dependencies import SessionDep, is_htmx, templates
 
 router = APIRouter(include_in_schema=False)
 

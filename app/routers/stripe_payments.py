@@ -7,11 +7,11 @@ from fastapi import APIRouter, Depends, Form, Query, Request, status
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from app.config import Settings
-from app.security import verify_csrf
-from app.services import card_payments
-from app.services.applications import application_for_token
+from app.services.billing import card_payments
 from app.services.errors import Conflict, NotFound
-from app.web import SessionDep, SettingsDep
+from app.services.registrations.applications import application_for_token
+from app.web.dependencies import SessionDep, SettingsDep
+from app.web.security import verify_csrf
 
 router = APIRouter(include_in_schema=False)
 # The portal's forms carry the CSRF token; the webhook carries Stripe's signature instead.

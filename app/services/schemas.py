@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, PlainSerializer
 
-from app.services.money import format_money, round_cents
+from app.money import format_money, round_cents
 
 
 def _no_float_rounding(value: Any) -> Any:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-from app.services.reference_data import shipped_income_groups
+from app.services.registry.reference_data import shipped_income_groups
 
 import app.db
 

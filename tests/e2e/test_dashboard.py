@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from app.db import make_engine
 from app.models import Edition, StaffUser
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
 from tests.conftest import fresh_postgres_database
 from tests.dashboard_data import fill_demo_week
 from tests.e2e.conftest import LiveServer, _cli, _free_port

@@ -24,10 +24,10 @@ from app.models import (
     OutboxMessage,
     StaffUser,
 )
-from app.services import applications as service
-from app.services import review as review_service
+from app.platform.storage import Storage
 from app.services.errors import NotFound
-from app.services.storage import Storage
+from app.services.registrations import applications as service
+from app.services.registrations import review as review_service
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import application_payload, make_organisation, open_edition
 from tests.routers.test_auth import csrf_from, login

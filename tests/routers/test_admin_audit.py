@@ -12,7 +12,7 @@ from openpyxl import load_workbook  # type: ignore[import-untyped]
 from sqlmodel import Session
 
 from app.models import AuditEntry, StaffUser
-from app.services import audit_log
+from app.services.office import audit_search as audit_log
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import open_edition
 from tests.routers.test_auth import login

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from app.models import StaffUser
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
 from tests.attendance_data import programme
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.dashboard_data import Office

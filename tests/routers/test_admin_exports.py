@@ -14,7 +14,7 @@ from openpyxl import load_workbook  # type: ignore[import-untyped]
 from sqlmodel import Session, select
 
 from app.models import Application, Invoice, StaffUser
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
 from tests.attendance_data import programme
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.dashboard_data import Office

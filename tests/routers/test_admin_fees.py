@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from app.models import AuditEntry, Edition, StaffUser
-from app.services.editions import EditionPatch, local_time, update_edition
+from app.services.editions.editions import EditionPatch, local_time, update_edition
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import make_edition
 from tests.routers.test_auth import login

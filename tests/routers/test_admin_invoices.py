@@ -22,9 +22,11 @@ from app.models import (
     Payment,
     StaffUser,
 )
-from app.services import applications as service
-from app.services import invoicing, jobs, payments, statements
-from app.services.storage import Storage
+from app.platform import jobs
+from app.platform.storage import Storage
+from app.services.billing import invoices as invoicing
+from app.services.billing import payments, statements
+from app.services.registrations import applications as service
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import application_payload, make_organisation, office_today, open_edition
 from tests.routers.test_auth import csrf_from, login

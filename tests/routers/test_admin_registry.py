@@ -10,7 +10,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.models import AuditEntry, IncomeGroup, Organisation, StaffUser
-from app.services.registry import income_group_of
+from app.services.registry.organisations import income_group_of
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import make_organisation
 from tests.routers.test_auth import csrf_from, login

@@ -5,7 +5,7 @@ from sqlalchemy import event
 from sqlmodel import Session, select
 
 from app.models import Application, OutboxMessage
-from app.services.quotes import quote_as_json, quote_for_edition
+from app.services.billing.quotes import quote_as_json, quote_for_edition
 from tests.factories import application_payload, make_organisation, open_edition
 
 URL = "/api/v1/editions/diploma-open/applications"

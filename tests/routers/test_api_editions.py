@@ -4,7 +4,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.models import AuditEntry
-from app.services.demo import load_demo
+from app.services.office.demo import load_demo
 from tests.factories import edition_payload
 
 

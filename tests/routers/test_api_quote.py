@@ -3,8 +3,8 @@
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from app.services.demo import load_demo
-from app.services.registry import replace_income_groups
+from app.services.office.demo import load_demo
+from app.services.registry.organisations import replace_income_groups
 from tests.factories import make_edition, make_organisation
 
 

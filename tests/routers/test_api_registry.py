@@ -3,7 +3,7 @@
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from app.services.registry import income_group_of
+from app.services.registry.organisations import income_group_of
 from tests.factories import make_organisation
 
 

@@ -18,9 +18,9 @@ from app.models import (
     Edition,
     StaffUser,
 )
-from app.services import applications as applications_service
-from app.services import attendance
-from app.services import check_in as check_in_service
+from app.services.registrations import applications as applications_service
+from app.services.teaching import attendance
+from app.services.teaching import check_in as check_in_service
 from tests.attendance_data import SECRET, edition_with, participant, participants
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import open_edition

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.models import LoginAttempt, StaffUser
-from app.services.staff import hash_password
+from app.services.office.staff import hash_password
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 
 

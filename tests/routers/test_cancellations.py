@@ -18,10 +18,10 @@ from app.models import (
     SeatOffer,
     StaffUser,
 )
-from app.services import applications as applications_service
-from app.services import cancellations as cancellations_service
-from app.services import payments
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.billing import payments
+from app.services.registrations import applications as applications_service
+from app.services.registrations import cancellation_intake as cancellations_service
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import open_edition
 from tests.routers.test_auth import csrf_from, login

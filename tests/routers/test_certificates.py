@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 
 from app.models import Application, AttendanceMark, Certificate, CertificateRun, Edition
 from app.routers import certificates as routes
-from app.services import applications as applications_service
-from app.services import open_badges
+from app.services.certificates import open_badges
+from app.services.registrations import applications as applications_service
 from tests.conftest import ADMIN_PASSWORD
 from tests.factories import make_edition, make_eligible_participant
 from tests.routers.test_auth import csrf_from, login

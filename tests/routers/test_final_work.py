@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.models import Application, AuditEntry, Edition, FinalWork, OutboxMessage, StaffUser
-from app.services import applications as applications_service
-from app.services import final_work as service
+from app.services.registrations import applications as applications_service
+from app.services.teaching import final_work as service
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import (
     FACTORY_SECRET,

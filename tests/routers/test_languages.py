@@ -9,8 +9,8 @@ from pypdf import PdfReader
 from sqlmodel import Session, select
 
 from app.models import Application, AuditEntry, Edition, Module, OutboxMessage
-from app.services.storage import LocalStorage
-from app.web import app_storage
+from app.platform.storage import LocalStorage
+from app.web.dependencies import app_storage
 from tests.conftest import ADMIN_PASSWORD
 from tests.factories import open_edition
 from tests.routers.test_apply import form_data, post_form

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.models import Application, Edition, OutboxMessage, StaffUser
-from app.services import applications as applications_service
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.registrations import applications as applications_service
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import open_edition
 from tests.routers.test_auth import csrf_from, login

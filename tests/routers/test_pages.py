@@ -3,7 +3,7 @@
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from app.services.demo import load_demo
+from app.services.office.demo import load_demo
 
 
 def test_home_lists_open_and_past_editions(client: TestClient, session: Session) -> None:

@@ -10,8 +10,8 @@ from sqlmodel import Session, select
 
 from app.config import Settings
 from app.models import Application, AuditEntry, Edition, Refund, StaffUser
-from app.services import applications as applications_service
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.registrations import applications as applications_service
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import FACTORY_SECRET, make_edition, make_eligible_participant
 from tests.routers.test_auth import csrf_from, login

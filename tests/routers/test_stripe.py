@@ -15,9 +15,9 @@ from app.config import Settings
 from app.db import get_session
 from app.main import create_app
 from app.models import Application, CardCheckout, Edition, Payment, StaffUser, StripeEvent
-from app.services import applications as service
-from app.services import card_payments
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.billing import card_payments
+from app.services.registrations import applications as service
 from tests.factories import open_edition
 from tests.routers.test_auth import csrf_from
 from tests.services.test_card_payments import (

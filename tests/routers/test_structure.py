@@ -7,7 +7,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from app.db import get_session
-from app.security import verify_csrf
+from app.web.security import verify_csrf
 
 # Routes that change state without a session cookie (the webhook is signed; the API uses
 # bearer tokens, which a browser never sends by itself).

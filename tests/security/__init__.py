@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, SQLModel, select
 
 from app.models import Application, Edition, Invoice
-from app.services import applications as applications_service
-from app.services.payments import participant_invoices
+from app.services.billing.payments import participant_invoices
+from app.services.registrations import applications as applications_service
 from tests.factories import FACTORY_SECRET, make_eligible_participant, open_edition
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
 
 
 @pytest.fixture(autouse=True)

@@ -23,10 +23,10 @@ from pypdf import PdfReader
 from sqlmodel import Session, select
 
 from app.models import Application, Edition, OutboxMessage, StaffUser
-from app.services import applications as applications_service
-from app.services import pdf
-from app.services.invoicing import Seller
-from app.services.payments import participant_invoices
+from app.platform import pdf
+from app.services.billing.invoices import Seller
+from app.services.billing.payments import participant_invoices
+from app.services.registrations import applications as applications_service
 from tests.conftest import ADMIN_PASSWORD
 from tests.factories import FACTORY_SECRET, open_edition
 from tests.routers.test_auth import login

@@ -21,10 +21,10 @@ from pypdf import PdfReader
 from weasyprint import HTML
 
 from app.models import Application, Edition
-from app.services import pdf
-from app.services.applications import waiver_document
-from app.services.certificate_pdf import CertificatePage, render_certificates
-from app.services.pdf import BASE_URL, StaticOnlyFetcher, render_pdf
+from app.platform import pdf
+from app.platform.pdf import BASE_URL, StaticOnlyFetcher, render_pdf
+from app.services.certificates.document import CertificatePage, render_certificates
+from app.services.registrations.applications import waiver_document
 
 PAYLOAD = "<script>alert(1)</script>\"'><img src=x onerror=alert(1)>"
 

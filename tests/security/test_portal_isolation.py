@@ -20,9 +20,9 @@ from pypdf import PdfReader
 from sqlmodel import Session, SQLModel
 
 from app.models import Edition
-from app.services import card_payments
+from app.platform.signed_links import GROUP_SALT, PORTAL_SALT, link_expiry, make_token
+from app.services.billing import card_payments
 from app.services.errors import NotFound
-from app.services.portal import GROUP_SALT, PORTAL_SALT, link_expiry, make_token
 from tests.factories import FACTORY_SECRET
 from tests.security import (
     Participant,

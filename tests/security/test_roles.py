@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from app.models import StaffUser
-from app.routers.api_errors import api_routes
+from app.web.errors import api_routes
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.routers.test_auth import login
 from tests.security import (

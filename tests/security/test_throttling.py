@@ -13,8 +13,8 @@ from sqlmodel import Session, col, select, update
 from app.config import Settings
 from app.db import utcnow
 from app.models import LoginAttempt, OutboxMessage, StaffUser
-from app.services import rate_limit
-from app.services.applications import LINK_RESENDS_PER_HOUR
+from app.platform import rate_limit
+from app.services.registrations.applications import LINK_RESENDS_PER_HOUR
 from tests.conftest import ADMIN_PASSWORD
 from tests.security import csrf_for, two_participants
 

@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.models import Application, Edition, FinalWork, StaffUser
-from app.security import MAX_BODY_BYTES, upload_body_limit
-from app.services.applications import CV_MAX_BYTES
+from app.services.registrations.applications import CV_MAX_BYTES
+from app.web.security import MAX_BODY_BYTES, upload_body_limit
 from tests.conftest import ADMIN_PASSWORD
 from tests.factories import application_payload, open_edition
 from tests.routers.test_auth import login

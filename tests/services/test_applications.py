@@ -11,9 +11,9 @@ from sqlmodel import Session, select
 
 from app.db import insert_rows, new_row, reserve_id, writer_engine
 from app.models import Application, AuditEntry, Edition, OutboxMessage, StaffUser
-from app.services import applications as service
+from app.platform.storage import LocalStorage
 from app.services.errors import Conflict, InvalidInput, NotFound
-from app.services.storage import LocalStorage
+from app.services.registrations import applications as service
 from tests.factories import application_payload, make_organisation, open_edition
 
 SECRET = "test-secret-key-" + "x" * 32

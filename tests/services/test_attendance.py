@@ -17,8 +17,8 @@ from app.models import (
     Edition,
     OutboxMessage,
 )
-from app.services import attendance as service
 from app.services.errors import InvalidInput, NotFound
+from app.services.teaching import attendance as service
 from tests.attendance_data import (
     BASE,
     SECRET,

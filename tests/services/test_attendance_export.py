@@ -6,8 +6,8 @@ import io
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 from sqlmodel import Session
 
-from app.services import attendance
-from app.services import attendance_export as export
+from app.services.teaching import attendance
+from app.services.teaching import attendance_sheet as export
 from tests.attendance_data import BASE, SECRET, edition_with, participant
 
 

@@ -8,7 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.services.cancellation import PolicyFacts, deadline, decide_cancellation
+from app.services.registrations.cancellation_policy import (
+    PolicyFacts,
+    deadline,
+    decide_cancellation,
+)
 
 MADRID = ZoneInfo("Europe/Madrid")
 DIPLOMA = PolicyFacts(start_date=date(2024, 11, 18), timezone="Europe/Madrid")

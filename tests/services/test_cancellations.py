@@ -25,11 +25,12 @@ from app.models import (
     Refund,
     StaffUser,
 )
-from app.services import applications as applications_service
-from app.services import cancellations as service
-from app.services import invoicing, payments
+from app.platform.storage import LocalStorage
+from app.services.billing import invoices as invoicing
+from app.services.billing import payments
 from app.services.errors import Conflict, InvalidInput
-from app.services.storage import LocalStorage
+from app.services.registrations import applications as applications_service
+from app.services.registrations import cancellation_intake as service
 from tests.factories import make_organisation, open_edition
 from tests.services.test_invoicing import BASE, SECRET, SELLER, admit, apply
 

@@ -23,9 +23,10 @@ from app.models import (
     StaffUser,
     StripeEvent,
 )
-from app.services import card_payments, invoicing, payments
+from app.platform.storage import LocalStorage
+from app.services.billing import card_payments, payments
+from app.services.billing import invoices as invoicing
 from app.services.errors import Conflict, NotFound
-from app.services.storage import LocalStorage
 from tests.factories import open_edition
 from tests.services.test_invoicing import SELLER, admit, apply
 from tests.stripe_fake import SECRET_KEY, FakeStripe, event, refunded_charge, running_fake_stripe

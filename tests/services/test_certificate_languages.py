@@ -9,9 +9,9 @@ from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.models import Application, Certificate, Edition, OutboxMessage
-from app.services import certificate_pdf
-from app.services import certificates as service
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.certificates import document as certificate_pdf
+from app.services.certificates import issuing as service
 from tests.factories import make_edition, make_eligible_participant
 
 # What a certificate says in each language, with the course texts entered for it.

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from app.services.certificate_numbers import (
+from app.services.certificates.numbers import (
     ALPHABET,
     EXAMPLE,
     LENGTH,

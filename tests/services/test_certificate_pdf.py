@@ -16,14 +16,14 @@ from PIL import Image
 from pypdf import PdfReader
 
 from app.config import Settings
-from app.services.certificate_pdf import (
+from app.platform.pdf import StaticOnlyFetcher
+from app.services.certificates.document import (
     CertificatePage,
     SignatoryMark,
     name_layout,
     render_certificates,
     signature_image,
 )
-from app.services.pdf import StaticOnlyFetcher
 
 MODULES = (
     "Cities in a changing international context",

@@ -24,12 +24,13 @@ from app.models import (
     FinalWork,
     OutboxMessage,
 )
-from app.services import certificate_pdf, open_badges
-from app.services import certificates as service
-from app.services.certificate_numbers import InvalidNumber
+from app.platform.rate_limit import Limit, RateLimited, hit
+from app.platform.storage import LocalStorage
+from app.services.certificates import document as certificate_pdf
+from app.services.certificates import issuing as service
+from app.services.certificates import open_badges
+from app.services.certificates.numbers import InvalidNumber
 from app.services.errors import Conflict, InvalidInput, NotFound
-from app.services.rate_limit import Limit, RateLimited, hit
-from app.services.storage import LocalStorage
 from tests.factories import OFFICE_ZONE, make_edition, make_eligible_participant
 
 

@@ -3,7 +3,7 @@
 import xml.etree.ElementTree as ET
 from decimal import Decimal
 
-from app.services.charts import (
+from app.services.office.charts import (
     ATTENDANCE_BANDS,
     HATCH,
     Bar,

@@ -6,8 +6,8 @@ import pytest
 from sqlmodel import Session, col, select
 
 from app.models import Application, AttendanceMark, CheckInAttempt, CourseSession, Edition
-from app.services import attendance
-from app.services import check_in as service
+from app.services.teaching import attendance
+from app.services.teaching import check_in as service
 from tests.attendance_data import BASE, SECRET, at, edition_with, participant
 
 # The first session of the test edition: Monday 16 November 2099, 09:00-10:30 in Madrid.

@@ -2,8 +2,8 @@
 
 import pytest
 
-from app.services.countries import country_name, parse_country
 from app.services.errors import InvalidInput
+from app.services.registry.countries import country_name, parse_country
 
 
 @pytest.mark.parametrize(

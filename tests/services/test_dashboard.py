@@ -13,10 +13,10 @@ from sqlmodel import Session, select
 
 from app.db import utcnow
 from app.models import Application, Cancellation, Edition, StaffUser
-from app.services.dashboard import edition_dashboard
-from app.services.dashboard_charts import dashboard_charts
-from app.services.money_overview import edition_money
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.billing.money_overview import edition_money
+from app.services.office.dashboard import edition_dashboard
+from app.services.office.dashboard_charts import dashboard_charts
 from tests.attendance_data import programme
 from tests.dashboard_data import Office
 from tests.factories import make_organisation, open_edition

@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 from app.models import AuditEntry
-from app.services.editions import EditionPatch, get_edition, update_edition
+from app.services.editions.editions import EditionPatch, get_edition, update_edition
 from app.services.errors import Conflict, InvalidInput
 from tests.factories import make_edition
 

@@ -5,7 +5,11 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlmodel import Session
 
-from app.services.editions import applications_are_open, cancellation_deadline, edition_today
+from app.services.editions.editions import (
+    applications_are_open,
+    cancellation_deadline,
+    edition_today,
+)
 from tests.factories import make_edition
 
 

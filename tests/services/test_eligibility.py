@@ -23,10 +23,13 @@ from app.models import (
     Module,
     StaffUser,
 )
-from app.services import applications as applications_service
-from app.services import eligibility, final_work, invoicing, payments
+from app.platform.storage import LocalStorage
+from app.services.billing import invoices as invoicing
+from app.services.billing import payments
+from app.services.certificates import eligibility
 from app.services.errors import Conflict, InvalidInput
-from app.services.storage import LocalStorage
+from app.services.registrations import applications as applications_service
+from app.services.teaching import final_work
 from tests.factories import (
     FACTORY_BASE_URL,
     FACTORY_SECRET,

@@ -10,8 +10,13 @@ import pytest
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 
 from app.models import ApplicantGroup, Application, Edition, Organisation
-from app.services.exports import COLUMNS, applications_csv, applications_xlsx, safe_cell
-from app.services.review import ApplicationRow
+from app.services.registrations.application_export import (
+    COLUMNS,
+    applications_csv,
+    applications_xlsx,
+    safe_cell,
+)
+from app.services.registrations.review import ApplicationRow
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from sqlmodel import Session, select
 
 from app.db import writer_engine
 from app.models import Application, Edition, FinalWork, OutboxMessage
-from app.services import final_work as service
+from app.platform.storage import LocalStorage
 from app.services.errors import Conflict, InvalidInput, NotFound
-from app.services.storage import LocalStorage
+from app.services.teaching import final_work as service
 from tests.factories import FACTORY_BASE_URL, FACTORY_SECRET, open_edition, pdf_bytes
 from tests.services.test_invoicing import apply
 

@@ -6,8 +6,8 @@ import pytest
 from sqlmodel import Session, select
 
 from app.models import OutboxMessage
-from app.services import final_work as service
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.teaching import final_work as service
 from tests.factories import open_edition, pdf_bytes
 from tests.services.test_final_work import assess, confirmed
 

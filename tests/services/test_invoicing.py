@@ -11,10 +11,11 @@ from sqlmodel import Session, select
 
 from app.db import writer_engine
 from app.models import Application, Invoice, OutboxMessage, Payment, StaffUser
-from app.services import applications as service
-from app.services import invoicing, payments
+from app.platform.storage import LocalStorage
+from app.services.billing import invoices as invoicing
+from app.services.billing import payments
 from app.services.errors import Conflict, InvalidInput
-from app.services.storage import LocalStorage
+from app.services.registrations import applications as service
 from tests.factories import application_payload, make_organisation, open_edition
 
 SECRET = "test-secret-key-" + "x" * 32

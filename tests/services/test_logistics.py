@@ -11,11 +11,11 @@ from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from app.models import Application, AuditEntry, Edition, OutboxMessage, StaffUser
-from app.services import applications as applications_service
-from app.services import logistics as service
+from app.platform.pdf import StaticOnlyFetcher
+from app.platform.storage import LocalStorage
 from app.services.errors import Conflict, InvalidInput
-from app.services.pdf import StaticOnlyFetcher
-from app.services.storage import LocalStorage
+from app.services.registrations import applications as applications_service
+from app.services.teaching import logistics as service
 from tests.factories import application_payload, open_edition
 
 SECRET = "test-secret-key-" + "x" * 32

@@ -15,8 +15,8 @@ from sqlmodel import Session, select
 
 from app.db import utcnow
 from app.models import OutboxMessage
-from app.services.mail import MAX_ATTEMPTS, Attachment, MailSettings, deliver_due, queue_email
-from app.services.storage import LocalStorage
+from app.platform.mail import MAX_ATTEMPTS, Attachment, MailSettings, deliver_due, queue_email
+from app.platform.storage import LocalStorage
 
 
 class Inbox:

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.services.money import MoneyError, format_money, percent_of, to_money
+from app.money import MoneyError, format_money, percent_of, to_money
 
 
 def test_half_a_cent_rounds_up() -> None:

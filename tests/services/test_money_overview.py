@@ -12,9 +12,10 @@ from sqlalchemy import event
 from sqlmodel import Session
 
 from app.models import Application, Edition, Invoice, Payment, StaffUser
-from app.services import applications as service
-from app.services import invoicing, money_overview, payments
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.billing import invoices as invoicing
+from app.services.billing import money_overview, payments
+from app.services.registrations import applications as service
 from tests.factories import application_payload, make_organisation, open_edition
 
 SECRET = "test-secret-key-" + "x" * 32

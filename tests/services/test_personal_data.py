@@ -26,14 +26,14 @@ from app.models import (
     OutboxMessage,
     Refund,
 )
-from app.services import applications as applications_service
-from app.services import certificates
-from app.services import personal_data as service
-from app.services.audit import record_change
+from app.platform.audit import record_change
+from app.platform.mail import queue_email
+from app.platform.storage import LocalStorage
+from app.services.billing.invoices import Seller
+from app.services.certificates import issuing as certificates
 from app.services.errors import InvalidInput
-from app.services.invoicing import Seller
-from app.services.mail import queue_email
-from app.services.storage import LocalStorage
+from app.services.office import personal_data as service
+from app.services.registrations import applications as applications_service
 from tests.factories import (
     FACTORY_SECRET,
     _submitted,

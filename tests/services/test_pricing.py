@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.services.errors import InvalidInput
-from app.services.pricing import (
+from app.services.editions.fees import (
     CountryFacts,
     FeeSchedule,
     GroupTier,
@@ -18,6 +17,7 @@ from app.services.pricing import (
     quote_fee,
     validate_schedule,
 )
+from app.services.errors import InvalidInput
 
 DUES_YEAR = 2023
 INCOME_FY = 2023

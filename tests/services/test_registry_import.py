@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from app.models import AuditEntry, Organisation
 from app.services.errors import Conflict, InvalidInput
-from app.services.registry import (
+from app.services.registry.organisations import (
     MAX_CSV_ROWS,
     MAX_IMPORT_BYTES,
     OrganisationIn,

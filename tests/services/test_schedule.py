@@ -8,9 +8,9 @@ import pytest
 from sqlmodel import Session, select
 
 from app.models import AuditEntry, CourseSession, Edition
-from app.services import attendance
-from app.services import schedule as service
 from app.services.errors import Conflict, InvalidInput
+from app.services.teaching import attendance
+from app.services.teaching import programme as service
 from tests.attendance_data import BASE, SECRET, edition_with, participant
 
 

@@ -9,10 +9,11 @@ import pytest
 from sqlmodel import Session, col, select
 
 from app.models import Application, Edition, Invoice, Payment, StaffUser
-from app.services import applications as service
-from app.services import invoicing, payments, statements
-from app.services.statements import StatementError, StatementLine
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.billing import invoices as invoicing
+from app.services.billing import payments, statements
+from app.services.billing.statements import StatementError, StatementLine
+from app.services.registrations import applications as service
 from tests.factories import application_payload, open_edition
 
 SECRET = "test-secret-key-" + "x" * 32

@@ -8,9 +8,9 @@ import pytest
 from sqlmodel import Session, col, select
 
 from app.models import Application, Edition, Invoice, OutboxMessage, SeatOffer, StaffUser
-from app.services import applications as applications_service
-from app.services import waitlist
-from app.services.storage import LocalStorage
+from app.platform.storage import LocalStorage
+from app.services.registrations import applications as applications_service
+from app.services.registrations import waitlist
 from tests.factories import make_organisation, open_edition
 from tests.services.test_cancellations import BEFORE, cancel
 from tests.services.test_invoicing import BASE, SECRET, SELLER, admit, apply

@@ -1,0 +1,502 @@
+"""Invoices: issued as frozen copies with gap-free numbers, rendered from what is stored."""
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from app.db import utcnow
+from app.models import (
+    ApplicantGroup,
+    Application,
+    ApplicationStatus,
+    Edition,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    Organisation,
+    Payment,
+    Refund,
+    RefundStatus,
+)
+from app.money import ZERO, percent_of
+from app.platform import i18n
+from app.platform.audit import record_change
+from app.platform.pdf import render_pdf
+from app.platform.storage import Storage
+from app.services.billing.numbering import format_number, next_number
+from app.services.billing.quotes import quote_for_edition
+from app.services.editions.fees import Quote
+from app.services.errors import Conflict, DomainError, NotFound
+from app.services.registry.countries import country_name
+
+BUYER_FIELDS = (
+    "name",
+    "organisation",
+    "attention",
+    "address",
+    "country",
+    "tax_id",
+    "email",
+    "po_number",
+)
+INVOICE_SERIES = ("invoice", "")
+CREDIT_NOTE_SERIES = ("credit_note", "CN")
+# Group sizes count members who are admitted and not cancelled (DOMAIN.md, step 4).
+COUNTED_IN_GROUP = (
+    ApplicationStatus.admitted.value,
+    ApplicationStatus.confirmed.value,
+    ApplicationStatus.completed.value,
+)
+
+
+@dataclass(frozen=True)
+class Seller:
+    """Who issues the invoices and where money goes (from settings)."""
+
+    name: str
+    address: str
+    tax_id: str
+    bank_name: str
+    iban: str
+    bic: str
+    due_days: int = 14
+
+
+class NothingToInvoice(DomainError):
+    """Every member is invoiced already, or none is admitted."""
+
+
+def _today(edition: Edition, now: datetime) -> date:
+    return now.astimezone(ZoneInfo(edition.timezone)).date()
+
+
+def due_date(edition: Edition, issue_date: date, due_days: int) -> date:
+    """Issue date + N days, never after the day before the course starts (nor before issue)."""
+    latest = edition.start_date - timedelta(days=1)
+    return max(min(issue_date + timedelta(days=due_days), latest), issue_date)
+
+
+def _seller_copy(seller: Seller) -> dict[str, Any]:
+    return {"name": seller.name, "address": seller.address, "tax_id": seller.tax_id}
+
+
+def _instructions(seller: Seller, number: str) -> dict[str, Any]:
+    return {
+        "bank": seller.bank_name,
+        "iban": seller.iban,
+        "bic": seller.bic,
+        "reference": number,
+    }
+
+
+def invoiced_application_ids(session: Session, application_ids: list[int]) -> set[int]:
+    """Which of these applications are on an invoice that no credit note has cancelled."""
+    if not application_ids:
+        return set()
+    credited = select(InvoiceLine.credits_line_id).where(
+        col(InvoiceLine.credits_line_id).is_not(None)
+    )
+    rows = session.exec(
+        select(InvoiceLine.application_id)
+        .join(Invoice, col(Invoice.id) == col(InvoiceLine.invoice_id))
+        .where(
+            col(InvoiceLine.application_id).in_(application_ids),
+            col(Invoice.kind) == InvoiceKind.invoice.value,
+            col(Invoice.purpose) == "registration",
+            col(InvoiceLine.id).not_in(credited),
+        )
+    ).all()
+    return {row for row in rows if row is not None}
+
+
+def _line_description(application: Application, edition: Edition) -> str:
+    return f"Registration fee: {application.full_name}"
+
+
+def invoice_subject(edition: Edition) -> str:
+    """What a registration invoice is for, in words."""
+    label = f", {edition.edition_label}" if edition.edition_label else ""
+    start, end = edition.start_date, edition.end_date
+    return (
+        f"{edition.title}{label}, {edition.place}, "
+        f"{start.day} {start:%B %Y} to {end.day} {end:%B %Y}"
+    )
+
+
+def _issue(
+    session: Session,
+    *,
+    edition: Edition,
+    buyer: dict[str, Any],
+    lines: Sequence[tuple[Application | None, str, Decimal, list[dict[str, Any]]]],
+    seller: Seller,
+    actor: str,
+    now: datetime,
+    storage: Storage,
+    group_id: int | None = None,
+    kind: InvoiceKind = InvoiceKind.invoice,
+    purpose: str = "registration",
+    refers_to: Invoice | None = None,
+    credits: list[int | None] | None = None,
+) -> Invoice:
+    issue_date = _today(edition, now)
+    series, prefix = CREDIT_NOTE_SERIES if kind == InvoiceKind.credit_note else INVOICE_SERIES
+    number = format_number(
+        prefix, issue_date.year, next_number(session, series=series, year=issue_date.year)
+    )
+    built = []
+    for application, description, net, details in lines:
+        tax = percent_of(net, edition.tax_rate)
+        built.append((application, description, net, tax, net + tax, details))
+    invoice = Invoice(
+        number=number,
+        kind=kind.value,
+        purpose=purpose,
+        refers_to_id=refers_to.id if refers_to else None,
+        edition_id=edition.id or 0,
+        group_id=group_id,
+        issue_date=issue_date,
+        due_date=issue_date
+        if kind == InvoiceKind.credit_note
+        else due_date(edition, issue_date, seller.due_days),
+        issued_at=now,
+        issued_by=actor,
+        currency=edition.currency,
+        seller=_seller_copy(seller),
+        buyer=buyer,
+        payment_instructions={}
+        if kind == InvoiceKind.credit_note
+        else _instructions(seller, number),
+        tax_rate=edition.tax_rate,
+        tax_note=edition.tax_note,
+        net_total=sum((b[2] for b in built), ZERO),
+        tax_total=sum((b[3] for b in built), ZERO),
+        total=sum((b[4] for b in built), ZERO),
+        subject=invoice_subject(edition),
+    )
+    session.add(invoice)
+    session.flush()
+    for position, (application, description, net, tax, gross, details) in enumerate(built, start=1):
+        session.add(
+            InvoiceLine(
+                invoice_id=invoice.id or 0,
+                position=position,
+                application_id=application.id if application else None,
+                credits_line_id=(credits or [None] * len(built))[position - 1],
+                description=description,
+                details=details,
+                net=net,
+                tax=tax,
+                gross=gross,
+            )
+        )
+    session.flush()
+    # The PDF is rendered from this stored copy when first needed (the e-mail sender or a
+    # download), outside the transaction that takes the number.
+    invoice.pdf_key = invoice_pdf_key(invoice)
+    session.add(invoice)
+    record_change(
+        session,
+        actor=actor,
+        action=f"{kind.value}.issued",
+        entity="invoice",
+        entity_id=number,
+        after={
+            "total": str(invoice.total),
+            "lines": len(built),
+            "refers_to": refers_to.number if refers_to else None,
+        },
+    )
+    return invoice
+
+
+def _individual_buyer(application: Application) -> dict[str, Any]:
+    return {
+        "name": application.full_name,
+        "organisation": application.organisation_name,
+        "country": country_name(application.country),
+        "email": application.email,
+        "address": "",
+        "po_number": "",
+    }
+
+
+def _details(quote: Quote) -> list[dict[str, Any]]:
+    return [
+        {"code": q.code, "label": q.label, "amount": f"{q.amount:.2f}", "reason": q.reason}
+        for q in quote.lines
+    ]
+
+
+def issue_invoice(
+    session: Session,
+    *,
+    application: Application,
+    seller: Seller,
+    actor: str,
+    storage: Storage,
+    now: datetime | None = None,
+) -> Invoice:
+    """The registration invoice of an admitted participant who is not in a group."""
+    now = now or utcnow()
+    edition = session.get(Edition, application.edition_id)
+    assert edition is not None
+    if application.group_id is not None:
+        raise Conflict("Group members are invoiced together on the group's invoice.")
+    if invoiced_application_ids(session, [application.id or 0]):
+        raise Conflict(f"{application.full_name} is on an invoice already.")
+    quote = quote_for_edition(
+        session,
+        edition=edition,
+        organisation_id=application.organisation_id,
+        country=application.country,
+        group_size=1,
+    )
+    return _issue(
+        session,
+        edition=edition,
+        buyer=_individual_buyer(application),
+        lines=[
+            (application, _line_description(application, edition), quote.total, _details(quote))
+        ],
+        seller=seller,
+        actor=actor,
+        now=now,
+        storage=storage,
+    )
+
+
+def counted_group_size(session: Session, group_id: int) -> int:
+    """Admitted, not cancelled members of a group (waived ones included)."""
+    count: int = session.exec(
+        select(func.count())
+        .select_from(Application)
+        .where(Application.group_id == group_id, col(Application.status).in_(COUNTED_IN_GROUP))
+    ).one()
+    return count
+
+
+def issue_group_invoice(
+    session: Session,
+    *,
+    edition: Edition,
+    code: str,
+    seller: Seller,
+    actor: str,
+    storage: Storage,
+    purchase_order: str = "",
+    billing_address: str = "",
+    buyer_tax_id: str = "",
+    now: datetime | None = None,
+) -> Invoice:
+    """One invoice to the group's organisation for its admitted members not yet invoiced."""
+    now = now or utcnow()
+    group = session.exec(
+        select(ApplicantGroup).where(
+            ApplicantGroup.code == code.strip().upper(), ApplicantGroup.edition_id == edition.id
+        )
+    ).first()
+    if group is None:
+        raise NotFound(f"There is no group {code!r} in this edition.")
+    organisation = session.get(Organisation, group.organisation_id)
+    assert organisation is not None
+    admitted = list(
+        session.exec(
+            select(Application)
+            .where(
+                Application.group_id == group.id,
+                Application.status == ApplicationStatus.admitted.value,
+            )
+            .order_by(col(Application.family_name), col(Application.given_name))
+        ).all()
+    )
+    already = invoiced_application_ids(session, [a.id or 0 for a in admitted])
+    to_invoice = [a for a in admitted if a.id not in already]
+    if not to_invoice:
+        raise NothingToInvoice("No admitted member of this group is waiting for an invoice.")
+    size = counted_group_size(session, group.id or 0)
+    lines = []
+    for application in to_invoice:
+        quote = quote_for_edition(
+            session,
+            edition=edition,
+            organisation_id=organisation.id,
+            country=organisation.country,
+            group_size=size,
+        )
+        lines.append(
+            (application, _line_description(application, edition), quote.total, _details(quote))
+        )
+    buyer = {
+        "name": organisation.name,
+        "organisation": organisation.name,
+        "country": country_name(organisation.country),
+        "email": group.contact_email,
+        "address": billing_address,
+        "po_number": purchase_order,
+        "tax_id": buyer_tax_id,
+        "attention": group.contact_name,
+    }
+    return _issue(
+        session,
+        edition=edition,
+        buyer=buyer,
+        lines=lines,
+        seller=seller,
+        actor=actor,
+        now=now,
+        storage=storage,
+        group_id=group.id,
+    )
+
+
+def get_invoice(session: Session, number: str) -> Invoice:
+    """The invoice or credit note with this number, or NotFound."""
+    invoice = session.exec(select(Invoice).where(Invoice.number == number)).first()
+    if invoice is None:
+        raise NotFound(f"There is no invoice {number}.")
+    return invoice
+
+
+def invoice_lines(session: Session, invoice: Invoice) -> list[InvoiceLine]:
+    """An invoice's lines in order."""
+    return list(
+        session.exec(
+            select(InvoiceLine)
+            .where(InvoiceLine.invoice_id == invoice.id)
+            .order_by(col(InvoiceLine.position))
+        ).all()
+    )
+
+
+def amount_paid(session: Session, invoice: Invoice) -> Decimal:
+    """What has been received against an invoice, refunds deducted."""
+    total = session.exec(
+        select(func.coalesce(func.sum(Payment.amount), 0)).where(Payment.invoice_id == invoice.id)
+    ).one()
+    return Decimal(total).quantize(Decimal("0.01")) if not isinstance(total, Decimal) else total
+
+
+def billed_total(session: Session, invoice: Invoice) -> Decimal:
+    """An invoice's total less the credit notes that refer to it: what is still billed."""
+    credited = session.exec(
+        select(func.coalesce(func.sum(Invoice.total), 0)).where(
+            Invoice.refers_to_id == invoice.id, Invoice.kind == InvoiceKind.credit_note.value
+        )
+    ).one()
+    return invoice.total + Decimal(credited).quantize(Decimal("0.01"))
+
+
+def held_money(session: Session, invoice: Invoice) -> Decimal:
+    """What an invoice holds towards its lines: received, less refunds still owed out of it."""
+    owed = session.exec(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.invoice_id == invoice.id, Refund.status == RefundStatus.owed.value
+        )
+    ).one()
+    return amount_paid(session, invoice) - Decimal(owed).quantize(Decimal("0.01"))
+
+
+def outstanding(session: Session, invoice: Invoice) -> Decimal:
+    """What is still to pay on an invoice (nothing on a credit note or a cancelled invoice).
+
+    A group invoice from which one member cancelled is credited for that member's lines
+    only, and the money owed back to them is not the others' money: the others still owe
+    what remains billed less what the invoice holds for them.
+    """
+    if invoice.kind != InvoiceKind.invoice.value or invoice.status != "issued":
+        return ZERO
+    return max(billed_total(session, invoice) - held_money(session, invoice), ZERO)
+
+
+def _shown_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """A quote line under an invoice line, its amount with thousands separators."""
+    shown = dict(detail)
+    with contextlib.suppress(ArithmeticError):  # anything else is shown as stored
+        shown["amount"] = i18n.amount(Decimal(str(detail.get("amount", ""))))
+    return shown
+
+
+def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
+    """Plain values of a stored invoice for its PDF: never live data."""
+    refers_to = session.get(Invoice, invoice.refers_to_id) if invoice.refers_to_id else None
+    return {
+        "number": invoice.number,
+        "subject": invoice.subject,
+        "kind": invoice.kind,
+        "purpose": invoice.purpose,
+        "refers_to": refers_to.number if refers_to else None,
+        "refers_to_date": refers_to.issue_date.isoformat() if refers_to else None,
+        "issue_date": invoice.issue_date.isoformat(),
+        "due_date": invoice.due_date.isoformat(),
+        "currency": invoice.currency,
+        "seller": dict(invoice.seller),
+        "buyer": {key: invoice.buyer.get(key, "") for key in BUYER_FIELDS},
+        "instructions": dict(invoice.payment_instructions),
+        "tax_rate": f"{invoice.tax_rate.normalize():f}",
+        "tax_note": invoice.tax_note,
+        "net_total": i18n.amount(invoice.net_total),
+        "tax_total": i18n.amount(invoice.tax_total),
+        "total": i18n.amount(invoice.total),
+        "lines": [
+            {
+                "position": line.position,
+                "description": line.description,
+                "details": [_shown_detail(d) for d in line.details],
+                "net": i18n.amount(line.net),
+                "tax": i18n.amount(line.tax),
+                "gross": i18n.amount(line.gross),
+            }
+            for line in invoice_lines(session, invoice)
+        ],
+    }
+
+
+def invoice_language(session: Session, invoice: Invoice) -> str:
+    """The language of an invoice's document: its participants' if they share one, else English.
+
+    An individual invoice speaks its applicant's language; a group invoice goes to the
+    organisation, so it is in English unless every member chose the same language.
+    """
+    languages = set(
+        session.exec(
+            select(Application.language)
+            .join(InvoiceLine, col(InvoiceLine.application_id) == col(Application.id))
+            .where(InvoiceLine.invoice_id == invoice.id)
+        ).all()
+    )
+    return i18n.normalise_language(languages.pop()) if len(languages) == 1 else "en"
+
+
+def render_invoice_pdf(session: Session, invoice: Invoice) -> bytes:
+    """The invoice's PDF, from the stored copy, in its participants' language."""
+    language = invoice_language(session, invoice)
+    with i18n.use_language(language):
+        document = invoice_document(session, invoice)
+    return render_pdf("invoice.html", document, language=language)
+
+
+def invoice_pdf_key(invoice: Invoice) -> str:
+    """Where an invoice's PDF is kept: one file per number, never replaced by other content."""
+    return f"invoices/{invoice.kind}-{invoice.number}.pdf"
+
+
+def ensure_invoice_pdf(session: Session, invoice: Invoice, storage: Storage) -> bytes:
+    """The stored PDF of an invoice, rendered from the frozen copy the first time it is asked for.
+
+    Two renders of the same stored invoice give the same document, so a race between two
+    first requests is harmless.
+    """
+    key = invoice.pdf_key or invoice_pdf_key(invoice)
+    if storage.exists(key):
+        return storage.get(key)
+    pdf = render_invoice_pdf(session, invoice)
+    storage.put(key, pdf)
+    return pdf

@@ -1,0 +1,96 @@
+"""Quoting an edition's fee for an organisation or a country, from the stored registry."""
+
+from dataclasses import asdict
+from typing import Any
+
+from sqlmodel import Session
+
+from app.models import Edition, Organisation
+from app.money import format_money
+from app.services.editions.editions import fee_schedule, group_tiers_loaded
+from app.services.editions.fees import CountryFacts, OrganisationFacts, Quote, quote_fee
+from app.services.errors import InvalidInput
+from app.services.registry.countries import country_name, parse_country
+from app.services.registry.organisations import income_group_of
+
+MAX_GROUP_SIZE = 500
+# `income_group` not given: quote_for_edition looks it up.
+LOOK_UP: Any = object()
+
+
+def quote_for_edition(
+    session: Session,
+    *,
+    edition: Edition,
+    organisation_id: int | None = None,
+    country: str | None = None,
+    group_size: int = 1,
+    income_group: str | None = LOOK_UP,
+) -> Quote:
+    """The fee one participant would pay: a registry organisation, or a country alone.
+
+    An organisation given only by its country is not in the registry, so it is a non-member.
+    `income_group` is the country's group in the edition's fiscal year, when the caller
+    has already read it (`registry.income_group_query`).
+    """
+    faults: dict[str, str] = {}
+    organisation: Organisation | None = None
+    iso3: str | None = None
+    if organisation_id is not None:
+        organisation = session.get(Organisation, organisation_id)
+        if organisation is None:
+            faults["organisation_id"] = "There is no organisation with this id in the registry."
+        else:
+            iso3 = organisation.country
+    elif country:
+        try:
+            iso3 = parse_country(country)
+        except InvalidInput as exc:
+            faults.update(exc.fields)
+    else:
+        faults["organisation_id"] = "Choose your organisation, or give its country."
+        faults["country"] = "Give the country when the organisation is not listed."
+    if not 1 <= group_size <= MAX_GROUP_SIZE:
+        faults["group_size"] = f"The group size is a whole number from 1 to {MAX_GROUP_SIZE}."
+    if faults or iso3 is None:
+        raise InvalidInput("The fee cannot be quoted.", fields=faults)
+    facts = (
+        OrganisationFacts(
+            name=organisation.name,
+            is_member=organisation.is_member,
+            dues_paid_through=organisation.dues_paid_through,
+        )
+        if organisation is not None
+        else None
+    )
+    return quote_fee(
+        # One person's fee has no group discount: the tiers are left out (and not read) when
+        # the edition came without them.
+        schedule=fee_schedule(edition, group_tiers=group_size > 1 or group_tiers_loaded(edition)),
+        currency=edition.currency,
+        dues_year=edition.dues_year,
+        income_fy=edition.income_fy,
+        organisation=facts,
+        country=CountryFacts(
+            iso3=iso3,
+            name=country_name(iso3),
+            income_group=(
+                income_group_of(session, iso3=iso3, fiscal_year=edition.income_fy)
+                if income_group is LOOK_UP
+                else income_group
+            ),
+        ),
+        group_size=group_size,
+    )
+
+
+def quote_as_json(quote: Quote) -> dict[str, Any]:
+    """A quote as plain JSON values (money as two-decimal strings), for the API and storage."""
+    return {
+        "currency": quote.currency,
+        "lines": [{**asdict(line), "amount": format_money(line.amount)} for line in quote.lines],
+        "total": format_money(quote.total),
+        "member_in_good_standing": quote.member_in_good_standing,
+        "waived": quote.waived,
+        "group_size": quote.group_size,
+    }

@@ -1,0 +1,1239 @@
+"""Cancelling a registration: the written request, the policy's answer and the books.
+
+The decision itself is pure (`app.services.registrations.cancellation_policy`); this module
+gathers its facts from the database and carries out an accepted cancellation in one
+transaction: the credit note, the cancellation-fee invoice for what is retained, the refund
+owed, the freed seat and the e-mails.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from email.parser import BytesHeaderParser
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, update
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from app.config import iban_is_valid
+from app.db import utcnow
+from app.models import (
+    Application,
+    ApplicationStatus,
+    Cancellation,
+    CancellationChannel,
+    Edition,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    Payment,
+    PaymentMethod,
+    Refund,
+    RefundMethod,
+    RefundStatus,
+)
+from app.money import CENT, HUNDRED, ZERO, percent_of, round_cents
+from app.platform.audit import record_change
+from app.platform.i18n import N_, localized, stored_money, use_language
+from app.platform.mail import Attachment, queue_email
+from app.platform.storage import Storage, new_key
+from app.services.billing.invoices import Seller, _issue, amount_paid, billed_total, invoice_lines
+from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
+from app.services.registrations.applications import _change_status, get_application, portal_url
+from app.services.registrations.cancellation_policy import (
+    CancellationDecision,
+    PolicyFacts,
+    deadline,
+    decide_cancellation,
+)
+from app.services.registrations.waitlist import offer_free_seats
+
+CANCELLABLE = (ApplicationStatus.admitted.value, ApplicationStatus.confirmed.value)
+# The brochure's four items, in the words a refusal uses.
+REQUIRED_ITEMS = {
+    "course_name": N_("the name of the course"),
+    "full_name": N_("the student's name and surname"),
+    "registration_date": N_("the date of registration"),
+    "contact": N_("contact information"),
+}
+EMAIL_MAX_BYTES = 2 * 1024 * 1024
+# A clock a little ahead on the office's computer is not "in the future".
+CLOCK_SKEW = timedelta(minutes=5)
+FEE_PURPOSE = "cancellation_fee"
+TRANSFER_SOURCE = "transfer"
+REFUND_SOURCE = "refund"
+# Payments to and from these countries need no BIC (the SEPA area).
+EU_EEA = "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO"
+SEPA_COUNTRIES = frozenset(EU_EEA.split()) | {"CH", "GB", "MC", "SM", "VA", "AD"}
+BIC_PATTERN = re.compile(r"^[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
+
+
+class AlreadyCancelled(Conflict):
+    """The place was cancelled before: nothing more happens."""
+
+
+class NotCancellable(Conflict):
+    """Only an admitted or confirmed participant has a place to cancel."""
+
+
+class RefundAlreadyCompleted(Conflict):
+    """The refund was marked as paid before."""
+
+
+@dataclass(frozen=True)
+class CancellationRequest:
+    """A written cancellation as received: when, how, and the four items it carried."""
+
+    received_at: datetime
+    channel: str
+    course_name: str | None
+    full_name: str | None
+    registration_date: date | None
+    contact: str | None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the policy says about cancelling a registration at a given instant, with the money."""
+
+    accepted: bool
+    reason: str
+    deadline: datetime
+    paid: Decimal
+    refund: Decimal
+    retained: Decimal
+    due_by: date | None
+    method: str | None
+    invoice: Invoice | None
+
+
+@dataclass(frozen=True)
+class CancellationOutcome:
+    """A recorded cancellation and what it caused."""
+
+    cancellation: Cancellation
+    refund: Refund | None
+    credit_note: Invoice | None
+    fee_invoice: Invoice | None
+
+
+def policy_for(edition: Edition) -> PolicyFacts:
+    """The edition's cancellation policy values."""
+    return PolicyFacts(
+        start_date=edition.start_date,
+        timezone=edition.timezone,
+        cutoff_days=edition.cancellation_cutoff_days,
+        refund_percent=edition.refund_percent,
+        refund_within_days=edition.refund_within_days,
+    )
+
+
+def policy_deadline(edition: Edition) -> datetime:
+    """The instant from which the edition accepts no cancellation."""
+    return deadline(policy_for(edition))
+
+
+def as_received(edition: Edition, value: datetime) -> datetime:
+    """A time of receipt; one without a zone is read on the edition's wall clock."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=ZoneInfo(edition.timezone))
+    return value
+
+
+# Money on registration invoices
+
+
+def _credited_line_ids(session: Session, line_ids: list[int]) -> set[int]:
+    if not line_ids:
+        return set()
+    rows = session.exec(
+        select(InvoiceLine.credits_line_id).where(col(InvoiceLine.credits_line_id).in_(line_ids))
+    ).all()
+    return {row for row in rows if row is not None}
+
+
+def registration_invoice(
+    session: Session, application_id: int
+) -> tuple[Invoice, list[InvoiceLine]] | None:
+    """The registration invoice with this participant's lines that no credit note cancelled."""
+    rows = session.exec(
+        select(InvoiceLine, Invoice)
+        .join(Invoice, col(Invoice.id) == col(InvoiceLine.invoice_id))
+        .where(
+            InvoiceLine.application_id == application_id,
+            Invoice.kind == InvoiceKind.invoice.value,
+            Invoice.purpose == "registration",
+        )
+        .order_by(col(Invoice.issued_at), col(Invoice.id), col(InvoiceLine.position))
+    ).all()
+    credited = _credited_line_ids(session, [line.id or 0 for line, _ in rows])
+    for line, invoice in rows:
+        if line.id not in credited:
+            mine = [ln for ln, inv in rows if inv.id == invoice.id and ln.id not in credited]
+            return invoice, mine
+    return None
+
+
+def owed_refunds(
+    session: Session, invoice_id: int, *, application_id: int | None = None
+) -> Decimal:
+    """Refunds owed out of an invoice's money and not paid out yet."""
+    query = select(func.coalesce(func.sum(Refund.amount), 0)).where(
+        Refund.invoice_id == invoice_id, Refund.status == RefundStatus.owed.value
+    )
+    if application_id is not None:
+        query = query.where(Refund.application_id == application_id)
+    return Decimal(session.exec(query).one()).quantize(CENT)
+
+
+def paid_share(session: Session, invoice: Invoice, application_id: int) -> Decimal:
+    """What one participant has paid on an invoice, refunds deducted.
+
+    On a group invoice it is their line's share of what the group paid, counting only the
+    lines no credit note cancelled and only the money not owed back to someone who cancelled:
+    so a member's cancellation leaves every other member's share as it was. A cancelled
+    participant's share is what is still owed back to them out of this invoice.
+    """
+    lines = invoice_lines(session, invoice)
+    credited = _credited_line_ids(session, [line.id or 0 for line in lines])
+    active = [line for line in lines if line.id not in credited]
+    mine = sum((ln.gross for ln in active if ln.application_id == application_id), ZERO)
+    if mine == ZERO:
+        if any(ln.application_id == application_id for ln in lines):
+            return owed_refunds(session, invoice.id or 0, application_id=application_id)
+        return ZERO
+    active_total = sum((line.gross for line in active), ZERO)
+    money = amount_paid(session, invoice) - owed_refunds(session, invoice.id or 0)
+    if active_total <= ZERO:
+        return ZERO
+    if mine == active_total:
+        return money
+    return round_cents(money * mine / active_total)
+
+
+def open_total(session: Session, invoice: Invoice) -> Decimal:
+    """An invoice's total less the credit notes that refer to it: what is still billed."""
+    return billed_total(session, invoice)
+
+
+def _card_money(session: Session, invoice_id: int) -> Decimal:
+    total = session.exec(
+        select(func.coalesce(func.sum(Payment.amount), 0)).where(
+            Payment.invoice_id == invoice_id, Payment.method == PaymentMethod.card.value
+        )
+    ).one()
+    owed_by_card = session.exec(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.invoice_id == invoice_id,
+            Refund.status == RefundStatus.owed.value,
+            Refund.method == RefundMethod.card.value,
+        )
+    ).one()
+    return Decimal(total).quantize(CENT) - Decimal(owed_by_card).quantize(CENT)
+
+
+def refund_method(session: Session, invoice_id: int, amount: Decimal) -> str:
+    """Back to the card when card money on the invoice covers the refund, else by transfer."""
+    if amount > ZERO and _card_money(session, invoice_id) >= amount:
+        return RefundMethod.card.value
+    return RefundMethod.bank_transfer.value
+
+
+# The policy's answer
+
+
+def assess(session: Session, *, application: Application, received_at: datetime) -> Assessment:
+    """Accepted or refused, and the money, for a cancellation received at `received_at`.
+
+    An overpayment beyond the participant's price is not part of what the policy retains a
+    quarter of: it was never owed, so it is refunded in full with the 75 %.
+    """
+    edition = session.get(Edition, application.edition_id)
+    assert edition is not None
+    found = registration_invoice(session, application.id or 0)
+    invoice, price, share = None, ZERO, ZERO
+    if found is not None:
+        invoice, lines = found
+        price = sum((line.gross for line in lines), ZERO)
+        share = max(paid_share(session, invoice, application.id or 0), ZERO)
+    counted = min(share, price)
+    excess = share - counted
+    decision: CancellationDecision = decide_cancellation(
+        policy_for(edition), received_at=received_at, payments_received=counted
+    )
+    if not decision.accepted:
+        return Assessment(
+            accepted=False,
+            reason=decision.reason,
+            deadline=decision.deadline,
+            paid=share,
+            refund=ZERO,
+            retained=share,
+            due_by=None,
+            method=None,
+            invoice=invoice,
+        )
+    refund = decision.refund + excess
+    reason = decision.reason
+    due_by = decision.refund_due_by
+    if excess > ZERO:
+        due_by = due_by or (
+            received_at.astimezone(ZoneInfo(edition.timezone)).date()
+            + timedelta(days=edition.refund_within_days)
+        )
+        reason += (
+            f" The {excess:.2f} paid beyond the price is refunded in full as well"
+            f" ({refund:.2f} in all)."
+        )
+    return Assessment(
+        accepted=True,
+        reason=reason,
+        deadline=decision.deadline,
+        paid=share,
+        refund=refund,
+        retained=decision.retained,
+        due_by=due_by,
+        method=refund_method(session, invoice.id or 0, refund) if invoice and refund else None,
+        invoice=invoice,
+    )
+
+
+def _refund_sum(refund: Refund, language: str | None) -> str:
+    """A refund's sum for its mail's subject: `150.00 EUR` in English, per locale otherwise."""
+    with use_language(language):
+        return stored_money(f"{refund.amount:.2f}", refund.currency)
+
+
+def refusal_for_status(application: Application) -> str | None:
+    """Why this application has no place to cancel, or None when it has one."""
+    status = application.status
+    if status in CANCELLABLE:
+        return None
+    if status == ApplicationStatus.cancelled.value:
+        return N_("This place is already cancelled; nothing more happens.")
+    if status == ApplicationStatus.submitted.value:
+        return N_(
+            "This application has no place to cancel yet: it is under review. "
+            "You can withdraw it instead."
+        )
+    if status == ApplicationStatus.waitlisted.value:
+        return N_(
+            "This application has no place to cancel yet: it is on the waiting list. "
+            "You can withdraw it instead."
+        )
+    if status == ApplicationStatus.completed.value:
+        return N_("The course is completed; a completed registration cannot be cancelled.")
+    return f"This application is {status}; there is no place to cancel."
+
+
+def missing_items(request: CancellationRequest) -> dict[str, str]:
+    """Each of the four required items the request lacks, with a message naming it."""
+    values: dict[str, object] = {
+        "course_name": request.course_name,
+        "full_name": request.full_name,
+        "registration_date": request.registration_date,
+        "contact": request.contact,
+    }
+    missing: dict[str, str] = {}
+    for name, words in REQUIRED_ITEMS.items():
+        value = values[name]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            missing[name] = f"The cancellation does not give {words}."
+    return missing
+
+
+def _check_email_file(data: bytes, filename: str) -> None:
+    if len(data) > EMAIL_MAX_BYTES:
+        raise InvalidInput(
+            N_("The e-mail file is too large."),
+            fields={"email_file": N_("The e-mail must be an .eml file of at most 2 MB.")},
+        )
+    headers = BytesHeaderParser().parsebytes(data[:65536])
+    if not filename.lower().endswith(".eml") or not (headers.get("From") or headers.get("Date")):
+        raise InvalidInput(
+            N_("The file is not an e-mail."),
+            fields={
+                "email_file": N_("Attach the e-mail as an .eml file (save it from your mail).")
+            },
+        )
+
+
+def _check_request(request: CancellationRequest, *, now: datetime) -> None:
+    faults = missing_items(request)
+    if request.channel not in {c.value for c in CancellationChannel}:
+        faults["channel"] = N_(
+            "Cancellations are accepted only in writing: by e-mail in reply to the place "
+            "reservation, or from the participant's page."
+        )
+    if request.received_at.tzinfo is None:
+        faults["received_at"] = N_("Give the time the cancellation was received, with its zone.")
+    elif request.received_at > now + CLOCK_SKEW:
+        faults["received_at"] = N_("The time received cannot be in the future.")
+    if faults:
+        missing = [REQUIRED_ITEMS[name] for name in REQUIRED_ITEMS if name in faults]
+        message = (
+            "The cancellation cannot be recorded: it does not give " + _words(missing) + "."
+            if missing
+            else N_("The cancellation cannot be recorded.")
+        )
+        raise InvalidInput(message, fields=faults)
+
+
+def _words(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def portal_request(
+    application: Application, edition: Edition, *, now: datetime
+) -> CancellationRequest:
+    """A portal cancellation: written by the participant, its four items taken from the record."""
+    return CancellationRequest(
+        received_at=now,
+        channel=CancellationChannel.portal.value,
+        course_name=_course_words(edition),
+        full_name=application.full_name,
+        registration_date=application.submitted_at.astimezone(ZoneInfo(edition.timezone)).date(),
+        contact=application.email,
+    )
+
+
+def _course_words(edition: Edition) -> str:
+    label = f", {edition.edition_label}" if edition.edition_label else ""
+    return f"{edition.title}{label}"
+
+
+# Carrying out an accepted cancellation
+
+
+def _fee_nets(retained: Decimal, tax_rate: Decimal) -> list[Decimal]:
+    """Net amounts whose gross (net plus tax, each rounded) adds up to exactly `retained`."""
+    if tax_rate == ZERO:
+        return [retained]
+    guess = round_cents(retained * HUNDRED / (HUNDRED + tax_rate))
+    below: Decimal | None = None
+    for step in (0, -1, 1, -2, 2, -3, 3):
+        net = guess + step * CENT
+        gross = net + percent_of(net, tax_rate)
+        if gross == retained:
+            return [net]
+        if gross == retained - CENT:
+            below = net
+    # Rounding the tax can step over a cent: a one-cent line with no tax makes it exact.
+    if below is not None and percent_of(CENT, tax_rate) == ZERO:
+        return [below, CENT]
+    raise DomainError(
+        f"No fee invoice of exactly {retained:.2f} exists at a tax rate of {tax_rate} %; "
+        "issue it by hand."
+    )
+
+
+def _as_issued(edition: Edition, invoice: Invoice) -> Edition:
+    """The edition with the tax of the invoice being credited, should the rate have changed."""
+    if edition.tax_rate == invoice.tax_rate and edition.tax_note == invoice.tax_note:
+        return edition
+    # A transient copy, never added to the session: the stored edition keeps its own rate.
+    values = edition.model_dump()
+    values.update(tax_rate=invoice.tax_rate, tax_note=invoice.tax_note)
+    return Edition(**values)
+
+
+def _lock_invoice(session: Session, invoice_id: int) -> None:
+    """Serialise cancellations on one (group) invoice (SQLite already holds the write lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            sa_select(col(Invoice.id)).where(col(Invoice.id) == invoice_id).with_for_update()
+        )
+
+
+def _credit(
+    session: Session,
+    *,
+    edition: Edition,
+    invoice: Invoice,
+    lines: list[InvoiceLine],
+    application: Application,
+    seller: Seller,
+    actor: str,
+    now: datetime,
+    storage: Storage,
+) -> Invoice:
+    credit_note = _issue(
+        session,
+        edition=_as_issued(edition, invoice),
+        buyer=dict(invoice.buyer),
+        lines=[
+            (
+                application,
+                f"Cancels line {line.position} of {invoice.number}: {line.description}",
+                -line.net,
+                [dict(d) for d in line.details],
+            )
+            for line in lines
+        ],
+        seller=seller,
+        actor=actor,
+        now=now,
+        storage=storage,
+        group_id=invoice.group_id,
+        kind=InvoiceKind.credit_note,
+        refers_to=invoice,
+        credits=[line.id for line in lines],
+    )
+    if credit_note.total != -sum((line.gross for line in lines), ZERO):
+        raise DomainError(f"The credit note for {invoice.number} would not match it; nothing done.")
+    all_lines = invoice_lines(session, invoice)
+    if _credited_line_ids(session, [ln.id or 0 for ln in all_lines]) >= {
+        ln.id for ln in all_lines if ln.id is not None
+    }:
+        invoice.status = "credited"
+        session.add(invoice)
+    return credit_note
+
+
+def _fee_invoice(
+    session: Session,
+    *,
+    edition: Edition,
+    invoice: Invoice,
+    application: Application,
+    assessment: Assessment,
+    seller: Seller,
+    actor: str,
+    now: datetime,
+    storage: Storage,
+) -> Invoice:
+    retained = assessment.retained
+    percent = format((HUNDRED - edition.refund_percent).normalize(), "f")
+    details = [
+        {
+            "code": "cancellation_fee",
+            "label": "Cancellation fee",
+            "amount": f"{retained:.2f}",
+            "reason": (
+                f"{percent} % of the {assessment.paid:.2f} paid on {invoice.number} is retained "
+                "under the written cancellation policy."
+            ),
+        }
+    ]
+    nets = _fee_nets(retained, edition.tax_rate)
+    lines: list[tuple[Application | None, str, Decimal, list[dict[str, Any]]]] = [
+        (application, f"Cancellation fee: {application.full_name}", nets[0], details)
+    ]
+    if len(nets) > 1:
+        lines.append((application, "Rounding of the tax included in the fee", nets[1], []))
+    fee = _issue(
+        session,
+        edition=edition,
+        buyer=dict(invoice.buyer),
+        lines=lines,
+        seller=seller,
+        actor=actor,
+        now=now,
+        storage=storage,
+        purpose=FEE_PURPOSE,
+        refers_to=invoice,
+    )
+    if fee.total != retained:
+        raise DomainError(f"The cancellation fee would not be {retained:.2f}; nothing done.")
+    # The retained money moves from the cancelled invoice to the fee invoice it now pays.
+    day = now.astimezone(ZoneInfo(edition.timezone)).date()
+    for target, amount, words in (
+        (invoice, -retained, f"Retained as cancellation fee {fee.number}"),
+        (fee, retained, f"Retained from {invoice.number}"),
+    ):
+        session.add(
+            Payment(
+                invoice_id=target.id or 0,
+                amount=amount,
+                received_on=day,
+                method=PaymentMethod.other.value,
+                reference=words,
+                source=TRANSFER_SOURCE,
+                recorded_by=actor,
+                recorded_at=now,
+            )
+        )
+    return fee
+
+
+def _store_email(storage: Storage, data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    key = new_key("cancellation-emails", ".eml")
+    storage.put(key, data)
+    return key
+
+
+def _mail_context(
+    application: Application,
+    edition: Edition,
+    *,
+    cancellation: Cancellation,
+    refund: Refund | None,
+    credit_note: Invoice | None,
+    fee_invoice: Invoice | None,
+    url: str,
+) -> dict[str, Any]:
+    return {
+        "application": application,
+        "edition": edition,
+        "cancellation": cancellation,
+        "received_local": cancellation.received_at.astimezone(ZoneInfo(edition.timezone)),
+        "deadline_local": cancellation.deadline.astimezone(ZoneInfo(edition.timezone)),
+        "refund": refund,
+        "credit_note": credit_note,
+        "fee_invoice": fee_invoice,
+        "portal_url": url,
+    }
+
+
+def cancel_registration(
+    session: Session,
+    *,
+    application_id: int,
+    request: CancellationRequest,
+    actor: str,
+    storage: Storage,
+    seller: Seller,
+    secret_key: str,
+    base_url: str,
+    office_email: str,
+    offer_days: int,
+    email_file: bytes | None = None,
+    email_filename: str | None = None,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> CancellationOutcome:
+    """Record a written cancellation and carry out the policy's answer in one transaction.
+
+    Refused (from the deadline on): recorded, the participant stays registered, and both the
+    participant and the office are told why. Accepted: the seat is freed, the participant's
+    invoice lines are credited, what is retained is invoiced as a cancellation fee and paid by
+    moving that money over, the refund is owed by its due date, and the seat is offered to the
+    waiting list. A second cancellation of the same place changes nothing.
+    """
+    now = now or utcnow()
+    application = get_application(session, application_id)
+    edition = session.get(Edition, application.edition_id)
+    assert edition is not None
+    _check_request(request, now=now)
+    if email_file is not None:
+        _check_email_file(email_file, email_filename or "")
+    if application.status == ApplicationStatus.cancelled.value:
+        raise _already_cancelled(session, application, edition)
+    refusal = refusal_for_status(application)
+    if refusal is not None:
+        raise NotCancellable(refusal)
+    received_at = request.received_at.astimezone(UTC)
+    url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
+    first_look = assess(session, application=application, received_at=received_at)
+    if not first_look.accepted:
+        return _record_refusal(
+            session,
+            application=application,
+            edition=edition,
+            request=request,
+            assessment=first_look,
+            actor=actor,
+            storage=storage,
+            email_file=email_file,
+            email_filename=email_filename,
+            office_email=office_email,
+            url=url,
+        )
+    before = application.status
+    try:
+        # The version-checked change is the lock: of two cancellations at once, one proceeds.
+        _change_status(
+            session,
+            application,
+            allowed_from=CANCELLABLE,
+            to=ApplicationStatus.cancelled.value,
+            expected_version=expected_version,
+            values={},
+        )
+    except Conflict:
+        if application.status == ApplicationStatus.cancelled.value:
+            raise _already_cancelled(session, application, edition) from None
+        raise
+    found = registration_invoice(session, application.id or 0)
+    if found is not None:
+        _lock_invoice(session, found[0].id or 0)
+    # The money as it stands once this participant is locked in.
+    assessment = assess(session, application=application, received_at=received_at)
+    credit_note = fee_invoice = None
+    refund: Refund | None = None
+    invoice = assessment.invoice
+    if invoice is not None and found is not None:
+        credit_note = _credit(
+            session,
+            edition=edition,
+            invoice=invoice,
+            lines=found[1],
+            application=application,
+            seller=seller,
+            actor=actor,
+            now=now,
+            storage=storage,
+        )
+        if assessment.retained > ZERO:
+            fee_invoice = _fee_invoice(
+                session,
+                edition=edition,
+                invoice=invoice,
+                application=application,
+                assessment=assessment,
+                seller=seller,
+                actor=actor,
+                now=now,
+                storage=storage,
+            )
+    cancellation = Cancellation(
+        application_id=application.id or 0,
+        accepted_application_id=application.id,
+        received_at=received_at,
+        channel=request.channel,
+        course_name=(request.course_name or "").strip()[:300],
+        full_name=(request.full_name or "").strip()[:200],
+        registration_date=request.registration_date or date.min,
+        contact=(request.contact or "").strip()[:300],
+        accepted=True,
+        reason=assessment.reason,
+        deadline=assessment.deadline,
+        paid=assessment.paid,
+        refund_amount=assessment.refund,
+        retained=assessment.retained,
+        refund_due_by=assessment.due_by if assessment.refund > ZERO else None,
+        original_invoice_id=invoice.id if invoice else None,
+        credit_note_id=credit_note.id if credit_note else None,
+        fee_invoice_id=fee_invoice.id if fee_invoice else None,
+        email_key=_store_email(storage, email_file),
+        email_filename=(email_filename or "")[:200] or None if email_file else None,
+        recorded_by=actor,
+        created_at=now,
+    )
+    session.add(cancellation)
+    session.flush()
+    if invoice is not None and assessment.refund > ZERO and assessment.due_by is not None:
+        refund = Refund(
+            application_id=application.id or 0,
+            cancellation_id=cancellation.id or 0,
+            invoice_id=invoice.id or 0,
+            amount=assessment.refund,
+            currency=invoice.currency,
+            due_by=assessment.due_by,
+            method=assessment.method or RefundMethod.bank_transfer.value,
+            created_at=now,
+        )
+        session.add(refund)
+        session.flush()
+    context = _mail_context(
+        application,
+        edition,
+        cancellation=cancellation,
+        refund=refund,
+        credit_note=credit_note,
+        fee_invoice=fee_invoice,
+        url=url,
+    )
+    attachments = [
+        Attachment(f"{kind}-{doc.number}.pdf", doc.pdf_key or "")
+        for kind, doc in (("credit-note", credit_note), ("invoice", fee_invoice))
+        if doc is not None and doc.pdf_key
+    ]
+    queue_email(
+        session,
+        kind="cancellation_accepted",
+        to=application.email,
+        subject=N_("Your place in the %(course)s is cancelled"),
+        subject_values={"course": localized(edition, "title", application.language)},
+        context=context,
+        application_id=application.id,
+        attachments=attachments,
+    )
+    queue_email(
+        session,
+        kind="cancellation_office_note",
+        to=office_email,
+        subject=f"Cancellation accepted: {application.full_name} ({application.reference})",
+        context=context,
+        application_id=application.id,
+        language="en",  # the office reads English whatever the participant chose
+    )
+    record_change(
+        session,
+        actor=actor,
+        action="application.cancelled",
+        entity="application",
+        entity_id=application.id or 0,
+        before={"status": before},
+        after={
+            "status": application.status,
+            "channel": request.channel,
+            "received_at": received_at.isoformat(),
+            "paid": f"{assessment.paid:.2f}",
+            "refund": f"{assessment.refund:.2f}",
+            "retained": f"{assessment.retained:.2f}",
+            "credit_note": credit_note.number if credit_note else None,
+            "fee_invoice": fee_invoice.number if fee_invoice else None,
+        },
+    )
+    offer_free_seats(
+        session,
+        edition=edition,
+        now=now,
+        offer_days=offer_days,
+        secret_key=secret_key,
+        base_url=base_url,
+    )
+    session.commit()
+    return CancellationOutcome(cancellation, refund, credit_note, fee_invoice)
+
+
+def _record_refusal(
+    session: Session,
+    *,
+    application: Application,
+    edition: Edition,
+    request: CancellationRequest,
+    assessment: Assessment,
+    actor: str,
+    storage: Storage,
+    email_file: bytes | None,
+    email_filename: str | None,
+    office_email: str,
+    url: str,
+) -> CancellationOutcome:
+    cancellation = Cancellation(
+        application_id=application.id or 0,
+        received_at=request.received_at.astimezone(UTC),
+        channel=request.channel,
+        course_name=(request.course_name or "").strip()[:300],
+        full_name=(request.full_name or "").strip()[:200],
+        registration_date=request.registration_date or date.min,
+        contact=(request.contact or "").strip()[:300],
+        accepted=False,
+        reason=assessment.reason,
+        deadline=assessment.deadline,
+        paid=assessment.paid,
+        refund_amount=ZERO,
+        retained=ZERO,
+        email_key=_store_email(storage, email_file),
+        email_filename=(email_filename or "")[:200] or None if email_file else None,
+        recorded_by=actor,
+    )
+    session.add(cancellation)
+    session.flush()
+    context = _mail_context(
+        application,
+        edition,
+        cancellation=cancellation,
+        refund=None,
+        credit_note=None,
+        fee_invoice=None,
+        url=url,
+    )
+    queue_email(
+        session,
+        kind="cancellation_refused",
+        to=application.email,
+        subject=N_("Your cancellation request for the %(course)s"),
+        subject_values={"course": localized(edition, "title", application.language)},
+        context=context,
+        application_id=application.id,
+    )
+    queue_email(
+        session,
+        kind="cancellation_office_note",
+        to=office_email,
+        subject=f"Cancellation refused: {application.full_name} ({application.reference})",
+        context=context,
+        application_id=application.id,
+        language="en",  # the office reads English whatever the participant chose
+    )
+    record_change(
+        session,
+        actor=actor,
+        action="application.cancellation_refused",
+        entity="application",
+        entity_id=application.id or 0,
+        after={
+            "channel": request.channel,
+            "received_at": cancellation.received_at.isoformat(),
+            "reason": assessment.reason,
+        },
+    )
+    session.commit()
+    return CancellationOutcome(cancellation, None, None, None)
+
+
+def accepted_cancellation(session: Session, application_id: int) -> Cancellation | None:
+    """The accepted cancellation of an application, if any."""
+    return session.exec(
+        select(Cancellation).where(Cancellation.accepted_application_id == application_id)
+    ).first()
+
+
+def _already_cancelled(
+    session: Session, application: Application, edition: Edition
+) -> AlreadyCancelled:
+    done = accepted_cancellation(session, application.id or 0)
+    if done is None:
+        return AlreadyCancelled(N_("This place is already cancelled; nothing more happens."))
+    day = done.received_at.astimezone(ZoneInfo(edition.timezone)).date()
+    return AlreadyCancelled(
+        f"This place was already cancelled on {day.day} {day:%B %Y}; nothing more happens "
+        "and nothing more is refunded."
+    )
+
+
+def cancellations_of(session: Session, application_id: int) -> list[Cancellation]:
+    """Every cancellation request of an application, newest first."""
+    return list(
+        session.exec(
+            select(Cancellation)
+            .where(Cancellation.application_id == application_id)
+            .order_by(col(Cancellation.received_at).desc(), col(Cancellation.id).desc())
+        ).all()
+    )
+
+
+# Refunds
+
+
+def refunds_of(session: Session, application_id: int) -> list[Refund]:
+    """An application's refunds, oldest first."""
+    return list(
+        session.exec(
+            select(Refund)
+            .where(Refund.application_id == application_id)
+            .order_by(col(Refund.created_at), col(Refund.id))
+        ).all()
+    )
+
+
+def refund_summary(refund: Refund) -> dict[str, Any]:
+    """A refund as plain values for the API (no bank details)."""
+    return {
+        "id": refund.id,
+        "amount": f"{refund.amount:.2f}",
+        "currency": refund.currency,
+        "due_by": refund.due_by,
+        "method": refund.method,
+        "status": refund.status,
+        "completed_on": refund.completed_on,
+        "reference": refund.reference,
+    }
+
+
+def get_refund(session: Session, refund_id: int) -> Refund:
+    """The refund with this id, or NotFound."""
+    refund = session.get(Refund, refund_id)
+    if refund is None:
+        raise NotFound(f"There is no refund {refund_id}.")
+    return refund
+
+
+def give_bank_details(
+    session: Session,
+    *,
+    application: Application,
+    account_holder: str,
+    iban: str,
+    bic: str,
+) -> Refund:
+    """The participant's account for a refund by bank transfer (IBAN checked, BIC outside SEPA)."""
+    refund = next(
+        (
+            r
+            for r in refunds_of(session, application.id or 0)
+            if r.status == RefundStatus.owed.value and r.method == RefundMethod.bank_transfer.value
+        ),
+        None,
+    )
+    if refund is None:
+        raise Conflict(
+            N_("No refund by bank transfer is owed to you, so no bank details are needed.")
+        )
+    holder = " ".join(account_holder.split())
+    compact = "".join(iban.split()).upper()
+    code = "".join(bic.split()).upper()
+    faults: dict[str, str] = {}
+    if not 2 <= len(holder) <= 200:
+        faults["account_holder"] = N_("Enter the name of the account holder.")
+    if not iban_is_valid(compact):
+        faults["iban"] = N_("This IBAN is not valid: check it against your bank statement.")
+    if code and not BIC_PATTERN.match(code):
+        faults["bic"] = N_("A BIC has 8 or 11 letters and digits, e.g. CAIXESBBXXX.")
+    elif not code and "iban" not in faults and compact[:2] not in SEPA_COUNTRIES:
+        faults["bic"] = N_("Your bank is outside the SEPA area: enter its BIC (SWIFT code).")
+    if faults:
+        raise InvalidInput(N_("The bank details need a correction."), fields=faults)
+    refund.account_holder = holder
+    refund.iban = compact
+    refund.bic = code
+    session.add(refund)
+    record_change(
+        session,
+        actor=application.email,
+        action="refund.bank_details",
+        entity="refund",
+        entity_id=refund.id or 0,
+        after={"iban": f"…{compact[-4:]}", "bic": code},
+    )
+    session.commit()
+    return refund
+
+
+def _mark_completed(
+    session: Session,
+    refund: Refund,
+    *,
+    completed_on: date,
+    reference: str,
+    actor: str,
+    method: str,
+    record_payment: bool,
+    now: datetime,
+) -> Refund:
+    # A conditional update: of two clicks on "Mark as paid", one pays out.
+    result = session.execute(
+        update(Refund)
+        .where(col(Refund.id) == refund.id, col(Refund.status) == RefundStatus.owed.value)
+        .values(
+            status=RefundStatus.completed.value,
+            completed_on=completed_on,
+            completed_by=actor,
+            reference=reference,
+        )
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        session.rollback()
+        session.refresh(refund)
+        raise RefundAlreadyCompleted(
+            f"Refund {refund.id} was already marked as paid on "
+            f"{refund.completed_on.isoformat() if refund.completed_on else 'an earlier day'}"
+            f"{f' (reference {refund.reference})' if refund.reference else ''}; nothing changed."
+        )
+    session.refresh(refund)
+    invoice = session.get(Invoice, refund.invoice_id)
+    assert invoice is not None
+    if record_payment:
+        session.add(
+            Payment(
+                invoice_id=refund.invoice_id,
+                amount=-refund.amount,
+                received_on=completed_on,
+                method=method,
+                reference=reference,
+                source=REFUND_SOURCE,
+                recorded_by=actor,
+                recorded_at=now,
+            )
+        )
+    application = session.get(Application, refund.application_id)
+    assert application is not None
+    edition = session.get(Edition, application.edition_id)
+    assert edition is not None
+    queue_email(
+        session,
+        kind="cancellation_refund_paid",
+        to=application.email,
+        subject=N_("Your refund of %(sum)s is on its way"),
+        subject_values={"sum": _refund_sum(refund, application.language)},
+        context={"application": application, "edition": edition, "refund": refund},
+        application_id=application.id,
+    )
+    record_change(
+        session,
+        actor=actor,
+        action="refund.completed",
+        entity="refund",
+        entity_id=refund.id or 0,
+        after={
+            "amount": f"{refund.amount:.2f}",
+            "invoice": invoice.number,
+            "completed_on": completed_on.isoformat(),
+            "reference": reference,
+            "method": method,
+        },
+    )
+    session.commit()
+    return refund
+
+
+def _check_completion(completed_on: date, reference: str, *, now: datetime, owed_on: date) -> str:
+    faults: dict[str, str] = {}
+    reference = reference.strip()
+    # The latest calendar day anywhere: a refund made today in any zone is not "in the future".
+    if completed_on > (now + timedelta(hours=14)).date():
+        faults["completed_on"] = N_("The day the refund was paid cannot be in the future.")
+    # A transfer cannot have paid the refund before the office's day it became owed (a
+    # mistyped year, say): the books would show the money going out first.
+    elif completed_on < owed_on:
+        faults["completed_on"] = N_(
+            "The day the refund was paid cannot be before the cancellation that made it owed."
+        )
+    if not reference:
+        faults["reference"] = N_("Enter the bank's reference of the transfer.")
+    elif len(reference) > 200:
+        faults["reference"] = N_("The reference is at most 200 characters.")
+    if faults:
+        raise InvalidInput(N_("The refund cannot be marked as paid."), fields=faults)
+    return reference
+
+
+def _owed_on(session: Session, refund: Refund) -> date:
+    """The day a refund became owed, on the clock of the edition's office."""
+    application = session.get(Application, refund.application_id)
+    edition = session.get(Edition, application.edition_id) if application else None
+    zone = ZoneInfo(edition.timezone) if edition else UTC
+    return refund.created_at.astimezone(zone).date()
+
+
+def complete_refund(
+    session: Session,
+    *,
+    refund_id: int,
+    completed_on: date,
+    reference: str,
+    actor: str,
+    now: datetime | None = None,
+) -> Refund:
+    """An administrator paid a bank refund: a negative payment on the original invoice."""
+    now = now or utcnow()
+    refund = get_refund(session, refund_id)
+    reference = _check_completion(
+        completed_on, reference, now=now, owed_on=_owed_on(session, refund)
+    )
+    if refund.status == RefundStatus.completed.value:
+        raise RefundAlreadyCompleted(
+            f"Refund {refund.id} was already marked as paid on "
+            f"{refund.completed_on.isoformat() if refund.completed_on else 'an earlier day'}; "
+            "nothing changed."
+        )
+    if refund.method == RefundMethod.card.value:
+        raise Conflict(
+            f"Refund {refund.id} goes back to the card through Stripe; it is marked as paid "
+            "when Stripe confirms it."
+        )
+    return _mark_completed(
+        session,
+        refund,
+        completed_on=completed_on,
+        reference=reference,
+        actor=actor,
+        method=PaymentMethod.bank_transfer.value,
+        record_payment=True,
+        now=now,
+    )
+
+
+def refund_by_card(
+    session: Session,
+    *,
+    refund_id: int,
+    completed_on: date,
+    reference: str,
+    actor: str = "stripe",
+    payment_recorded: bool = False,
+    now: datetime | None = None,
+) -> Refund:
+    """The hook for card refunds: call it once Stripe has paid a card refund back.
+
+    For the Stripe module: after the commit of a cancellation, list `card_refunds_owed`, create
+    each refund at Stripe against the card payment of `refund.invoice_id` for `refund.amount`,
+    and call this with Stripe's refund id as `reference`. When the `charge.refunded` webhook has
+    already recorded the negative payment, pass `payment_recorded=True` so it is not counted
+    twice. Completing twice raises RefundAlreadyCompleted.
+    """
+    now = now or utcnow()
+    refund = get_refund(session, refund_id)
+    if refund.method != RefundMethod.card.value:
+        raise Conflict(f"Refund {refund.id} is paid by bank transfer, not back to a card.")
+    return _mark_completed(
+        session,
+        refund,
+        completed_on=completed_on,
+        reference=reference.strip()[:200] or "stripe",
+        actor=actor,
+        method=PaymentMethod.card.value,
+        record_payment=not payment_recorded,
+        now=now,
+    )
+
+
+def card_refunds_owed(session: Session) -> list[Refund]:
+    """Card refunds waiting to be sent back through Stripe, oldest first."""
+    return list(
+        session.exec(
+            select(Refund)
+            .where(
+                Refund.status == RefundStatus.owed.value,
+                Refund.method == RefundMethod.card.value,
+            )
+            .order_by(col(Refund.due_by), col(Refund.id))
+        ).all()
+    )
+
+
+@dataclass(frozen=True)
+class RefundRow:
+    """An owed refund with who it is for and where it stands."""
+
+    refund: Refund
+    application: Application
+    edition: Edition
+    invoice: Invoice
+    days_left: int
+
+    @property
+    def overdue(self) -> bool:
+        """Past its due date."""
+        return self.days_left < 0
+
+
+@dataclass(frozen=True)
+class RefundsDue:
+    """Owed refunds: overdue, due within a week, due later; and the latest paid out."""
+
+    overdue: list[RefundRow]
+    this_week: list[RefundRow]
+    later: list[RefundRow]
+    completed: list[RefundRow]
+
+
+def refunds_due(session: Session, *, now: datetime | None = None) -> RefundsDue:
+    """Owed refunds sorted by how soon they are due (each counted on its edition's calendar)."""
+    now = now or utcnow()
+    rows = session.exec(
+        select(Refund, Application, Edition, Invoice)
+        .join(Application, col(Application.id) == col(Refund.application_id))
+        .join(Edition, col(Edition.id) == col(Application.edition_id))
+        .join(Invoice, col(Invoice.id) == col(Refund.invoice_id))
+        .order_by(col(Refund.due_by), col(Refund.id))
+    ).all()
+    overdue: list[RefundRow] = []
+    this_week: list[RefundRow] = []
+    later: list[RefundRow] = []
+    completed: list[RefundRow] = []
+    for refund, application, edition, invoice in rows:
+        today = now.astimezone(ZoneInfo(edition.timezone)).date()
+        row = RefundRow(refund, application, edition, invoice, (refund.due_by - today).days)
+        if refund.status == RefundStatus.completed.value:
+            completed.append(row)
+        elif row.days_left < 0:
+            overdue.append(row)
+        elif row.days_left < 7:
+            this_week.append(row)
+        else:
+            later.append(row)
+    completed.sort(
+        key=lambda r: (r.refund.completed_on or date.min, r.refund.id or 0), reverse=True
+    )
+    return RefundsDue(overdue, this_week, later, completed[:20])
