@@ -286,14 +286,15 @@ def worker(
     from app.platform.mail import deliver_due
     from app.platform.storage import make_storage
     from app.services.certificates.issuing import CertificateOptions
+    from app.worker import job_context
 
     settings = get_settings()
     engine = get_engine()
     storage = make_storage(settings)
-    context = jobs.JobContext(
-        engine=engine,
-        storage=storage,
-        certificate_options=CertificateOptions.from_settings(settings, cpu_count=os.cpu_count()),
+    context = job_context(
+        engine,
+        storage,
+        CertificateOptions.from_settings(settings, cpu_count=os.cpu_count()),
     )
     name = jobs.worker_name()
     last_chores = 0.0

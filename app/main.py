@@ -51,6 +51,7 @@ from app.routers import (
     stripe_payments,
 )
 from app.services.billing import card_payments
+from app.services.billing.invoices import render_invoice_attachment
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.services.office import personal_data
 from app.services.office.staff import LoginFailed, LoginThrottled
@@ -237,6 +238,7 @@ def mail_settings(settings: Settings) -> MailSettings:
         smtp_password=settings.smtp_password,
         smtp_starttls=settings.smtp_starttls,
         mail_dir=settings.mail_dir,
+        render_attachment=render_invoice_attachment,
     )
 
 

@@ -53,7 +53,7 @@ def _prepare(folder: Path) -> None:
 
 def _edition(session, slug: str, participants: int):  # type: ignore[no-untyped-def]
     """An edition that ended last month with `participants` eligible participants."""
-    from app.db import utcnow
+    from app.clock import utcnow
     from app.models import Application, AttendanceMark, FinalWork
     from app.services.editions.editions import EditionCreate, create_edition
 

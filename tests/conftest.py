@@ -26,12 +26,13 @@ os.environ["DIPLOMAT_DATABASE_URL"] = f"sqlite:///{_TMP / 'default.db'}"
 import app.services.office.staff  # noqa: E402
 from app.cli import alembic_config  # noqa: E402
 from app.config import Settings  # noqa: E402
-from app.db import get_read_session, get_session, make_engine  # noqa: E402
+from app.db import make_engine  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.platform.jobs import Work  # noqa: E402
 from app.routers.admin_invoices import import_launcher  # noqa: E402
 from app.routers.certificates import run_launcher  # noqa: E402
 from app.services.office.staff import create_user  # noqa: E402
+from app.web.sessions import get_read_session, get_session  # noqa: E402
 
 # Argon2's production cost (about half a second a hash here) would dominate the suite; the
 # tests check behaviour, not the cost, so they hash with the cheapest parameters.

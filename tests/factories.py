@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from pypdf import PdfWriter
 from sqlmodel import Session, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import (
     Application,
     AttendanceMark,

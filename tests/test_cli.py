@@ -7,7 +7,8 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from app.db import make_engine, utcnow
+from app.clock import utcnow
+from app.db import make_engine
 from app.models import Edition, Organisation, StaffUser
 from app.services.office.demo import example_next_edition
 

@@ -21,12 +21,12 @@ from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from app.config import Settings
-from app.db import get_read_session, get_session
 from app.main import create_app
 from app.models import Application, Invoice, StaffUser
 from app.platform.storage import LocalStorage, S3Storage, Storage, make_storage
 from app.services.billing import payments
 from app.services.errors import NotFound
+from app.web.sessions import get_read_session, get_session
 from tests.conftest import ADMIN_PASSWORD
 from tests.factories import open_edition
 from tests.routers.test_apply import PDF, form_data, post_form

@@ -16,8 +16,9 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, create_engine, func, select
 
+from app.clock import utcnow
 from app.config import Settings
-from app.db import make_engine, utcnow, writer_engine
+from app.db import make_engine, writer_engine
 from app.models import (
     Application,
     AttendanceMark,
@@ -42,6 +43,7 @@ from app.services.certificates import issuing as certificates
 from app.services.editions.editions import EditionCreate, create_edition
 from app.services.errors import Conflict
 from app.services.office.staff import create_user
+from app.worker import job_context
 from tests.conftest import fresh_postgres_database, migrate
 from tests.factories import open_edition
 from tests.services.test_mail import Inbox, free_port
@@ -352,7 +354,7 @@ def test_a_run_whose_worker_died_is_resumed_by_another_that_renders_only_the_res
     options = certificates.CertificateOptions.from_settings(settings)
 
     def context(storage: LocalStorage) -> jobs.JobContext:
-        return jobs.JobContext(engine=engine, storage=storage, certificate_options=options)
+        return job_context(engine, storage, options)
 
     dying = CountingStorage(tmp_path / "files", die_before=3)
     with pytest.raises(WorkerDied):

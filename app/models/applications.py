@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.db import Amount, UTCDateTime, utcnow
+from app.clock import utcnow
+from app.models.types import Amount, UTCDateTime
 
 
 class ApplicationStatus(StrEnum):

@@ -6,7 +6,8 @@ from typing import Any
 from sqlalchemy import JSON, String
 from sqlmodel import Field, SQLModel
 
-from app.db import UTCDateTime, utcnow
+from app.clock import utcnow
+from app.models.types import UTCDateTime
 
 
 class AuditEntry(SQLModel, table=True):

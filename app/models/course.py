@@ -7,7 +7,8 @@ from enum import StrEnum
 from sqlalchemy import JSON, Column, String, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
-from app.db import Amount, UTCDateTime, utcnow
+from app.clock import utcnow
+from app.models.types import Amount, UTCDateTime
 
 
 class SessionKind(StrEnum):

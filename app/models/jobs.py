@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, String, Text
 from sqlmodel import Field, SQLModel
 
-from app.db import UTCDateTime, utcnow
+from app.clock import utcnow
+from app.models.types import UTCDateTime
 
 
 class BackgroundJob(SQLModel, table=True):

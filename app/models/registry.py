@@ -5,7 +5,8 @@ from datetime import datetime
 from sqlalchemy import String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.db import UTCDateTime, utcnow
+from app.clock import utcnow
+from app.models.types import UTCDateTime
 
 
 class Organisation(SQLModel, table=True):

@@ -7,7 +7,8 @@ from enum import StrEnum
 from sqlalchemy import String, Text
 from sqlmodel import Field, SQLModel
 
-from app.db import Amount, UTCDateTime, utcnow
+from app.clock import utcnow
+from app.models.types import Amount, UTCDateTime
 
 
 class CheckoutStatus(StrEnum):

@@ -4,8 +4,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from app.db import insert_rows, new_row
 from app.models import AuditEntry
+from app.platform.rows import insert_rows, new_row
 
 
 def record_change(

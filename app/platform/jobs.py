@@ -17,7 +17,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,10 +25,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, and_, func, or_, update
 from sqlmodel import Session, col, select
 
-from app.db import utcnow, writer_engine
+from app.clock import utcnow
+from app.db import writer_engine
 from app.models import BackgroundJob
 from app.platform.storage import Storage
-from app.services.certificates.issuing import CertificateOptions
 
 log = logging.getLogger("diplomat.jobs")
 
@@ -83,17 +83,17 @@ class Claim:
             raise ClaimLost(f"job {self.job_id} was taken over by another worker")
 
 
+Handler = Callable[[Claim, "JobContext", Session | None], dict[str, Any] | None]
+
+
 @dataclass(frozen=True)
 class JobContext:
-    """What the work of a job needs from the process that runs it."""
+    """What the work of a job needs from the process that runs it: the database, the files,
+    and the handler of each kind of job this process can do (the table is `app.worker`'s)."""
 
     engine: Engine
     storage: Storage
-    # What certificates are printed with; a process that only imports statements has none.
-    certificate_options: CertificateOptions | None = None
-
-
-Handler = Callable[[Claim, JobContext, Session | None], dict[str, Any] | None]
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
 
 
 def worker_name() -> str:
@@ -344,17 +344,6 @@ class _Heartbeat:
                 log.exception("job %s: heartbeat failed", self._held.job_id)
 
 
-def _handlers() -> dict[str, Handler]:
-    # Imported here: the kinds' modules queue jobs through this one.
-    from app.services.billing import statements
-    from app.services.certificates import bulk_runs as certificate_runs
-
-    return {
-        certificate_runs.JOB_KIND: certificate_runs.run_job,
-        statements.JOB_KIND: statements.run_job,
-    }
-
-
 def run_claimed(
     held: Claim,
     context: JobContext,
@@ -366,7 +355,7 @@ def run_claimed(
 
     With a session given everything happens in it (and no heartbeat runs beside it).
     """
-    handler = _handlers().get(held.kind)
+    handler = context.handlers.get(held.kind)
     result: dict[str, Any] | None = None
     error = ""
     try:

@@ -3,6 +3,7 @@
 import logging
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -14,9 +15,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import Engine, or_, update
 from sqlmodel import Session, col, select
 
-from app.db import insert_rows, new_row, utcnow, writer_engine
+from app.clock import utcnow
+from app.db import writer_engine
 from app.models import Application, OutboxMessage
 from app.platform import i18n
+from app.platform.rows import insert_rows, new_row
 from app.platform.storage import Storage
 
 log = logging.getLogger("diplomat.mail")
@@ -43,6 +46,11 @@ i18n.install(_html)
 i18n.install(_text)
 
 
+def normalise_email(email: str) -> str:
+    """E-mail addresses compare case-insensitively and without surrounding blanks."""
+    return email.strip().lower()
+
+
 @dataclass(frozen=True)
 class Attachment:
     """A stored file to attach; an invoice's PDF is rendered when the mail is built."""
@@ -51,6 +59,9 @@ class Attachment:
     key: str
     content_type: str = "application/pdf"
     invoice_number: str = ""
+
+
+AttachmentRenderer = Callable[[Session, dict[str, Any], "Storage"], None]
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,9 @@ class MailSettings:
     smtp_starttls: bool = True
     mail_dir: Path | None = None
     timeout: float = 15.0
+    # Attachments rendered on first use (an invoice PDF): given each attachment whose file is
+    # not stored yet, the renderer stores it. The mail outbox knows no kind of document.
+    render_attachment: "AttachmentRenderer | None" = None
 
 
 def queue_email(
@@ -250,8 +264,9 @@ def deliver_due(
             continue
         problem: Exception | None = None
         try:
-            with Session(engine) as reader:
-                _render_invoices(reader, claimed, storage)
+            if settings.render_attachment is not None:
+                with Session(engine) as reader:
+                    _render_missing(reader, claimed, storage, settings.render_attachment)
             _transmit(build_message(claimed, sender=settings.sender, storage=storage), settings)
         except Exception as exc:  # any failure means: try again later
             problem = exc
@@ -284,14 +299,13 @@ def deliver_due(
     return sent, failed
 
 
-def _render_invoices(session: Session, outbox: OutboxMessage, storage: Storage) -> None:
-    """Make sure attached invoice PDFs exist (they are rendered on first use)."""
-    from app.services.billing.invoices import ensure_invoice_pdf, get_invoice
-
+def _render_missing(
+    session: Session, outbox: OutboxMessage, storage: Storage, render: "AttachmentRenderer"
+) -> None:
+    """Make sure every attachment's file exists (some are rendered on first use)."""
     for attachment in outbox.attachments:
-        number = attachment.get("invoice_number")
-        if number and not storage.exists(attachment["key"]):
-            ensure_invoice_pdf(session, get_invoice(session, number), storage)
+        if not storage.exists(attachment["key"]):
+            render(session, attachment, storage)
 
 
 def retry_failed(session: Session, message_id: int) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import RateLimitWindow
 from app.services.errors import DomainError
 

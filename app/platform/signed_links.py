@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from app.db import utcnow
+from app.clock import utcnow
 
 PORTAL_SALT = "diplomat.portal"
 GROUP_SALT = "diplomat.group"

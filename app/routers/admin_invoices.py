@@ -35,6 +35,7 @@ from app.web.dependencies import (
     templates,
 )
 from app.web.security import verify_csrf
+from app.worker import job_context
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -702,7 +703,7 @@ def statement_import(
         jobs.launch_job(
             launch,
             job.id or 0,
-            jobs.JobContext(engine=request.app.state.engine, storage=storage),
+            job_context(request.app.state.engine, storage),
         )
     return _see_other(f"/admin/statements/imports/{job.id}")
 

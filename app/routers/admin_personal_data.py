@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import Application, Edition, StaffUser
 from app.platform.i18n import gettext, translate, translate_fields
 from app.platform.pdf import render_pdf

@@ -12,11 +12,11 @@ from app.models import Application, ApplicationStatus, Edition
 from app.routers.api_attendance import application_attendance
 from app.routers.final_work import api_eligibility, api_final_work
 from app.services.billing.payments import participant_balance, participant_invoices
+from app.services.billing.refunds import refund_summary, refunds_of
 from app.services.certificates.issuing import summary as certificate_summary
 from app.services.editions.editions import get_edition, local_time
 from app.services.errors import NotFound
 from app.services.registrations import applications as service
-from app.services.registrations.cancellation_intake import refund_summary, refunds_of
 from app.services.registrations.review import ApplicationFilters, list_applications
 from app.services.registry.countries import country_name
 from app.web.dependencies import ApiAdmin, SellerDep, SessionDep, SettingsDep, StorageDep

@@ -14,8 +14,8 @@ from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
 
+from app.clock import utcnow
 from app.config import Settings
-from app.db import utcnow
 from app.models import (
     Application,
     ApplicationStatus,

@@ -13,9 +13,10 @@ from sqlalchemy.orm import object_session
 from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import Application, Cancellation, Edition, Refund, RefundStatus
 from app.platform.i18n import N_, gettext, stored_money, translate
+from app.services.billing import refunds as refund_service
 from app.services.editions.editions import applications_are_open, get_edition, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registrations import cancellation_intake as service
@@ -68,7 +69,7 @@ def _panel(session: Session, application: Application) -> dict[str, Any]:
     now = utcnow()
     requests = service.cancellations_of(session, application.id or 0)
     accepted = next((c for c in requests if c.accepted), None)
-    refunds = service.refunds_of(session, application.id or 0)
+    refunds = refund_service.refunds_of(session, application.id or 0)
     offer = waitlist.open_offer(session, application.id or 0, now=now)
     return {
         "edition": edition,
@@ -221,7 +222,7 @@ def refund_details(
         "bic": _text(form, "bic", 20),
     }
     try:
-        refund = service.give_bank_details(session, application=application, **values)
+        refund = refund_service.give_bank_details(session, application=application, **values)
     except InvalidInput as exc:
         return templates.TemplateResponse(
             request,
@@ -332,7 +333,7 @@ def _record_context(
         "notice": translate(notice) or None,
         "channels": [(code, translate(label)) for code, label in CHANNEL_LABELS.items()],
         "history": service.cancellations_of(session, application.id or 0),
-        "refunds": service.refunds_of(session, application.id or 0),
+        "refunds": refund_service.refunds_of(session, application.id or 0),
         "refusal": translate(refusal),
         "assessment": service.assess(session, application=application, received_at=now)
         if refusal is None
@@ -512,10 +513,10 @@ def _refunds_page(
     values: dict[int, dict[str, str]] | None = None,
     status_code: int = 200,
 ) -> Response:
-    due = service.refunds_due(session)
+    due = refund_service.refunds_due(session)
     return templates.TemplateResponse(
         request,
-        "admin/cancellations/refunds.html",
+        "admin/cancellations/refund_service.html",
         {
             "user": user,
             "active": "refunds",
@@ -556,7 +557,7 @@ def refund_complete(
             status_code=422,
         )
     try:
-        refund = service.complete_refund(
+        refund = refund_service.complete_refund(
             session,
             refund_id=refund_id,
             completed_on=completed_on,
@@ -682,7 +683,7 @@ class RefundCompleteIn(BaseModel):
 
 
 def _refund_out(refund: Refund) -> RefundOut:
-    return RefundOut.model_validate(service.refund_summary(refund))
+    return RefundOut.model_validate(refund_service.refund_summary(refund))
 
 
 @api_router.post(
@@ -739,7 +740,7 @@ def api_complete_refund(
     refund_id: int, data: RefundCompleteIn, session: SessionDep, admin: ApiAdmin
 ) -> RefundOut:
     """Mark a bank refund as paid (a negative payment on the original invoice); twice is 409."""
-    refund = service.complete_refund(
+    refund = refund_service.complete_refund(
         session,
         refund_id=refund_id,
         completed_on=data.completed_on,

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 
+from app.clock import utcnow
 from app.config import Settings
-from app.db import utcnow
 from app.models import Application, Certificate, Edition
 from app.platform import i18n
 from app.platform.i18n import gettext, translate, translate_fields

@@ -10,8 +10,8 @@ from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData, UploadFile
 
+from app.clock import utcnow
 from app.config import Settings
-from app.db import utcnow
 from app.models import Application, Edition, FinalWork
 from app.platform.i18n import N_, gettext, translate, translate_fields
 from app.routers import admin_applications, applicants

@@ -8,8 +8,8 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
 
+from app.clock import utcnow
 from app.config import Settings
-from app.db import utcnow
 from app.models import Application, Edition
 from app.platform.i18n import gettext, translate, translate_fields
 from app.routers import applicants

@@ -14,7 +14,6 @@ from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
 
 from app.config import Settings
-from app.db import get_read_session, get_session
 from app.models import Role, StaffUser
 from app.platform import i18n
 from app.platform.storage import Storage
@@ -24,6 +23,7 @@ from app.services.office.staff import user_for_token
 from app.services.registry.countries import local_country_name
 from app.web.language import language_links
 from app.web.security import csrf_token
+from app.web.sessions import get_read_session, get_session
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import app.db
+import app.models.types
 
 revision: str = '0002'
 down_revision: str | None = '0001'
@@ -35,7 +35,7 @@ def upgrade() -> None:
     sa.Column('contact_email', sa.String(length=254), nullable=False),
     sa.Column('contact_name', sa.String(length=200), nullable=False),
     sa.Column('coordinator_token_version', sa.Integer(), nullable=False),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['edition_id'], ['edition.id'], ),
     sa.ForeignKeyConstraint(['organisation_id'], ['organisation.id'], ),
     sa.PrimaryKeyConstraint('id'),
@@ -65,17 +65,17 @@ def upgrade() -> None:
     sa.Column('cv_filename', sa.String(length=200), nullable=True),
     sa.Column('group_id', sa.Integer(), nullable=True),
     sa.Column('language', sa.String(length=8), nullable=False),
-    sa.Column('consent_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('consent_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('quote', sa.JSON(), nullable=False),
-    sa.Column('quoted_total', app.db.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('quoted_total', app.models.types.Amount(precision=12, scale=2), nullable=False),
     sa.Column('portal_token_version', sa.Integer(), nullable=False),
-    sa.Column('submitted_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('decided_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('submitted_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('decided_by', sa.String(length=254), nullable=True),
     sa.Column('decision_note', sa.Text(), nullable=False),
-    sa.Column('waitlisted_at', app.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('confirmed_at', app.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('withdrawn_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('waitlisted_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('confirmed_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('withdrawn_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('fee_waiver_number', sa.String(length=20), nullable=True),
     sa.Column('fee_waiver_key', sa.String(length=200), nullable=True),
     sa.Column('staff_notes', sa.Text(), nullable=False),
@@ -84,15 +84,15 @@ def upgrade() -> None:
     sa.Column('accessibility', sa.String(length=500), nullable=False),
     sa.Column('arrival_date', sa.Date(), nullable=True),
     sa.Column('departure_date', sa.Date(), nullable=True),
-    sa.Column('logistics_updated_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('logistics_updated_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('visa_letter_needed', sa.Boolean(), nullable=False),
     sa.Column('nationality', sa.String(length=3), nullable=True),
     sa.Column('passport_number', sa.String(length=40), nullable=True),
     sa.Column('date_of_birth', sa.Date(), nullable=True),
     sa.Column('visa_letter_key', sa.String(length=200), nullable=True),
-    sa.Column('visa_letter_issued_at', app.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('visa_letter_issued_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['edition_id'], ['edition.id'], ),
     sa.ForeignKeyConstraint(['group_id'], ['applicant_group.id'], ),
     sa.ForeignKeyConstraint(['organisation_id'], ['organisation.id'], ),
@@ -121,11 +121,11 @@ def upgrade() -> None:
     sa.Column('attachments', sa.JSON(), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('next_attempt_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=False),
     sa.Column('message_id', sa.String(length=200), nullable=False),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('sent_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.PrimaryKeyConstraint('id')
     )

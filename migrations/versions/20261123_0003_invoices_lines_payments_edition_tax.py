@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import app.db
+import app.models.types
 
 revision: str = '0003'
 down_revision: str | None = '0002'
@@ -31,17 +31,17 @@ def upgrade() -> None:
     sa.Column('group_id', sa.Integer(), nullable=True),
     sa.Column('issue_date', sa.Date(), nullable=False),
     sa.Column('due_date', sa.Date(), nullable=False),
-    sa.Column('issued_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('issued_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('issued_by', sa.String(length=254), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('seller', sa.JSON(), nullable=False),
     sa.Column('buyer', sa.JSON(), nullable=False),
     sa.Column('payment_instructions', sa.JSON(), nullable=False),
-    sa.Column('tax_rate', app.db.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('tax_rate', app.models.types.Amount(precision=12, scale=2), nullable=False),
     sa.Column('tax_note', sa.Text(), nullable=False),
-    sa.Column('net_total', app.db.Amount(precision=12, scale=2), nullable=False),
-    sa.Column('tax_total', app.db.Amount(precision=12, scale=2), nullable=False),
-    sa.Column('total', app.db.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('net_total', app.models.types.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('tax_total', app.models.types.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('total', app.models.types.Amount(precision=12, scale=2), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('pdf_key', sa.String(length=200), nullable=True),
     sa.Column('subject', sa.String(length=300), nullable=False),
@@ -65,9 +65,9 @@ def upgrade() -> None:
     sa.Column('credits_line_id', sa.Integer(), nullable=True),
     sa.Column('description', sa.String(length=500), nullable=False),
     sa.Column('details', sa.JSON(), nullable=False),
-    sa.Column('net', app.db.Amount(precision=12, scale=2), nullable=False),
-    sa.Column('tax', app.db.Amount(precision=12, scale=2), nullable=False),
-    sa.Column('gross', app.db.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('net', app.models.types.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('tax', app.models.types.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('gross', app.models.types.Amount(precision=12, scale=2), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.ForeignKeyConstraint(['credits_line_id'], ['invoice_line.id'], ),
     sa.ForeignKeyConstraint(['invoice_id'], ['invoice.id'], ),
@@ -81,17 +81,17 @@ def upgrade() -> None:
     op.create_table('payment',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('invoice_id', sa.Integer(), nullable=False),
-    sa.Column('amount', app.db.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('amount', app.models.types.Amount(precision=12, scale=2), nullable=False),
     sa.Column('received_on', sa.Date(), nullable=False),
     sa.Column('method', sa.String(length=16), nullable=False),
     sa.Column('reference', sa.String(length=200), nullable=False),
     sa.Column('source', sa.String(length=16), nullable=False),
     sa.Column('external_id', sa.String(length=200), nullable=True),
     sa.Column('recorded_by', sa.String(length=254), nullable=False),
-    sa.Column('recorded_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('flagged', sa.Boolean(), nullable=False),
     sa.Column('flag_reason', sa.String(length=500), nullable=False),
-    sa.Column('resolved_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('resolved_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['invoice_id'], ['invoice.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('external_id')
@@ -100,7 +100,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_payment_invoice_id'), ['invoice_id'], unique=False)
 
     # Plain ADD COLUMN (SQLite supports it with a default): no table rebuild of edition.
-    op.add_column('edition', sa.Column('tax_rate', app.db.Amount(precision=12, scale=2), nullable=False, server_default=sa.text('0')))
+    op.add_column('edition', sa.Column('tax_rate', app.models.types.Amount(precision=12, scale=2), nullable=False, server_default=sa.text('0')))
     op.add_column('edition', sa.Column('tax_note', sa.String(length=300), nullable=False, server_default=''))
 
     # ### end Alembic commands ###

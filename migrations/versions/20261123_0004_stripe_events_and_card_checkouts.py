@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import app.db
+import app.models.types
 
 revision: str = '0004'
 down_revision: str | None = '0003'
@@ -24,8 +24,8 @@ def upgrade() -> None:
     op.create_table('stripe_event',
     sa.Column('id', sa.String(length=255), nullable=False),
     sa.Column('type', sa.String(length=100), nullable=False),
-    sa.Column('received_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('processed_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('received_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('processed_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('card_checkout',
@@ -33,10 +33,10 @@ def upgrade() -> None:
     sa.Column('invoice_id', sa.Integer(), nullable=False),
     sa.Column('application_id', sa.Integer(), nullable=False),
     sa.Column('stripe_session_id', sa.String(length=255), nullable=True),
-    sa.Column('amount', app.db.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('amount', app.models.types.Amount(precision=12, scale=2), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('url', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.ForeignKeyConstraint(['invoice_id'], ['invoice.id'], ),

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import app.db
+import app.models.types
 
 revision: str = '0005'
 down_revision: str | None = '0004'
@@ -25,7 +25,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('application_id', sa.Integer(), nullable=False),
     sa.Column('accepted_application_id', sa.Integer(), nullable=True),
-    sa.Column('received_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('received_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('channel', sa.String(length=12), nullable=False),
     sa.Column('course_name', sa.String(length=300), nullable=False),
     sa.Column('full_name', sa.String(length=200), nullable=False),
@@ -33,10 +33,10 @@ def upgrade() -> None:
     sa.Column('contact', sa.String(length=300), nullable=False),
     sa.Column('accepted', sa.Boolean(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('deadline', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('paid', app.db.Amount(precision=12, scale=2), nullable=False),
-    sa.Column('refund_amount', app.db.Amount(precision=12, scale=2), nullable=False),
-    sa.Column('retained', app.db.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('deadline', app.models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('paid', app.models.types.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('refund_amount', app.models.types.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('retained', app.models.types.Amount(precision=12, scale=2), nullable=False),
     sa.Column('refund_due_by', sa.Date(), nullable=True),
     sa.Column('original_invoice_id', sa.Integer(), nullable=True),
     sa.Column('credit_note_id', sa.Integer(), nullable=True),
@@ -44,7 +44,7 @@ def upgrade() -> None:
     sa.Column('email_key', sa.String(length=200), nullable=True),
     sa.Column('email_filename', sa.String(length=200), nullable=True),
     sa.Column('recorded_by', sa.String(length=254), nullable=False),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['accepted_application_id'], ['application.id'], ),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.ForeignKeyConstraint(['credit_note_id'], ['invoice.id'], ),
@@ -61,10 +61,10 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('application_id', sa.Integer(), nullable=False),
     sa.Column('edition_id', sa.Integer(), nullable=False),
-    sa.Column('offered_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('offered_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
-    sa.Column('responded_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('responded_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.ForeignKeyConstraint(['edition_id'], ['edition.id'], ),
     sa.PrimaryKeyConstraint('id')
@@ -80,7 +80,7 @@ def upgrade() -> None:
     sa.Column('application_id', sa.Integer(), nullable=False),
     sa.Column('cancellation_id', sa.Integer(), nullable=False),
     sa.Column('invoice_id', sa.Integer(), nullable=False),
-    sa.Column('amount', app.db.Amount(precision=12, scale=2), nullable=False),
+    sa.Column('amount', app.models.types.Amount(precision=12, scale=2), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('due_by', sa.Date(), nullable=False),
     sa.Column('method', sa.String(length=16), nullable=False),
@@ -91,7 +91,7 @@ def upgrade() -> None:
     sa.Column('account_holder', sa.String(length=200), nullable=False),
     sa.Column('iban', sa.String(length=34), nullable=False),
     sa.Column('bic', sa.String(length=11), nullable=False),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.ForeignKeyConstraint(['cancellation_id'], ['cancellation.id'], ),
     sa.ForeignKeyConstraint(['invoice_id'], ['invoice.id'], ),

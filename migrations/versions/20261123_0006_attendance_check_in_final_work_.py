@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import app.db
+import app.models.types
 
 revision: str = '0006'
 down_revision: str | None = '0005'
@@ -29,7 +29,7 @@ def upgrade() -> None:
     sa.Column('previous_status', sa.String(length=12), nullable=True),
     sa.Column('source', sa.String(length=12), nullable=False),
     sa.Column('marked_by', sa.String(length=254), nullable=False),
-    sa.Column('marked_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('marked_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.ForeignKeyConstraint(['course_session_id'], ['course_session.id'], ),
     sa.PrimaryKeyConstraint('id')
@@ -46,7 +46,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('source', sa.String(length=12), nullable=False),
     sa.Column('marked_by', sa.String(length=254), nullable=False),
-    sa.Column('marked_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('marked_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.ForeignKeyConstraint(['course_session_id'], ['course_session.id'], ),
     sa.PrimaryKeyConstraint('id'),
@@ -63,7 +63,7 @@ def upgrade() -> None:
     sa.Column('code_tried', sa.String(length=40), nullable=False),
     sa.Column('succeeded', sa.Boolean(), nullable=False),
     sa.Column('reason', sa.String(length=200), nullable=False),
-    sa.Column('attempted_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('attempted_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.ForeignKeyConstraint(['course_session_id'], ['course_session.id'], ),
     sa.PrimaryKeyConstraint('id')
@@ -77,7 +77,7 @@ def upgrade() -> None:
     sa.Column('course_session_id', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=12), nullable=False),
     sa.Column('created_by', sa.String(length=254), nullable=False),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['course_session_id'], ['course_session.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('course_session_id')
@@ -87,7 +87,7 @@ def upgrade() -> None:
     sa.Column('application_id', sa.Integer(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('granted_by', sa.String(length=254), nullable=False),
-    sa.Column('granted_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('granted_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('application_id')
@@ -98,11 +98,11 @@ def upgrade() -> None:
     sa.Column('file_key', sa.String(length=200), nullable=True),
     sa.Column('filename', sa.String(length=200), nullable=True),
     sa.Column('size_bytes', sa.Integer(), nullable=True),
-    sa.Column('uploaded_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('uploaded_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('note', sa.Text(), nullable=False),
     sa.Column('assessed_by', sa.String(length=254), nullable=True),
-    sa.Column('assessed_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('assessed_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.PrimaryKeyConstraint('id'),

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import app.db
+import app.models.types
 
 revision: str = '0007'
 down_revision: str | None = '0006'
@@ -24,7 +24,7 @@ def upgrade() -> None:
     op.create_table('rate_limit_window',
     sa.Column('scope', sa.String(length=40), nullable=False),
     sa.Column('subject', sa.String(length=64), nullable=False),
-    sa.Column('window_start', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('window_start', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('hits', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('scope', 'subject', 'window_start')
     )
@@ -42,9 +42,9 @@ def upgrade() -> None:
     sa.Column('skipped', sa.JSON(), nullable=False),
     sa.Column('error', sa.Text(), nullable=False),
     sa.Column('started_by', sa.String(length=254), nullable=False),
-    sa.Column('started_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('heartbeat_at', app.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('heartbeat_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['edition_id'], ['edition.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -60,14 +60,14 @@ def upgrade() -> None:
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('holder_name', sa.String(length=200), nullable=False),
     sa.Column('issued_on', sa.Date(), nullable=False),
-    sa.Column('issued_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('issued_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('issued_by', sa.String(length=254), nullable=False),
-    sa.Column('reissued_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('reissued_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('pdf_key', sa.String(length=200), nullable=True),
-    sa.Column('revoked_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('revoked_by', sa.String(length=254), nullable=True),
     sa.Column('revoke_reason', sa.Text(), nullable=False),
-    sa.Column('updated_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.ForeignKeyConstraint(['edition_id'], ['edition.id'], ),
     sa.PrimaryKeyConstraint('id'),
@@ -83,7 +83,7 @@ def upgrade() -> None:
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('holder_name', sa.String(length=200), nullable=False),
     sa.Column('issued_on', sa.Date(), nullable=False),
-    sa.Column('issued_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('issued_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('issued_by', sa.String(length=254), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('pdf_key', sa.String(length=200), nullable=True),

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import app.db
+import app.models.types
 
 revision: str = '0008'
 down_revision: str | None = '0007'

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import app.db
+import app.models.types
 
 revision: str = '0009'
 down_revision: str | None = '0008'
@@ -26,14 +26,14 @@ def upgrade() -> None:
     sa.Column('payload', sa.JSON(), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('created_by', sa.String(length=254), nullable=False),
-    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('claimed_by', sa.String(length=120), nullable=True),
-    sa.Column('claimed_at', app.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('heartbeat_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('claimed_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('heartbeat_at', app.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('result', sa.JSON(), nullable=True),
     sa.Column('error', sa.Text(), nullable=False),
-    sa.Column('finished_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', app.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('background_job', schema=None) as batch_op:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import app.db
+import app.models.types
 
 revision: str = '0010'
 down_revision: str | None = '0009'
@@ -26,9 +26,9 @@ def upgrade() -> None:
         )
 
     with op.batch_alter_table('application', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('erased_at', app.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('erased_at', app.models.types.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(
-            sa.Column('optional_data_erased_at', app.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column('optional_data_erased_at', app.models.types.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.create_index(batch_op.f('ix_application_erased_at'), ['erased_at'], unique=False)
 

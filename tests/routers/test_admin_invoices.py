@@ -27,6 +27,7 @@ from app.platform.storage import Storage
 from app.services.billing import invoices as invoicing
 from app.services.billing import payments, statements
 from app.services.registrations import applications as service
+from app.worker import job_context
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import application_payload, make_organisation, office_today, open_edition
 from tests.routers.test_auth import csrf_from, login
@@ -556,9 +557,7 @@ def test_with_jobs_left_to_workers_the_import_page_polls_until_a_worker_has_done
     assert not session.exec(select(Payment).where(Payment.source == statements.SOURCE)).all()
 
     # A worker claims the job and does it (here in the test's session).
-    jobs.start_in_process(
-        job.id or 0, jobs.JobContext(engine=session.get_bind(), storage=storage), session
-    )  # type: ignore[arg-type]
+    jobs.start_in_process(job.id or 0, job_context(session.get_bind(), storage), session)  # type: ignore[arg-type]
     polled = admin.get(f"/admin/statements/imports/{job.id}", headers={"HX-Request": "true"})
     assert "1 payment recorded, 0 already recorded before, 0 lines skipped." in unescape(
         polled.text

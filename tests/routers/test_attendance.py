@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import (
     Application,
     AttendanceMark,

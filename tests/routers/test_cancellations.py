@@ -20,8 +20,8 @@ from app.models import (
 )
 from app.platform.storage import LocalStorage
 from app.services.billing import payments
+from app.services.billing import refunds as refund_service
 from app.services.registrations import applications as applications_service
-from app.services.registrations import cancellation_intake as cancellations_service
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
 from tests.factories import open_edition
 from tests.routers.test_auth import csrf_from, login
@@ -50,7 +50,7 @@ def participant(
     if edition is None:
         edition = open_edition(session)
     application = admit(session, storage, admin, apply(session, storage, edition, email=email))
-    found = cancellations_service.registration_invoice(session, application.id or 0)
+    found = refund_service.registration_invoice(session, application.id or 0)
     assert found is not None
     invoice = found[0]
     if paid:

@@ -12,12 +12,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from app.config import Settings
-from app.db import get_session
 from app.main import create_app
 from app.models import Application, CardCheckout, Edition, Payment, StaffUser, StripeEvent
 from app.platform.storage import LocalStorage
 from app.services.billing import card_payments
 from app.services.registrations import applications as service
+from app.web.sessions import get_session
 from tests.factories import open_edition
 from tests.routers.test_auth import csrf_from
 from tests.services.test_card_payments import (

@@ -6,8 +6,8 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from app.db import get_session
 from app.web.security import verify_csrf
+from app.web.sessions import get_session
 
 # Routes that change state without a session cookie (the webhook is signed; the API uses
 # bearer tokens, which a browser never sends by itself).

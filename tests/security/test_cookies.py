@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from app.config import Settings
-from app.db import get_session
 from app.main import create_app
 from app.models import StaffUser
+from app.web.sessions import get_session
 from tests.conftest import ADMIN_PASSWORD
 from tests.routers.test_auth import csrf_from, login
 from tests.security import two_participants

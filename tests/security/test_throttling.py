@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select, update
 
+from app.clock import utcnow
 from app.config import Settings
-from app.db import utcnow
 from app.models import LoginAttempt, OutboxMessage, StaffUser
 from app.platform import rate_limit
 from app.services.registrations.applications import LINK_RESENDS_PER_HOUR

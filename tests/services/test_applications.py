@@ -9,8 +9,9 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from app.db import insert_rows, new_row, reserve_id, writer_engine
+from app.db import writer_engine
 from app.models import Application, AuditEntry, Edition, OutboxMessage, StaffUser
+from app.platform.rows import insert_rows, new_row, reserve_id
 from app.platform.storage import LocalStorage
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registrations import applications as service

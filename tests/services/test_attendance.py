@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from app.db import utcnow, writer_engine
+from app.clock import utcnow
+from app.db import writer_engine
 from app.models import (
     Application,
     AttendanceChange,

@@ -28,6 +28,7 @@ from app.models import (
 from app.platform.storage import LocalStorage
 from app.services.billing import invoices as invoicing
 from app.services.billing import payments
+from app.services.billing import refunds as refund_service
 from app.services.errors import Conflict, InvalidInput
 from app.services.registrations import applications as applications_service
 from app.services.registrations import cancellation_intake as service
@@ -309,7 +310,7 @@ def test_a_card_payer_is_refunded_to_the_card(
     outcome = cancel(session, storage, application)
     assert outcome.refund is not None and outcome.refund.method == "card"
     with pytest.raises(Conflict, match="through Stripe"):
-        service.complete_refund(
+        refund_service.complete_refund(
             session,
             refund_id=outcome.refund.id or 0,
             completed_on=PAID_OUT.date(),
@@ -317,7 +318,7 @@ def test_a_card_payer_is_refunded_to_the_card(
             reference="x",
             actor="admin@example.org",
         )
-    refund = service.refund_by_card(
+    refund = refund_service.refund_by_card(
         session, refund_id=outcome.refund.id or 0, completed_on=date.today(), reference="re_1"
     )
     assert refund.status == "completed"
@@ -365,7 +366,7 @@ def test_a_group_member_cancelling_credits_only_their_line_and_leaves_the_others
     )
     session.commit()
     pay(session, invoice.number, "1800.00")  # two thirds of 2700: 600 each
-    before = {m.id: service.paid_share(session, invoice, m.id or 0) for m in members}
+    before = {m.id: refund_service.paid_share(session, invoice, m.id or 0) for m in members}
     assert set(before.values()) == {Decimal("600.00")}
     leaving = members[0]
     outcome = cancel(session, storage, leaving)
@@ -382,14 +383,14 @@ def test_a_group_member_cancelling_credits_only_their_line_and_leaves_the_others
     )
     session.refresh(invoice)
     assert invoice.status == "issued"  # two lines are still billed
-    assert service.open_total(session, invoice) == Decimal("1800.00")
+    assert refund_service.open_total(session, invoice) == Decimal("1800.00")
     for member in members[1:]:
-        assert service.paid_share(session, invoice, member.id or 0) == before[member.id]
+        assert refund_service.paid_share(session, invoice, member.id or 0) == before[member.id]
         assert [line.gross for line in invoicing.invoice_lines(session, invoice)] == [
             Decimal("900.00")
         ] * 3
     # Paying the refund out changes nobody else's share either.
-    service.complete_refund(
+    refund_service.complete_refund(
         session,
         refund_id=outcome.refund.id or 0,
         completed_on=PAID_OUT.date(),
@@ -398,8 +399,8 @@ def test_a_group_member_cancelling_credits_only_their_line_and_leaves_the_others
         actor="admin@example.org",
     )
     for member in members[1:]:
-        assert service.paid_share(session, invoice, member.id or 0) == before[member.id]
-    assert service.paid_share(session, invoice, leaving.id or 0) == Decimal("0.00")
+        assert refund_service.paid_share(session, invoice, member.id or 0) == before[member.id]
+    assert refund_service.paid_share(session, invoice, leaving.id or 0) == Decimal("0.00")
 
 
 def test_after_a_member_cancels_the_group_owes_what_remains_billed_less_its_own_money(
@@ -434,7 +435,7 @@ def test_after_a_member_cancels_the_group_owes_what_remains_billed_less_its_own_
     assert outcome.refund is not None
     # Still billed: 2 x 900. Held for them: 2 x 600; the leaver's 600 is refunded or retained.
     assert invoicing.outstanding(session, invoice) == Decimal("600.00")
-    service.complete_refund(
+    refund_service.complete_refund(
         session,
         refund_id=outcome.refund.id or 0,
         completed_on=PAID_OUT.date(),
@@ -570,7 +571,7 @@ def test_a_bank_refund_is_completed_once_with_a_negative_payment(
     pay(session, invoice.number, "1000.00")
     outcome = cancel(session, storage, application)
     assert outcome.refund is not None
-    refund = service.complete_refund(
+    refund = refund_service.complete_refund(
         session,
         refund_id=outcome.refund.id or 0,
         completed_on=PAID_OUT.date(),
@@ -586,8 +587,8 @@ def test_a_bank_refund_is_completed_once_with_a_negative_payment(
         "TRF-42",
     )
     assert invoicing.amount_paid(session, invoice) == Decimal("0.00")
-    with pytest.raises(service.RefundAlreadyCompleted):
-        service.complete_refund(
+    with pytest.raises(refund_service.RefundAlreadyCompleted):
+        refund_service.complete_refund(
             session,
             refund_id=refund.id or 0,
             completed_on=PAID_OUT.date(),
@@ -610,7 +611,7 @@ def test_a_refund_cannot_be_paid_before_the_cancellation_that_made_it_owed(
     # 6 October is a day too early, 7 October is the day itself.
     for day in (date(2098, 10, 7), BEFORE.date() - timedelta(days=1)):
         with pytest.raises(InvalidInput) as refused:
-            service.complete_refund(
+            refund_service.complete_refund(
                 session,
                 refund_id=outcome.refund.id or 0,
                 completed_on=day,
@@ -620,7 +621,7 @@ def test_a_refund_cannot_be_paid_before_the_cancellation_that_made_it_owed(
             )
         assert "before the cancellation" in refused.value.fields["completed_on"]
     assert session.exec(select(Payment).where(Payment.source == "refund")).all() == []
-    refund = service.complete_refund(
+    refund = refund_service.complete_refund(
         session,
         refund_id=outcome.refund.id or 0,
         completed_on=BEFORE.date(),
@@ -654,7 +655,7 @@ def test_bank_details_are_checked(
     pay(session, invoice.number, "1500.00")
     cancel(session, storage, application)
     with pytest.raises(InvalidInput) as raised:
-        service.give_bank_details(
+        refund_service.give_bank_details(
             session, application=application, account_holder=holder, iban=iban, bic=bic
         )
     assert field in raised.value.fields
@@ -666,7 +667,7 @@ def test_bank_details_are_stored_compact_and_a_bic_is_optional_in_sepa(
     application, invoice = admitted_with_invoice(session, storage, admin_user)
     pay(session, invoice.number, "1500.00")
     cancel(session, storage, application)
-    refund = service.give_bank_details(
+    refund = refund_service.give_bank_details(
         session,
         application=application,
         account_holder=" Ama  Banda ",
@@ -678,7 +679,7 @@ def test_bank_details_are_stored_compact_and_a_bic_is_optional_in_sepa(
         "ES9121000418450200051332",
         "",
     )
-    brazil = service.give_bank_details(
+    brazil = refund_service.give_bank_details(
         session,
         application=application,
         account_holder="Ama Banda",
@@ -702,7 +703,7 @@ def test_refunds_due_are_sorted_into_overdue_this_week_and_later(
         outcome = cancel(session, storage, application, received)
         assert outcome.refund is not None
         refunds.append(outcome.refund.id)
-    due = service.refunds_due(session, now=datetime(2099, 9, 20, 10, tzinfo=UTC))
+    due = refund_service.refunds_due(session, now=datetime(2099, 9, 20, 10, tzinfo=UTC))
     assert [r.refund.id for r in due.overdue] == [refunds[0]]  # due 31 August
     assert [r.refund.id for r in due.this_week] == [refunds[1]]  # due 24 September
     assert [r.refund.id for r in due.later] == [refunds[2]]
@@ -866,11 +867,11 @@ def test_money_always_adds_up_after_any_payments_refunds_and_a_cancellation(
     assert invoicing.amount_paid(session, invoice) == refunded
     if complete and outcome.refund:
         if outcome.refund.method == "card":
-            service.refund_by_card(
+            refund_service.refund_by_card(
                 session, refund_id=outcome.refund.id or 0, completed_on=date.today(), reference="r"
             )
         else:
-            service.complete_refund(
+            refund_service.complete_refund(
                 session,
                 refund_id=outcome.refund.id or 0,
                 completed_on=PAID_OUT.date(),

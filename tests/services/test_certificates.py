@@ -13,8 +13,9 @@ from pypdf import PdfReader
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
+from app.clock import utcnow
 from app.config import Settings
-from app.db import utcnow, writer_engine
+from app.db import writer_engine
 from app.models import (
     Application,
     AttendanceMark,

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import Session, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import Application, Cancellation, Edition, StaffUser
 from app.platform.storage import LocalStorage
 from app.services.billing.money_overview import edition_money

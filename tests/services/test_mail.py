@@ -13,7 +13,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import OutboxMessage
 from app.platform.mail import MAX_ATTEMPTS, Attachment, MailSettings, deliver_due, queue_email
 from app.platform.storage import LocalStorage

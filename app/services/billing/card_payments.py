@@ -12,7 +12,8 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.db import SQLITE_IMMEDIATE, utcnow
+from app.clock import utcnow
+from app.db import SQLITE_IMMEDIATE
 from app.models import (
     Application,
     CardCheckout,
@@ -33,12 +34,8 @@ from app.services.billing.payments import (
     participant_invoices,
     record_payment,
 )
+from app.services.billing.refunds import RefundAlreadyCompleted, card_refunds_owed, refund_by_card
 from app.services.errors import Conflict, DomainError, NotFound
-from app.services.registrations.cancellation_intake import (
-    RefundAlreadyCompleted,
-    card_refunds_owed,
-    refund_by_card,
-)
 
 log = logging.getLogger("diplomat.stripe")
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import (
     ApplicantGroup,
     Application,
@@ -500,3 +500,12 @@ def ensure_invoice_pdf(session: Session, invoice: Invoice, storage: Storage) -> 
     pdf = render_invoice_pdf(session, invoice)
     storage.put(key, pdf)
     return pdf
+
+
+def render_invoice_attachment(
+    session: Session, attachment: dict[str, Any], storage: Storage
+) -> None:
+    """Store the PDF of an invoice attached to an e-mail (invoices are rendered on first use)."""
+    number = attachment.get("invoice_number")
+    if number:
+        ensure_invoice_pdf(session, get_invoice(session, number), storage)

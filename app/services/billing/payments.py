@@ -9,7 +9,7 @@ from sqlalchemy import func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import (
     Application,
     ApplicationStatus,
@@ -261,7 +261,7 @@ def participant_balance(
         invoiced += mine
         if invoice.kind == InvoiceKind.invoice.value and invoice.total > ZERO:
             # Only lines not yet credited share what the invoice holds, refunds owed excluded.
-            from app.services.registrations.cancellation_intake import paid_share
+            from app.services.billing.refunds import paid_share
 
             paid += paid_share(session, invoice, application_id)
     return Balance(invoiced=invoiced, paid=paid)

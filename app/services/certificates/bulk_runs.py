@@ -12,12 +12,14 @@ same.
 
 import logging
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
-from app.db import utcnow, writer_engine
+from app.clock import utcnow
+from app.db import writer_engine
 from app.models import CertificateRun, Edition
 from app.platform import jobs
 from app.platform.audit import record_change
@@ -152,21 +154,29 @@ def start_run(
         jobs.launch_job(
             launch,
             job.id or 0,
-            jobs.JobContext(engine=engine, storage=storage, certificate_options=options),
+            jobs.JobContext(
+                engine=engine,
+                storage=storage,
+                handlers={JOB_KIND: partial(run_job, options=options)},
+            ),
         )
     return run
 
 
-def run_job(held: jobs.Claim, context: jobs.JobContext, session: Session | None) -> dict[str, Any]:
-    """The work of a claimed run's job."""
-    if context.certificate_options is None:
-        raise jobs.JobFailed("This process cannot print certificates.")
+def run_job(
+    held: jobs.Claim,
+    context: jobs.JobContext,
+    session: Session | None,
+    *,
+    options: CertificateOptions,
+) -> dict[str, Any]:
+    """The work of a claimed run's job, printed with `options`."""
     outcome = execute_run(
         context.engine,
         run_id=int(held.payload["run_id"]),
         edition_id=int(held.payload["edition_id"]),
         storage=context.storage,
-        options=context.certificate_options,
+        options=options,
         actor=held.created_by,
         session=session,
         claim=held,

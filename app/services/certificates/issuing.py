@@ -17,8 +17,8 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
+from app.clock import utcnow
 from app.config import Settings
-from app.db import utcnow
 from app.models import (
     Application,
     ApplicationStatus,

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.orm import joinedload, selectinload
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import (
     AttendanceMark,
     Course,

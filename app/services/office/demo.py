@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import Edition, Organisation
 from app.services.editions.editions import (
     DIPLOMA_LESSONS,

@@ -28,6 +28,7 @@ from app.models import (
 )
 from app.platform.storage import Storage
 from app.services.billing import payments
+from app.services.billing import refunds as refund_service
 from app.services.billing.invoices import Seller
 from app.services.registrations import applications as applications_service
 from app.services.registrations import cancellation_intake as cancellations
@@ -174,7 +175,7 @@ class Office:
 
     def complete_refund(self, refund_id: int, *, on: date, at: datetime) -> None:
         """The bank transfer of a refund went out."""
-        cancellations.complete_refund(
+        refund_service.complete_refund(
             self.session,
             refund_id=refund_id,
             completed_on=on,

@@ -23,7 +23,7 @@ from openpyxl.styles import Font  # type: ignore[import-untyped]
 from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import (
     Application,
     AttendanceMark,

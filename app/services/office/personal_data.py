@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, delete, func, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
-from app.db import utcnow, writer_engine
+from app.clock import utcnow
+from app.db import writer_engine
 from app.models import (
     ApplicantGroup,
     Application,

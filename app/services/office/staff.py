@@ -11,9 +11,10 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import LoginAttempt, Role, StaffUser
 from app.platform.i18n import N_
+from app.platform.mail import normalise_email
 from app.services.errors import Conflict, DomainError, InvalidInput
 
 log = logging.getLogger("diplomat.auth")
@@ -40,11 +41,6 @@ class LoginThrottled(DomainError):
 def hash_password(password: str) -> str:
     """An argon2id hash of the password."""
     return _hasher.hash(password)
-
-
-def normalise_email(email: str) -> str:
-    """E-mail addresses compare case-insensitively and without surrounding blanks."""
-    return email.strip().lower()
 
 
 def create_user(

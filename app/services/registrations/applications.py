@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
-from app.db import has_sequences, insert_rows, new_row, next_id, reserve_id, utcnow
+from app.clock import utcnow
 from app.models import (
     ApplicantGroup,
     Application,
@@ -24,8 +24,9 @@ from app.models import (
 )
 from app.platform.audit import audit_entry, record_change
 from app.platform.i18n import N_, current_language, localized, prefer_language
-from app.platform.mail import Attachment, compose_email, queue_email
+from app.platform.mail import Attachment, compose_email, normalise_email, queue_email
 from app.platform.pdf import render_pdf
+from app.platform.rows import has_sequences, insert_rows, new_row, next_id, reserve_id
 from app.platform.signed_links import GROUP_SALT, PORTAL_SALT, link_expiry, make_token, read_token
 from app.platform.storage import Storage, new_key
 from app.services.billing.invoices import Seller, issue_invoice
@@ -34,7 +35,6 @@ from app.services.billing.quotes import quote_as_json, quote_for_edition
 from app.services.editions.editions import applications_are_open, get_edition
 from app.services.editions.fees import Quote
 from app.services.errors import Conflict, InvalidInput, NotFound
-from app.services.office.staff import normalise_email
 from app.services.registry.countries import country_name, parse_country
 from app.services.registry.organisations import income_group_in, income_group_query
 

@@ -6,7 +6,6 @@ transaction: the credit note, the cancellation-fee invoice for what is retained,
 owed, the freed seat and the e-mails.
 """
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -14,12 +13,10 @@ from email.parser import BytesHeaderParser
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from app.config import iban_is_valid
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import (
     Application,
     ApplicationStatus,
@@ -33,15 +30,20 @@ from app.models import (
     PaymentMethod,
     Refund,
     RefundMethod,
-    RefundStatus,
 )
 from app.money import CENT, HUNDRED, ZERO, percent_of, round_cents
 from app.platform.audit import record_change
-from app.platform.i18n import N_, localized, stored_money, use_language
+from app.platform.i18n import N_, localized
 from app.platform.mail import Attachment, queue_email
 from app.platform.storage import Storage, new_key
-from app.services.billing.invoices import Seller, _issue, amount_paid, billed_total, invoice_lines
-from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
+from app.services.billing.invoices import Seller, _issue, invoice_lines
+from app.services.billing.refunds import (
+    _credited_line_ids,
+    paid_share,
+    refund_method,
+    registration_invoice,
+)
+from app.services.errors import Conflict, DomainError, InvalidInput
 from app.services.registrations.applications import _change_status, get_application, portal_url
 from app.services.registrations.cancellation_policy import (
     CancellationDecision,
@@ -64,11 +66,6 @@ EMAIL_MAX_BYTES = 2 * 1024 * 1024
 CLOCK_SKEW = timedelta(minutes=5)
 FEE_PURPOSE = "cancellation_fee"
 TRANSFER_SOURCE = "transfer"
-REFUND_SOURCE = "refund"
-# Payments to and from these countries need no BIC (the SEPA area).
-EU_EEA = "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO"
-SEPA_COUNTRIES = frozenset(EU_EEA.split()) | {"CH", "GB", "MC", "SM", "VA", "AD"}
-BIC_PATTERN = re.compile(r"^[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
 
 
 class AlreadyCancelled(Conflict):
@@ -77,10 +74,6 @@ class AlreadyCancelled(Conflict):
 
 class NotCancellable(Conflict):
     """Only an admitted or confirmed participant has a place to cancel."""
-
-
-class RefundAlreadyCompleted(Conflict):
-    """The refund was marked as paid before."""
 
 
 @dataclass(frozen=True)
@@ -143,105 +136,6 @@ def as_received(edition: Edition, value: datetime) -> datetime:
     return value
 
 
-# Money on registration invoices
-
-
-def _credited_line_ids(session: Session, line_ids: list[int]) -> set[int]:
-    if not line_ids:
-        return set()
-    rows = session.exec(
-        select(InvoiceLine.credits_line_id).where(col(InvoiceLine.credits_line_id).in_(line_ids))
-    ).all()
-    return {row for row in rows if row is not None}
-
-
-def registration_invoice(
-    session: Session, application_id: int
-) -> tuple[Invoice, list[InvoiceLine]] | None:
-    """The registration invoice with this participant's lines that no credit note cancelled."""
-    rows = session.exec(
-        select(InvoiceLine, Invoice)
-        .join(Invoice, col(Invoice.id) == col(InvoiceLine.invoice_id))
-        .where(
-            InvoiceLine.application_id == application_id,
-            Invoice.kind == InvoiceKind.invoice.value,
-            Invoice.purpose == "registration",
-        )
-        .order_by(col(Invoice.issued_at), col(Invoice.id), col(InvoiceLine.position))
-    ).all()
-    credited = _credited_line_ids(session, [line.id or 0 for line, _ in rows])
-    for line, invoice in rows:
-        if line.id not in credited:
-            mine = [ln for ln, inv in rows if inv.id == invoice.id and ln.id not in credited]
-            return invoice, mine
-    return None
-
-
-def owed_refunds(
-    session: Session, invoice_id: int, *, application_id: int | None = None
-) -> Decimal:
-    """Refunds owed out of an invoice's money and not paid out yet."""
-    query = select(func.coalesce(func.sum(Refund.amount), 0)).where(
-        Refund.invoice_id == invoice_id, Refund.status == RefundStatus.owed.value
-    )
-    if application_id is not None:
-        query = query.where(Refund.application_id == application_id)
-    return Decimal(session.exec(query).one()).quantize(CENT)
-
-
-def paid_share(session: Session, invoice: Invoice, application_id: int) -> Decimal:
-    """What one participant has paid on an invoice, refunds deducted.
-
-    On a group invoice it is their line's share of what the group paid, counting only the
-    lines no credit note cancelled and only the money not owed back to someone who cancelled:
-    so a member's cancellation leaves every other member's share as it was. A cancelled
-    participant's share is what is still owed back to them out of this invoice.
-    """
-    lines = invoice_lines(session, invoice)
-    credited = _credited_line_ids(session, [line.id or 0 for line in lines])
-    active = [line for line in lines if line.id not in credited]
-    mine = sum((ln.gross for ln in active if ln.application_id == application_id), ZERO)
-    if mine == ZERO:
-        if any(ln.application_id == application_id for ln in lines):
-            return owed_refunds(session, invoice.id or 0, application_id=application_id)
-        return ZERO
-    active_total = sum((line.gross for line in active), ZERO)
-    money = amount_paid(session, invoice) - owed_refunds(session, invoice.id or 0)
-    if active_total <= ZERO:
-        return ZERO
-    if mine == active_total:
-        return money
-    return round_cents(money * mine / active_total)
-
-
-def open_total(session: Session, invoice: Invoice) -> Decimal:
-    """An invoice's total less the credit notes that refer to it: what is still billed."""
-    return billed_total(session, invoice)
-
-
-def _card_money(session: Session, invoice_id: int) -> Decimal:
-    total = session.exec(
-        select(func.coalesce(func.sum(Payment.amount), 0)).where(
-            Payment.invoice_id == invoice_id, Payment.method == PaymentMethod.card.value
-        )
-    ).one()
-    owed_by_card = session.exec(
-        select(func.coalesce(func.sum(Refund.amount), 0)).where(
-            Refund.invoice_id == invoice_id,
-            Refund.status == RefundStatus.owed.value,
-            Refund.method == RefundMethod.card.value,
-        )
-    ).one()
-    return Decimal(total).quantize(CENT) - Decimal(owed_by_card).quantize(CENT)
-
-
-def refund_method(session: Session, invoice_id: int, amount: Decimal) -> str:
-    """Back to the card when card money on the invoice covers the refund, else by transfer."""
-    if amount > ZERO and _card_money(session, invoice_id) >= amount:
-        return RefundMethod.card.value
-    return RefundMethod.bank_transfer.value
-
-
 # The policy's answer
 
 
@@ -299,12 +193,6 @@ def assess(session: Session, *, application: Application, received_at: datetime)
         method=refund_method(session, invoice.id or 0, refund) if invoice and refund else None,
         invoice=invoice,
     )
-
-
-def _refund_sum(refund: Refund, language: str | None) -> str:
-    """A refund's sum for its mail's subject: `150.00 EUR` in English, per locale otherwise."""
-    with use_language(language):
-        return stored_money(f"{refund.amount:.2f}", refund.currency)
 
 
 def refusal_for_status(application: Application) -> str | None:
@@ -901,339 +789,3 @@ def cancellations_of(session: Session, application_id: int) -> list[Cancellation
             .order_by(col(Cancellation.received_at).desc(), col(Cancellation.id).desc())
         ).all()
     )
-
-
-# Refunds
-
-
-def refunds_of(session: Session, application_id: int) -> list[Refund]:
-    """An application's refunds, oldest first."""
-    return list(
-        session.exec(
-            select(Refund)
-            .where(Refund.application_id == application_id)
-            .order_by(col(Refund.created_at), col(Refund.id))
-        ).all()
-    )
-
-
-def refund_summary(refund: Refund) -> dict[str, Any]:
-    """A refund as plain values for the API (no bank details)."""
-    return {
-        "id": refund.id,
-        "amount": f"{refund.amount:.2f}",
-        "currency": refund.currency,
-        "due_by": refund.due_by,
-        "method": refund.method,
-        "status": refund.status,
-        "completed_on": refund.completed_on,
-        "reference": refund.reference,
-    }
-
-
-def get_refund(session: Session, refund_id: int) -> Refund:
-    """The refund with this id, or NotFound."""
-    refund = session.get(Refund, refund_id)
-    if refund is None:
-        raise NotFound(f"There is no refund {refund_id}.")
-    return refund
-
-
-def give_bank_details(
-    session: Session,
-    *,
-    application: Application,
-    account_holder: str,
-    iban: str,
-    bic: str,
-) -> Refund:
-    """The participant's account for a refund by bank transfer (IBAN checked, BIC outside SEPA)."""
-    refund = next(
-        (
-            r
-            for r in refunds_of(session, application.id or 0)
-            if r.status == RefundStatus.owed.value and r.method == RefundMethod.bank_transfer.value
-        ),
-        None,
-    )
-    if refund is None:
-        raise Conflict(
-            N_("No refund by bank transfer is owed to you, so no bank details are needed.")
-        )
-    holder = " ".join(account_holder.split())
-    compact = "".join(iban.split()).upper()
-    code = "".join(bic.split()).upper()
-    faults: dict[str, str] = {}
-    if not 2 <= len(holder) <= 200:
-        faults["account_holder"] = N_("Enter the name of the account holder.")
-    if not iban_is_valid(compact):
-        faults["iban"] = N_("This IBAN is not valid: check it against your bank statement.")
-    if code and not BIC_PATTERN.match(code):
-        faults["bic"] = N_("A BIC has 8 or 11 letters and digits, e.g. CAIXESBBXXX.")
-    elif not code and "iban" not in faults and compact[:2] not in SEPA_COUNTRIES:
-        faults["bic"] = N_("Your bank is outside the SEPA area: enter its BIC (SWIFT code).")
-    if faults:
-        raise InvalidInput(N_("The bank details need a correction."), fields=faults)
-    refund.account_holder = holder
-    refund.iban = compact
-    refund.bic = code
-    session.add(refund)
-    record_change(
-        session,
-        actor=application.email,
-        action="refund.bank_details",
-        entity="refund",
-        entity_id=refund.id or 0,
-        after={"iban": f"…{compact[-4:]}", "bic": code},
-    )
-    session.commit()
-    return refund
-
-
-def _mark_completed(
-    session: Session,
-    refund: Refund,
-    *,
-    completed_on: date,
-    reference: str,
-    actor: str,
-    method: str,
-    record_payment: bool,
-    now: datetime,
-) -> Refund:
-    # A conditional update: of two clicks on "Mark as paid", one pays out.
-    result = session.execute(
-        update(Refund)
-        .where(col(Refund.id) == refund.id, col(Refund.status) == RefundStatus.owed.value)
-        .values(
-            status=RefundStatus.completed.value,
-            completed_on=completed_on,
-            completed_by=actor,
-            reference=reference,
-        )
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        session.rollback()
-        session.refresh(refund)
-        raise RefundAlreadyCompleted(
-            f"Refund {refund.id} was already marked as paid on "
-            f"{refund.completed_on.isoformat() if refund.completed_on else 'an earlier day'}"
-            f"{f' (reference {refund.reference})' if refund.reference else ''}; nothing changed."
-        )
-    session.refresh(refund)
-    invoice = session.get(Invoice, refund.invoice_id)
-    assert invoice is not None
-    if record_payment:
-        session.add(
-            Payment(
-                invoice_id=refund.invoice_id,
-                amount=-refund.amount,
-                received_on=completed_on,
-                method=method,
-                reference=reference,
-                source=REFUND_SOURCE,
-                recorded_by=actor,
-                recorded_at=now,
-            )
-        )
-    application = session.get(Application, refund.application_id)
-    assert application is not None
-    edition = session.get(Edition, application.edition_id)
-    assert edition is not None
-    queue_email(
-        session,
-        kind="cancellation_refund_paid",
-        to=application.email,
-        subject=N_("Your refund of %(sum)s is on its way"),
-        subject_values={"sum": _refund_sum(refund, application.language)},
-        context={"application": application, "edition": edition, "refund": refund},
-        application_id=application.id,
-    )
-    record_change(
-        session,
-        actor=actor,
-        action="refund.completed",
-        entity="refund",
-        entity_id=refund.id or 0,
-        after={
-            "amount": f"{refund.amount:.2f}",
-            "invoice": invoice.number,
-            "completed_on": completed_on.isoformat(),
-            "reference": reference,
-            "method": method,
-        },
-    )
-    session.commit()
-    return refund
-
-
-def _check_completion(completed_on: date, reference: str, *, now: datetime, owed_on: date) -> str:
-    faults: dict[str, str] = {}
-    reference = reference.strip()
-    # The latest calendar day anywhere: a refund made today in any zone is not "in the future".
-    if completed_on > (now + timedelta(hours=14)).date():
-        faults["completed_on"] = N_("The day the refund was paid cannot be in the future.")
-    # A transfer cannot have paid the refund before the office's day it became owed (a
-    # mistyped year, say): the books would show the money going out first.
-    elif completed_on < owed_on:
-        faults["completed_on"] = N_(
-            "The day the refund was paid cannot be before the cancellation that made it owed."
-        )
-    if not reference:
-        faults["reference"] = N_("Enter the bank's reference of the transfer.")
-    elif len(reference) > 200:
-        faults["reference"] = N_("The reference is at most 200 characters.")
-    if faults:
-        raise InvalidInput(N_("The refund cannot be marked as paid."), fields=faults)
-    return reference
-
-
-def _owed_on(session: Session, refund: Refund) -> date:
-    """The day a refund became owed, on the clock of the edition's office."""
-    application = session.get(Application, refund.application_id)
-    edition = session.get(Edition, application.edition_id) if application else None
-    zone = ZoneInfo(edition.timezone) if edition else UTC
-    return refund.created_at.astimezone(zone).date()
-
-
-def complete_refund(
-    session: Session,
-    *,
-    refund_id: int,
-    completed_on: date,
-    reference: str,
-    actor: str,
-    now: datetime | None = None,
-) -> Refund:
-    """An administrator paid a bank refund: a negative payment on the original invoice."""
-    now = now or utcnow()
-    refund = get_refund(session, refund_id)
-    reference = _check_completion(
-        completed_on, reference, now=now, owed_on=_owed_on(session, refund)
-    )
-    if refund.status == RefundStatus.completed.value:
-        raise RefundAlreadyCompleted(
-            f"Refund {refund.id} was already marked as paid on "
-            f"{refund.completed_on.isoformat() if refund.completed_on else 'an earlier day'}; "
-            "nothing changed."
-        )
-    if refund.method == RefundMethod.card.value:
-        raise Conflict(
-            f"Refund {refund.id} goes back to the card through Stripe; it is marked as paid "
-            "when Stripe confirms it."
-        )
-    return _mark_completed(
-        session,
-        refund,
-        completed_on=completed_on,
-        reference=reference,
-        actor=actor,
-        method=PaymentMethod.bank_transfer.value,
-        record_payment=True,
-        now=now,
-    )
-
-
-def refund_by_card(
-    session: Session,
-    *,
-    refund_id: int,
-    completed_on: date,
-    reference: str,
-    actor: str = "stripe",
-    payment_recorded: bool = False,
-    now: datetime | None = None,
-) -> Refund:
-    """The hook for card refunds: call it once Stripe has paid a card refund back.
-
-    For the Stripe module: after the commit of a cancellation, list `card_refunds_owed`, create
-    each refund at Stripe against the card payment of `refund.invoice_id` for `refund.amount`,
-    and call this with Stripe's refund id as `reference`. When the `charge.refunded` webhook has
-    already recorded the negative payment, pass `payment_recorded=True` so it is not counted
-    twice. Completing twice raises RefundAlreadyCompleted.
-    """
-    now = now or utcnow()
-    refund = get_refund(session, refund_id)
-    if refund.method != RefundMethod.card.value:
-        raise Conflict(f"Refund {refund.id} is paid by bank transfer, not back to a card.")
-    return _mark_completed(
-        session,
-        refund,
-        completed_on=completed_on,
-        reference=reference.strip()[:200] or "stripe",
-        actor=actor,
-        method=PaymentMethod.card.value,
-        record_payment=not payment_recorded,
-        now=now,
-    )
-
-
-def card_refunds_owed(session: Session) -> list[Refund]:
-    """Card refunds waiting to be sent back through Stripe, oldest first."""
-    return list(
-        session.exec(
-            select(Refund)
-            .where(
-                Refund.status == RefundStatus.owed.value,
-                Refund.method == RefundMethod.card.value,
-            )
-            .order_by(col(Refund.due_by), col(Refund.id))
-        ).all()
-    )
-
-
-@dataclass(frozen=True)
-class RefundRow:
-    """An owed refund with who it is for and where it stands."""
-
-    refund: Refund
-    application: Application
-    edition: Edition
-    invoice: Invoice
-    days_left: int
-
-    @property
-    def overdue(self) -> bool:
-        """Past its due date."""
-        return self.days_left < 0
-
-
-@dataclass(frozen=True)
-class RefundsDue:
-    """Owed refunds: overdue, due within a week, due later; and the latest paid out."""
-
-    overdue: list[RefundRow]
-    this_week: list[RefundRow]
-    later: list[RefundRow]
-    completed: list[RefundRow]
-
-
-def refunds_due(session: Session, *, now: datetime | None = None) -> RefundsDue:
-    """Owed refunds sorted by how soon they are due (each counted on its edition's calendar)."""
-    now = now or utcnow()
-    rows = session.exec(
-        select(Refund, Application, Edition, Invoice)
-        .join(Application, col(Application.id) == col(Refund.application_id))
-        .join(Edition, col(Edition.id) == col(Application.edition_id))
-        .join(Invoice, col(Invoice.id) == col(Refund.invoice_id))
-        .order_by(col(Refund.due_by), col(Refund.id))
-    ).all()
-    overdue: list[RefundRow] = []
-    this_week: list[RefundRow] = []
-    later: list[RefundRow] = []
-    completed: list[RefundRow] = []
-    for refund, application, edition, invoice in rows:
-        today = now.astimezone(ZoneInfo(edition.timezone)).date()
-        row = RefundRow(refund, application, edition, invoice, (refund.due_by - today).days)
-        if refund.status == RefundStatus.completed.value:
-            completed.append(row)
-        elif row.days_left < 0:
-            overdue.append(row)
-        elif row.days_left < 7:
-            this_week.append(row)
-        else:
-            later.append(row)
-    completed.sort(
-        key=lambda r: (r.refund.completed_on or date.min, r.refund.id or 0), reverse=True
-    )
-    return RefundsDue(overdue, this_week, later, completed[:20])

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, bindparam, func, or_
 from sqlalchemy.orm import load_only
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import (
     ApplicantGroup,
     Application,

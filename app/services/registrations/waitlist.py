@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
-from app.db import utcnow, writer_engine
+from app.clock import utcnow
+from app.db import writer_engine
 from app.models import (
     Application,
     ApplicationStatus,

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, delete, func, not_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import IncomeGroup, Organisation
 from app.platform.audit import record_change
 from app.services.errors import Conflict, InvalidInput, NotFound

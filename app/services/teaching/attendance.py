@@ -16,7 +16,7 @@ from sqlalchemy import Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import (
     Application,
     ApplicationStatus,

@@ -15,7 +15,7 @@ from sqlalchemy import Table, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import (
     Application,
     AttendanceStatus,

@@ -11,7 +11,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from app.db import utcnow
+from app.clock import utcnow
 from app.models import Application, ApplicationStatus, Edition, FinalWork, FinalWorkStatus
 from app.platform.audit import record_change
 from app.platform.i18n import N_, localized
