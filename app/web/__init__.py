@@ -1,1 +1,1 @@
-"""Web."""
+"""HTTP only: templates, dependencies, request sessions, security headers and error answers."""

@@ -1,1 +1,1 @@
-"""Billing."""
+"""Billing: quotes, invoices and their numbers, payments, card payments, statements, refunds."""

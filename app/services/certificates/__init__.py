@@ -1,1 +1,1 @@
-"""Certificates."""
+"""Certificates: eligibility, numbers, the PDF, bulk runs and Open Badges credentials."""

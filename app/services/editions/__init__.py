@@ -1,1 +1,1 @@
-"""Editions."""
+"""Editions: the editions themselves, their fees and their course texts."""

@@ -1,1 +1,1 @@
-"""Office."""
+"""The office: dashboard, charts, exports, audit log, staff, backups, demo and personal data."""

@@ -1,1 +1,1 @@
-"""Registrations."""
+"""Registrations: applications, decisions, groups, review, the waiting list and cancellations."""

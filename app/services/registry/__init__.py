@@ -1,1 +1,1 @@
-"""Registry."""
+"""The registry: member organisations, countries and their income groups."""

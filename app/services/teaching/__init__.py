@@ -1,1 +1,1 @@
-"""Teaching."""
+"""Teaching: the programme, attendance, check-in, final work and logistics."""
