@@ -26,30 +26,29 @@ from app.db import make_engine, writer_engine
 from app.platform.i18n import N_
 from app.platform.mail import MailSettings, deliver_due
 from app.platform.storage import make_storage
-from app.routers import (
-    admin,
-    admin_applications,
-    admin_audit,
-    admin_dashboard,
-    admin_editions,
-    admin_exports,
-    admin_invoices,
-    admin_personal_data,
-    admin_registry,
-    admin_translations,
-    api,
-    api_applications,
-    api_attendance,
-    api_invoices,
-    applicants,
-    attendance,
-    cancellations,
-    certificates,
-    final_work,
-    logistics,
-    pages,
-    stripe_payments,
-)
+from app.routers.billing import api as billing_api
+from app.routers.billing import pages as billing_pages
+from app.routers.billing import stripe as billing_stripe
+from app.routers.certificates import issuing as certificates
+from app.routers.editions import api as editions_api
+from app.routers.editions import course_texts as editions_course_texts
+from app.routers.editions import pages as editions_pages
+from app.routers.editions import public as editions_public
+from app.routers.office import api as office_api
+from app.routers.office import audit as office_audit
+from app.routers.office import dashboard as office_dashboard
+from app.routers.office import exports as office_exports
+from app.routers.office import personal_data as office_personal_data
+from app.routers.office import sign_in as office_sign_in
+from app.routers.registrations import api as registrations_api
+from app.routers.registrations import cancellations
+from app.routers.registrations import pages as registrations_pages
+from app.routers.registrations import public as registrations_public
+from app.routers.registry import api as registry_api
+from app.routers.registry import pages as registry_pages
+from app.routers.teaching import api as teaching_api
+from app.routers.teaching import final_work, logistics
+from app.routers.teaching import pages as teaching_pages
 from app.services.billing import card_payments
 from app.services.billing.invoices import render_invoice_attachment
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
@@ -358,20 +357,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "up", "version": __version__})
 
-    app.include_router(api_applications.router)
-    app.include_router(pages.router)
-    app.include_router(applicants.router)
-    app.include_router(api.router)
-    app.include_router(admin.router)
-    app.include_router(admin_applications.router)
-    app.include_router(admin_editions.router)
-    app.include_router(admin_invoices.router)
-    app.include_router(admin_registry.router)
-    app.include_router(admin_translations.router)
-    app.include_router(admin_dashboard.router)
-    app.include_router(admin_exports.router)
-    app.include_router(admin_audit.router)
-    app.include_router(admin_personal_data.router)
+    app.include_router(registrations_api.router)
+    app.include_router(editions_public.router)
+    app.include_router(registrations_public.router)
+    app.include_router(editions_api.router)
+    app.include_router(registry_api.router)
+    app.include_router(office_api.router)
+    app.include_router(office_sign_in.router)
+    app.include_router(registrations_pages.router)
+    app.include_router(editions_pages.router)
+    app.include_router(billing_pages.router)
+    app.include_router(registry_pages.router)
+    app.include_router(editions_course_texts.router)
+    app.include_router(office_dashboard.router)
+    app.include_router(office_exports.router)
+    app.include_router(office_audit.router)
+    app.include_router(office_personal_data.router)
     app.include_router(cancellations.router)
     app.include_router(cancellations.api_router)
     app.include_router(logistics.router)
@@ -380,10 +381,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(certificates.badges_router)
     app.include_router(final_work.router)
     app.include_router(final_work.api_router)
-    app.include_router(api_invoices.router)
-    app.include_router(stripe_payments.router)
-    app.include_router(attendance.router)
-    app.include_router(api_attendance.router)
+    app.include_router(billing_api.router)
+    app.include_router(billing_stripe.router)
+    app.include_router(teaching_pages.router)
+    app.include_router(teaching_api.router)
 
     install_error_handlers(app)
     # The API's error answers, declared in /openapi.json as they are sent.

@@ -29,8 +29,8 @@ from app.config import Settings  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.platform.jobs import Work  # noqa: E402
-from app.routers.admin_invoices import import_launcher  # noqa: E402
-from app.routers.certificates import run_launcher  # noqa: E402
+from app.routers.billing.pages import import_launcher  # noqa: E402
+from app.routers.certificates.issuing import run_launcher  # noqa: E402
 from app.services.office.staff import create_user  # noqa: E402
 from app.web.sessions import get_read_session, get_session  # noqa: E402
 

@@ -161,6 +161,7 @@ def test_no_module_imports_another_modules_private_name(parsed: dict[str, ast.Mo
         for target, imported, line in imports(tree, known)
         if imported.startswith("_")
         and not imported.startswith("__")
-        and target != name and target.startswith("app")
+        and target != name
+        and target.startswith("app")
     ]
     assert offenders == []

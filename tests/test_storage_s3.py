@@ -29,8 +29,8 @@ from app.services.errors import NotFound
 from app.web.sessions import get_read_session, get_session
 from tests.conftest import ADMIN_PASSWORD
 from tests.factories import open_edition
-from tests.routers.test_apply import PDF, form_data, post_form
-from tests.routers.test_auth import csrf_from, login
+from tests.routers.office.test_auth import csrf_from, login
+from tests.routers.registrations.test_apply import PDF, form_data, post_form
 
 ACCESS_KEY = "diplomat-test-key"
 SECRET_KEY = "diplomat-test-secret"

@@ -204,7 +204,11 @@ def test_stored_quote_lines_are_shown_in_the_readers_language() -> None:
 
 def test_staff_pages_are_in_the_catalogs(messages: dict[str | tuple[str, ...], str]) -> None:
     places = set(messages.values())
-    for where in ("admin/invoices/register.html", "admin/applications/list.html", "visa_letter"):
+    for where in (
+        "billing/invoices/register.html",
+        "registrations/review/list.html",
+        "visa_letter",
+    ):
         assert any(where in place for place in places), where
     assert "Groups waiting for their invoice" in messages
     assert "Decide on the selected applications" in messages
@@ -215,8 +219,8 @@ def test_staff_pages_follow_the_chosen_language(
 ) -> None:
     from tests.conftest import ADMIN_PASSWORD
     from tests.factories import open_edition
-    from tests.routers.test_admin_invoices import admitted
-    from tests.routers.test_auth import login
+    from tests.routers.billing.test_admin_invoices import admitted
+    from tests.routers.office.test_auth import login
 
     edition = open_edition(session)
     storage = client.app.state.storage  # type: ignore[attr-defined]
@@ -456,8 +460,8 @@ def test_country_names_follow_the_language_and_fall_back_to_english() -> None:
 def test_a_participant_cancels_in_french_and_reads_each_message_in_french(
     client: "TestClient", session: "Session", admin_user: "StaffUser"
 ) -> None:
-    from tests.routers.test_auth import csrf_from
-    from tests.routers.test_cancellations import participant, portal_path
+    from tests.routers.office.test_auth import csrf_from
+    from tests.routers.registrations.test_cancellations import participant, portal_path
 
     storage = client.app.state.storage  # type: ignore[attr-defined]
     application = participant(session, storage, admin_user, paid="1000.00")

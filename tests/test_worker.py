@@ -46,8 +46,8 @@ from app.services.office.staff import create_user
 from app.worker import job_context
 from tests.conftest import fresh_postgres_database, migrate
 from tests.factories import open_edition
-from tests.services.test_mail import Inbox, free_port
-from tests.services.test_statements import ISO, invoiced, line, statement
+from tests.platform.test_mail import Inbox, free_port
+from tests.services.billing.test_statements import ISO, invoiced, line, statement
 
 MESSAGES = 60
 

@@ -1,1 +1,1 @@
-"""Machinery that knows no course rule: languages, the mail outbox, PDFs, files, jobs, audit rows."""
+"""Machinery that knows no course rule: languages, mail outbox, PDFs, files, jobs, audit rows."""

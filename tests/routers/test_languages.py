@@ -13,8 +13,8 @@ from app.platform.storage import LocalStorage
 from app.web.dependencies import app_storage
 from tests.conftest import ADMIN_PASSWORD
 from tests.factories import open_edition
-from tests.routers.test_apply import form_data, post_form
-from tests.routers.test_auth import csrf_from, login
+from tests.routers.office.test_auth import csrf_from, login
+from tests.routers.registrations.test_apply import form_data, post_form
 
 
 def test_the_browser_language_is_used_when_none_was_chosen(

@@ -15,7 +15,7 @@ from app.main import create_app
 from app.models import StaffUser
 from app.web.sessions import get_session
 from tests.conftest import ADMIN_PASSWORD
-from tests.routers.test_auth import csrf_from, login
+from tests.routers.office.test_auth import csrf_from, login
 from tests.security import two_participants
 
 COOKIE = "diplomat_session"

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from app.models import Edition, StaffUser
 from tests.conftest import ADMIN_PASSWORD
-from tests.routers.test_auth import login
+from tests.routers.office.test_auth import login
 from tests.security import (
     Participant,
     all_routes,

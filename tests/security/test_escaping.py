@@ -29,7 +29,7 @@ from app.services.billing.payments import participant_invoices
 from app.services.registrations import applications as applications_service
 from tests.conftest import ADMIN_PASSWORD
 from tests.factories import FACTORY_SECRET, open_edition
-from tests.routers.test_auth import login
+from tests.routers.office.test_auth import login
 from tests.security import csrf_for
 
 SCRIPT = "<script>alert(1)</script>"

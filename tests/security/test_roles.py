@@ -17,7 +17,7 @@ from sqlmodel import Session
 from app.models import StaffUser
 from app.web.errors import api_routes
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
-from tests.routers.test_auth import login
+from tests.routers.office.test_auth import login
 from tests.security import (
     Participant,
     all_routes,

@@ -26,7 +26,7 @@ from app.services.registrations.applications import CV_MAX_BYTES
 from app.web.security import MAX_BODY_BYTES, upload_body_limit
 from tests.conftest import ADMIN_PASSWORD
 from tests.factories import application_payload, open_edition
-from tests.routers.test_auth import login
+from tests.routers.office.test_auth import login
 from tests.security import Participant, csrf_for, two_participants
 
 ELF = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + b"\x02\x00\x3e\x00" + b"\x00" * 200
