@@ -7,6 +7,9 @@ from pydantic import ValidationError
 
 from app.config import Settings, iban_is_valid
 
+# The fast tier: pure rules, no database.
+pytestmark = pytest.mark.rules
+
 
 def test_development_generates_a_secret_once_into_var(tmp_path: Path) -> None:
     first = Settings(environment="development", secret_key="", var_dir=tmp_path)

@@ -7,23 +7,27 @@ import pytest
 from app.money import MoneyError, format_money, percent_of, to_money
 
 
+@pytest.mark.rules
 def test_half_a_cent_rounds_up() -> None:
     assert to_money("0.005") == Decimal("0.01")
     assert to_money("2.675") == Decimal("2.68")
     assert percent_of(Decimal("1234.45"), Decimal("10")) == Decimal("123.45")
 
 
+@pytest.mark.rules
 def test_floats_never_become_money() -> None:
     with pytest.raises(MoneyError):
         to_money(0.1)  # type: ignore[arg-type]
 
 
+@pytest.mark.rules
 @pytest.mark.parametrize("bad", ["abc", "NaN", "Infinity", ""])
 def test_non_amounts_are_refused(bad: str) -> None:
     with pytest.raises(MoneyError):
         to_money(bad)
 
 
+@pytest.mark.rules
 def test_amounts_are_written_with_two_decimals() -> None:
     assert format_money(Decimal("1500")) == "1500.00"
 

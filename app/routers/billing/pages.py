@@ -8,7 +8,7 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
 from app.models import Application, Edition, Invoice, StaffUser
@@ -34,6 +34,7 @@ from app.web.dependencies import (
     read_upload,
     templates,
 )
+from app.web.kit import flash, pop_flash, see_other
 from app.web.security import verify_csrf
 from app.worker import job_context
 
@@ -64,19 +65,6 @@ KIND_LABELS = {
 
 
 # Shared pieces
-
-
-def _flash(request: Request, message: str) -> None:
-    request.session["flash"] = translate(message)
-
-
-def _pop_flash(request: Request) -> str | None:
-    message = request.session.pop("flash", None)
-    return message if isinstance(message, str) else None
-
-
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
 
 
 def _safe_back(target: str, default: str) -> str:
@@ -143,7 +131,7 @@ def invoice_register(
             "filter_labels": {key: gettext(label) for key, label in FILTER_LABELS.items()},
             "groups": groups,
             "back": str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
-            "flash": _pop_flash(request),
+            "flash": pop_flash(request),
         },
     )
 
@@ -273,7 +261,7 @@ def _invoice_page(
 def invoice_page(number: str, request: Request, session: SessionDep, user: PageAdmin) -> Response:
     """The invoice as stored, what is paid on it, and the form to record a bank transfer."""
     invoice = invoicing.get_invoice(session, number)
-    return _invoice_page(request, session, user, invoice, flash=_pop_flash(request))
+    return _invoice_page(request, session, user, invoice, flash=pop_flash(request))
 
 
 def _parse_payment_form(
@@ -375,8 +363,8 @@ def record_bank_transfer(
             notice=gettext("Nothing was recorded. %(reason)s") % {"reason": translate(exc.message)},
             status_code=status.HTTP_409_CONFLICT,
         )
-    _flash(request, _payment_flash(session, invoice, parsed_amount, result))
-    return _see_other(f"/admin/invoices/{invoice.number}")
+    flash(request, _payment_flash(session, invoice, parsed_amount, result))
+    return see_other(f"/admin/invoices/{invoice.number}")
 
 
 # The money overview
@@ -421,8 +409,8 @@ def issue_group_invoice(
     register = "/admin/invoices" + (f"?{urlencode({'edition': chosen.slug})}" if chosen else "")
     target = _safe_back(back, register)
     if chosen is None:
-        _flash(request, gettext("Choose the group's edition; no invoice was issued."))
-        return _see_other(target)
+        flash(request, gettext("Choose the group's edition; no invoice was issued."))
+        return see_other(target)
     try:
         invoice = invoicing.issue_group_invoice(
             session,
@@ -436,15 +424,15 @@ def issue_group_invoice(
             buyer_tax_id=buyer_tax_id.strip(),
         )
     except (invoicing.NothingToInvoice, NotFound) as exc:
-        _flash(
+        flash(
             request,
             gettext("No invoice was issued: %(reason)s") % {"reason": translate(exc.message)},
         )
-        return _see_other(target)
+        return see_other(target)
     session.commit()
     lines = len(invoicing.invoice_lines(session, invoice))
     total = money(invoice.total, invoice.currency)
-    _flash(
+    flash(
         request,
         ngettext(
             "Invoice %(number)s issued to %(buyer)s for %(num)s participant: %(total)s.",
@@ -458,7 +446,7 @@ def issue_group_invoice(
             "total": total,
         },
     )
-    return _see_other(f"/admin/invoices/{invoice.number}")
+    return see_other(f"/admin/invoices/{invoice.number}")
 
 
 # Bank statement import
@@ -705,7 +693,7 @@ def statement_import(
             job.id or 0,
             job_context(request.app.state.engine, storage),
         )
-    return _see_other(f"/admin/statements/imports/{job.id}")
+    return see_other(f"/admin/statements/imports/{job.id}")
 
 
 @router.get("/statements/imports/{job_id}", response_class=HTMLResponse)

@@ -37,6 +37,7 @@ from app.web.dependencies import (
     templates,
 )
 from app.web.errors import error_responses
+from app.web.kit import chosen_edition, form_text, see_other
 from app.web.security import verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
@@ -75,15 +76,6 @@ def run_launcher() -> runs.Launcher:
 
 OptionsDep = Annotated[service.CertificateOptions, Depends(certificate_options)]
 LauncherDep = Annotated[runs.Launcher, Depends(run_launcher)]
-
-
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
-
-
-def _text(form: Any, name: str, limit: int = 2000) -> str:
-    raw = form.get(name)
-    return raw.strip()[:limit] if isinstance(raw, str) else ""
 
 
 def _pop(request: Request, key: str) -> Any:
@@ -234,7 +226,7 @@ def verify_form(
             typed=number,
             error=translate(exc.fields.get("number", exc.message)),
         )
-    return _see_other(f"/verify/{canonical}")
+    return see_other(f"/verify/{canonical}")
 
 
 @router.get("/verify/{number}", response_class=HTMLResponse)
@@ -319,7 +311,7 @@ def portal_badge(
 
 
 def _back_to_application(application_id: int) -> RedirectResponse:
-    return _see_other(f"/admin/applications/{application_id}#certificate")
+    return see_other(f"/admin/applications/{application_id}#certificate")
 
 
 @router.post("/admin/applications/{application_id}/certificate")
@@ -381,7 +373,7 @@ def revoke_page(
 ) -> Response:
     """Revoke a certificate with a written reason."""
     certificate = service.get_by_number(session, number)
-    reason = _text(form, "reason")
+    reason = form_text(form, "reason", 2000)
     try:
         service.revoke(session, number=number, reason=reason, actor=user.email, options=options)
     except InvalidInput as exc:
@@ -409,8 +401,8 @@ def reissue_page(
 ) -> Response:
     """Issue a corrected version under the same number."""
     certificate = service.get_by_number(session, number)
-    holder = _text(form, "holder_name", 300)
-    reason = _text(form, "reissue_reason")
+    holder = form_text(form, "holder_name", 300)
+    reason = form_text(form, "reissue_reason", 2000)
     try:
         updated = service.reissue(
             session,
@@ -439,18 +431,6 @@ def reissue_page(
             "the participant was e-mailed it."
         ) % {"number": updated.number, "version": updated.version, "name": updated.holder_name}
     return _back_to_application(certificate.application_id)
-
-
-def _chosen_edition(session: Session, slug: str) -> Edition | None:
-    if slug:
-        return get_edition(session, slug)
-    editions = list(session.exec(select(Edition).order_by(col(Edition.start_date))).all())
-    today = utcnow().date()
-    # The edition that ended last is the one whose certificates are due.
-    ended = [e for e in editions if e.end_date <= today]
-    if ended:
-        return ended[-1]
-    return editions[0] if editions else None
 
 
 def _run_view(run: Any) -> dict[str, Any] | None:
@@ -498,10 +478,10 @@ def certificates_home(
     edition_slug: Annotated[str, Query(alias="edition", max_length=80)] = "",
 ) -> Response:
     """The certificates of the edition that ended last (or the one asked for)."""
-    edition = _chosen_edition(session, edition_slug)
+    edition = chosen_edition(session, edition_slug, prefer="ended")
     if edition is None:
         raise NotFound("There is no edition yet.")
-    return _see_other(f"/admin/editions/{edition.slug}/certificates")
+    return see_other(f"/admin/editions/{edition.slug}/certificates")
 
 
 @router.get("/admin/editions/{slug}/certificates", response_class=HTMLResponse)
@@ -554,11 +534,11 @@ def start_run(
                 request, edition, latest, message=translate(exc.message), status_code=409
             )
         request.session["flash"] = translate(exc.message)
-        return _see_other(f"/admin/editions/{slug}/certificates")
+        return see_other(f"/admin/editions/{slug}/certificates")
     if is_htmx(request):
         session.refresh(run)
         return _progress(request, edition, run)
-    return _see_other(f"/admin/editions/{slug}/certificates#progress")
+    return see_other(f"/admin/editions/{slug}/certificates#progress")
 
 
 def _progress(

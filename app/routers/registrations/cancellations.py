@@ -5,13 +5,13 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import object_session
 from sqlmodel import Session
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import UploadFile
 
 from app.clock import utcnow
 from app.models import Application, Cancellation, Edition, Refund, RefundStatus
@@ -35,6 +35,7 @@ from app.web.dependencies import (
     templates,
 )
 from app.web.errors import error_responses
+from app.web.kit import flash, form_text, pop_flash, see_other
 from app.web.security import verify_csrf
 
 log = logging.getLogger("diplomat.cancellations")
@@ -98,28 +99,9 @@ templates.env.globals["cancellation_panel"] = cancellation_panel
 # Shared pieces
 
 
-def _flash(request: Request, message: str) -> None:
-    """Keep a message for the next page, in the language of the request that caused it."""
-    request.session["flash"] = translate(message)
-
-
 def _in_words(fields: dict[str, str]) -> dict[str, str]:
     """A service's messages per field in the request's language."""
     return {name: translate(message) for name, message in fields.items()}
-
-
-def _pop_flash(request: Request) -> str | None:
-    message = request.session.pop("flash", None)
-    return message if isinstance(message, str) else None
-
-
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
-
-
-def _text(form: FormData, name: str, limit: int = 300) -> str:
-    raw = form.get(name)
-    return raw.strip()[:limit] if isinstance(raw, str) else ""
 
 
 def _edition_of(session: Session, application: Application) -> Edition:
@@ -201,10 +183,10 @@ def cancel_confirm(
             now=now,
         )
     except Conflict as exc:
-        _flash(request, exc.message)
+        flash(request, exc.message)
     else:
-        _flash(request, _outcome_message(outcome))
-    return _see_other(f"/portal/{token}")
+        flash(request, _outcome_message(outcome))
+    return see_other(f"/portal/{token}")
 
 
 # Portal: bank details for a refund
@@ -217,9 +199,9 @@ def refund_details(
     """The account a bank refund is paid to; errors come back next to their fields."""
     application = application_for_token(session, token, secret_key=settings.secret_key)
     values = {
-        "account_holder": _text(form, "account_holder", 200),
-        "iban": _text(form, "iban", 60),
-        "bic": _text(form, "bic", 20),
+        "account_holder": form_text(form, "account_holder", 200),
+        "iban": form_text(form, "iban", 60),
+        "bic": form_text(form, "bic", 20),
     }
     try:
         refund = refund_service.give_bank_details(session, application=application, **values)
@@ -237,14 +219,14 @@ def refund_details(
             status_code=422,
         )
     except Conflict as exc:
-        _flash(request, exc.message)
-        return _see_other(f"/portal/{token}")
-    _flash(
+        flash(request, exc.message)
+        return see_other(f"/portal/{token}")
+    flash(
         request,
         gettext("Thank you. We will pay your refund of %(sum)s to the account ending in %(end)s.")
         % {"sum": stored_money(f"{refund.amount:.2f}", refund.currency), "end": refund.iban[-4:]},
     )
-    return _see_other(f"/portal/{token}")
+    return see_other(f"/portal/{token}")
 
 
 # Portal: a seat offered from the waiting list
@@ -271,10 +253,10 @@ def offer_accept(
             base_url=settings.base_url,
         )
     except (Conflict, NotFound) as exc:
-        _flash(request, exc.message)
+        flash(request, exc.message)
     else:
         invoice = accepted.invoice
-        _flash(
+        flash(
             request,
             gettext(
                 "You accepted the seat and are admitted. Your invoice %(number)s is below; your "
@@ -284,7 +266,7 @@ def offer_accept(
             if invoice
             else gettext("You accepted the seat and are admitted."),
         )
-    return _see_other(f"/portal/{token}")
+    return see_other(f"/portal/{token}")
 
 
 @router.post("/portal/{token}/offer/decline")
@@ -302,13 +284,13 @@ def offer_decline(
             base_url=settings.base_url,
         )
     except (Conflict, NotFound) as exc:
-        _flash(request, exc.message)
+        flash(request, exc.message)
     else:
-        _flash(
+        flash(
             request,
             gettext("You declined the seat; it goes to the next person. You stay on the list."),
         )
-    return _see_other(f"/portal/{token}")
+    return see_other(f"/portal/{token}")
 
 
 # Office: record a cancellation received by e-mail
@@ -355,7 +337,7 @@ def record_form(
         {
             "user": user,
             "active": "applications",
-            "flash": _pop_flash(request),
+            "flash": pop_flash(request),
             **_record_context(session, application, values={"channel": "email"}, errors={}),
         },
     )
@@ -405,10 +387,10 @@ def record_cancellation(
             413,
         )
     values = {
-        name: _text(form, name)
+        name: form_text(form, name, 300)
         for name in ("received_at", "channel", "course_name", "full_name", "registration_date")
     }
-    values["contact"] = _text(form, "contact")
+    values["contact"] = form_text(form, "contact", 300)
     errors: dict[str, str] = {}
     received_at: datetime | None = None
     registration_date: date | None = None
@@ -480,8 +462,8 @@ def record_cancellation(
             "Cancellation refused and recorded; the participant stays registered and was told "
             "why. %(reason)s"
         ) % {"reason": reason}
-    _flash(request, message)
-    return _see_other(f"/admin/applications/{application_id}/cancellation")
+    flash(request, message)
+    return see_other(f"/admin/applications/{application_id}/cancellation")
 
 
 @router.get("/admin/cancellations/{cancellation_id}/email.eml")
@@ -520,7 +502,7 @@ def _refunds_page(
         {
             "user": user,
             "active": "refunds",
-            "flash": _pop_flash(request),
+            "flash": pop_flash(request),
             "due": due,
             "errors": errors or {},
             "values": values or {},
@@ -542,8 +524,8 @@ def refund_complete(
 ) -> Response:
     """Mark a bank refund as paid: the money leaves the original invoice."""
     values = {
-        "completed_on": _text(form, "completed_on", 20),
-        "reference": _text(form, "reference"),
+        "completed_on": form_text(form, "completed_on", 20),
+        "reference": form_text(form, "reference", 300),
     }
     try:
         completed_on = date.fromisoformat(values["completed_on"])
@@ -574,9 +556,9 @@ def refund_complete(
             status_code=422,
         )
     except Conflict as exc:
-        _flash(request, exc.message)
-        return _see_other("/admin/refunds")
-    _flash(
+        flash(request, exc.message)
+        return see_other("/admin/refunds")
+    flash(
         request,
         gettext("Refund %(id)s of %(sum)s is marked as paid on %(day)s.")
         % {
@@ -585,7 +567,7 @@ def refund_complete(
             "day": refund.completed_on,
         },
     )
-    return _see_other("/admin/refunds")
+    return see_other("/admin/refunds")
 
 
 # Office: seat offers

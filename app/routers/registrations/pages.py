@@ -7,7 +7,7 @@ from typing import Annotated, Any, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from app.models import (
@@ -50,6 +50,7 @@ from app.web.dependencies import (
     is_htmx,
     templates,
 )
+from app.web.kit import flash, pop_flash, see_other
 from app.web.security import verify_csrf
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
@@ -91,19 +92,6 @@ SORT_COLUMNS = {
 
 
 # Shared pieces
-
-
-def _flash(request: Request, message: str) -> None:
-    request.session["flash"] = message
-
-
-def _pop_flash(request: Request) -> str | None:
-    message = request.session.pop("flash", None)
-    return message if isinstance(message, str) else None
-
-
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
 
 
 def _safe_back(target: str, default: str) -> str:
@@ -303,7 +291,7 @@ def applications(
         "select_label": gettext("Select %(reference)s, %(name)s"),
         "sort_columns": {key: gettext(label) for key, label in SORT_COLUMNS.items()},
         "decisions": {key: gettext(label) for key, label in DECISION_LABELS.items()},
-        "flash": _pop_flash(request),
+        "flash": pop_flash(request),
         "htmx": _wants_results(request),
     }
     name = "registrations/review/list.html"
@@ -330,7 +318,7 @@ def waiting_list(
             "waiting": waiting,
             "bar": capacity_bar(capacity(session, edition)) if edition else None,
             "back": query.url("/admin/applications/waiting-list", page=None),
-            "flash": _pop_flash(request),
+            "flash": pop_flash(request),
         },
     )
 
@@ -433,13 +421,13 @@ def bulk_decision(
     # One page of the list at most; a longer list is not something the page can send.
     choices = _parse_choices((selected or [])[:MAX_BULK])
     if decision not in DECISIONS:
-        _flash(
+        flash(
             request, gettext("Choose a decision (admit, waitlist or reject) for the selected rows.")
         )
-        return _see_other(target)
+        return see_other(target)
     if not choices:
-        _flash(request, gettext("Select at least one application; nothing was changed."))
-        return _see_other(target)
+        flash(request, gettext("Select at least one application; nothing was changed."))
+        return see_other(target)
     if decision == "admit" and confirm_over_capacity != "1":
         admitting = review_service.admittable_by_edition(session, [c[0] for c in choices])
         for edition_id, count in admitting.items():
@@ -472,8 +460,8 @@ def bulk_decision(
         base_url=settings.base_url,
         seller=seller,
     )
-    _flash(request, outcome.summary() + ".")
-    return _see_other(target)
+    flash(request, outcome.summary() + ".")
+    return see_other(target)
 
 
 @dataclass(frozen=True)
@@ -577,7 +565,7 @@ def application_page(
 ) -> Response:
     """Everything an applicant sent, the quote, notes, timeline and the decision form."""
     application = get_application(session, application_id)
-    return _detail_page(request, session, user, application, flash=_pop_flash(request))
+    return _detail_page(request, session, user, application, flash=pop_flash(request))
 
 
 def _stored_file(storage: Any, key: str, filename: str) -> Response:
@@ -713,8 +701,8 @@ def application_decision(
         done = gettext("%(reference)s put on the waiting list; the e-mail to %(email)s is queued.")
     else:
         done = gettext("%(reference)s rejected; the e-mail to %(email)s is queued.")
-    _flash(request, done % values)
-    return _see_other(_safe_back(back, page))
+    flash(request, done % values)
+    return see_other(_safe_back(back, page))
 
 
 @router.post("/applications/{application_id}/notes", response_model=None)
@@ -748,8 +736,8 @@ def application_notes(
             ),
             notes_conflict={"message": translate(exc.message), "text": staff_notes},
         )
-    _flash(request, gettext("Notes saved."))
-    return _see_other(f"{LIST_PATH}/{application_id}#notes")
+    flash(request, gettext("Notes saved."))
+    return see_other(f"{LIST_PATH}/{application_id}#notes")
 
 
 @router.post("/applications/{application_id}/new-link", response_model=None)
@@ -768,12 +756,12 @@ def application_new_link(
         secret_key=settings.secret_key,
         base_url=settings.base_url,
     )
-    _flash(
+    flash(
         request,
         gettext("The earlier private links no longer work; a new link to %(email)s is queued.")
         % {"email": application.email},
     )
-    return _see_other(f"{LIST_PATH}/{application_id}")
+    return see_other(f"{LIST_PATH}/{application_id}")
 
 
 # The outbox
@@ -817,7 +805,7 @@ def outbox(
         "q": q,
         "url": url,
         "timezone": _office_timezone(session),
-        "flash": _pop_flash(request),
+        "flash": pop_flash(request),
         "htmx": _wants_results(request),
     }
     name = "office/outbox/list.html"
@@ -844,7 +832,7 @@ def outbox_message(
             "message": message,
             "application": application,
             "timezone": _office_timezone(session),
-            "flash": _pop_flash(request),
+            "flash": pop_flash(request),
         },
     )
 
@@ -874,15 +862,15 @@ def outbox_retry(
     """Queue a failed e-mail again."""
     message = review_service.get_outbox_message(session, message_id)
     if message.status != "failed":
-        _flash(
+        flash(
             request,
             gettext("Only a failed e-mail can be retried; this one is %(status)s.")
             % {"status": gettext(message.status)},
         )
     else:
         retry_failed(session, message_id)
-        _flash(
+        flash(
             request,
             gettext("The e-mail to %(address)s is queued again.") % {"address": message.to_address},
         )
-    return _see_other(_safe_back(back, f"{OUTBOX_PATH}/{message_id}"))
+    return see_other(_safe_back(back, f"{OUTBOX_PATH}/{message_id}"))

@@ -29,6 +29,7 @@ from app.web.dependencies import (
     read_upload,
     templates,
 )
+from app.web.kit import form_text
 from app.web.security import upload_body_limit, verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
@@ -67,14 +68,8 @@ class ApplyForm:
         return self.values.get(name, "")
 
 
-def _text(form: FormData, name: str) -> str:
-    """A text field of a form, stripped; empty when absent or a file."""
-    raw = form.get(name)
-    return raw.strip() if isinstance(raw, str) else ""
-
-
 def _values(form: FormData) -> dict[str, str]:
-    return {name: _text(form, name) for name in (*FORM_FIELDS, "org_q")}
+    return {name: form_text(form, name) for name in (*FORM_FIELDS, "org_q")}
 
 
 def _application_input(values: dict[str, str]) -> dict[str, Any]:
@@ -381,7 +376,7 @@ def send_portal_link(
 ) -> Response:
     """Send the link if the address applied; the answer is the same either way."""
     edition = get_edition(session, slug)
-    email = _text(form, "email")[:254]
+    email = form_text(form, "email")[:254]
     if "@" not in email:
         return templates.TemplateResponse(
             request,
@@ -427,7 +422,7 @@ def create_group(
     """Create the group and show its code; the coordinator also gets it by e-mail."""
     edition = get_edition(session, slug)
     values = {
-        name: _text(raw, name)
+        name: form_text(raw, name)
         for name in ("org_q", "organisation_id", "contact_email", "contact_name")
     }
     errors: dict[str, str] = {}

@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from app.models import Organisation, StaffUser
@@ -13,6 +13,7 @@ from app.services.errors import Conflict, DomainError, InvalidInput
 from app.services.registry import organisations as registry
 from app.services.registry.countries import all_countries
 from app.web.dependencies import PageAdmin, SessionDep, form_errors, is_htmx, read_upload, templates
+from app.web.kit import flash, pop_flash, see_other
 from app.web.security import verify_csrf
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
@@ -34,19 +35,6 @@ STATUS_FILTERS = [
     ("behind", N_("Behind on dues")),
     ("non_member", N_("Non-members")),
 ]
-
-
-def _flash(request: Request, message: str) -> None:
-    request.session["flash"] = message
-
-
-def _pop_flash(request: Request) -> str | None:
-    message = request.session.pop("flash", None)
-    return message if isinstance(message, str) else None
-
-
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
 
 
 def _upload_text(file: UploadFile | None, pasted: str, *, max_bytes: int) -> str:
@@ -92,7 +80,7 @@ def organisations(
         },
         "status_filters": [(value, gettext(text)) for value, text in STATUS_FILTERS],
         "countries": registry.registry_countries(session),
-        "flash": _pop_flash(request),
+        "flash": pop_flash(request),
         "htmx": is_htmx(request),
     }
     name = "registry/organisations.html"
@@ -181,8 +169,8 @@ def _submitted(
         if organisation_id
         else gettext("%(name)s (%(country)s) added.")
     )
-    _flash(request, saved % {"name": organisation.name, "country": organisation.country})
-    return _see_other("/admin/organisations")
+    flash(request, saved % {"name": organisation.name, "country": organisation.country})
+    return see_other("/admin/organisations")
 
 
 @router.get("/organisations/new", response_class=HTMLResponse)
@@ -354,12 +342,12 @@ def import_apply(
         plan = registry.plan_organisation_import(session, csv_text)
         notice = gettext("Nothing was changed. %(reason)s") % {"reason": translate(exc.message)}
         return _preview_page(request, user, plan=plan, csv_text=csv_text, notice=notice)
-    _flash(
+    flash(
         request,
         gettext("%(created)s created, %(updated)s updated.")
         % {"created": created, "updated": updated},
     )
-    return _see_other("/admin/organisations")
+    return see_other("/admin/organisations")
 
 
 # Income groups
@@ -393,7 +381,7 @@ def _income_page(
             "form": form or {"fiscal_year": "", "csv_text": ""},
             "errors": errors,
             "row_errors": {k: v for k, v in errors.items() if k.startswith("row ")},
-            "flash": _pop_flash(request),
+            "flash": pop_flash(request),
         },
         status_code=status_code,
     )
@@ -457,7 +445,7 @@ def upload_income_groups(
             errors=errors,
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    _flash(
+    flash(
         request, gettext("FY%(year)s stored: %(count)s economies.") % {"year": year, "count": count}
     )
-    return _see_other(f"/admin/income-groups?fy={year}")
+    return see_other(f"/admin/income-groups?fy={year}")

@@ -4,20 +4,19 @@ office's override; and the API call that records an assessment."""
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import UploadFile
 
-from app.clock import utcnow
 from app.config import Settings
 from app.models import Application, Edition, FinalWork
 from app.platform.i18n import N_, gettext, translate, translate_fields
 from app.routers.registrations import pages as admin_applications
 from app.routers.registrations import public as applicants
 from app.services.certificates import eligibility as eligibility_service
-from app.services.editions.editions import get_edition, local_time
+from app.services.editions.editions import local_time
 from app.services.errors import DomainError, InvalidInput
 from app.services.registrations import applications as application_service
 from app.services.teaching import final_work as service
@@ -32,6 +31,7 @@ from app.web.dependencies import (
     read_upload,
     templates,
 )
+from app.web.kit import chosen_edition, form_text, see_other
 from app.web.security import verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
@@ -66,17 +66,8 @@ admin_applications.ACTION_WORDS.update(
 )
 
 
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
-
-
 def _pop(request: Request, key: str) -> Any:
     return request.session.pop(key, None)
-
-
-def _text(form: FormData, name: str) -> str:
-    raw = form.get(name)
-    return raw.strip() if isinstance(raw, str) else ""
 
 
 def _edition_of(session: Session, application: Application) -> Edition:
@@ -180,7 +171,7 @@ def upload_final_work(
     request.session["flash"] = gettext(
         "Thank you: your final work “%(filename)s” is uploaded. Your tutor will assess it."
     ) % {"filename": work.filename}
-    return _see_other(f"/portal/{token}#final-work-heading")
+    return see_other(f"/portal/{token}#final-work-heading")
 
 
 @router.get("/portal/{token}/final-work.pdf")
@@ -198,18 +189,6 @@ def portal_final_work_file(
 
 
 # Tutors and administrators
-
-
-def _chosen_edition(session: Session, slug: str) -> Edition | None:
-    if slug:
-        return get_edition(session, slug)
-    editions = list(session.exec(select(Edition).order_by(col(Edition.start_date))).all())
-    today = utcnow().date()
-    running = [e for e in editions if e.end_date >= today]
-    # Tutors assess during and right after an edition: the one running or next is the default.
-    if running:
-        return running[0]
-    return editions[-1] if editions else None
 
 
 def _work_key(work: FinalWork | None) -> str:
@@ -264,7 +243,7 @@ def final_works_page(
     ] = "",
 ) -> Response:
     """Participants of an edition with their final work, to download and assess."""
-    edition = _chosen_edition(session, edition_slug)
+    edition = chosen_edition(session, edition_slug, prefer="upcoming")
     return _staff_page(request, session, user, edition, show=show)
 
 
@@ -292,8 +271,8 @@ def assess_final_work(
     """Record an assessment; a stale form shows what is stored now instead of overwriting it."""
     application = application_service.get_application(session, application_id)
     edition = _edition_of(session, application)
-    values = {"status": _text(form, "status"), "note": _text(form, "note")}
-    raw_version = _text(form, "version")
+    values = {"status": form_text(form, "status"), "note": form_text(form, "note")}
+    raw_version = form_text(form, "version")
     if raw_version and not raw_version.isdigit():
         return _staff_page(
             request,
@@ -352,7 +331,7 @@ def assess_final_work(
         if values["status"] in ("accepted", "rejected")
         else gettext("Final work of %(name)s recorded as %(status)s.")
     ) % {"name": application.full_name, "status": translate(values["status"])}
-    return _see_other(f"/admin/final-works?edition={edition.slug}#participant-{application_id}")
+    return see_other(f"/admin/final-works?edition={edition.slug}#participant-{application_id}")
 
 
 # Eligibility on the office's page of an application
@@ -398,7 +377,7 @@ def grant_override(
     user: PageAdmin,
 ) -> Response:
     """Make a participant eligible despite unmet conditions, with the reason on record."""
-    reason = _text(form, "override_reason")
+    reason = form_text(form, "override_reason")
     try:
         eligibility_service.grant_override(
             session, application_id=application_id, reason=reason, actor=user
@@ -412,7 +391,7 @@ def grant_override(
         request.session["eligibility_form"] = {"errors": {"override": translate(exc.message)}}
     else:
         request.session["flash"] = gettext("Eligibility overridden; the reason is on record.")
-    return _see_other(f"/admin/applications/{application_id}#eligibility-heading")
+    return see_other(f"/admin/applications/{application_id}#eligibility-heading")
 
 
 @router.post("/admin/applications/{application_id}/eligibility-override/remove")
@@ -424,7 +403,7 @@ def remove_override(
     user: PageAdmin,
 ) -> Response:
     """Withdraw an override, saying why."""
-    reason = _text(form, "removal_reason")
+    reason = form_text(form, "removal_reason")
     try:
         eligibility_service.remove_override(
             session, application_id=application_id, reason=reason, actor=user
@@ -438,7 +417,7 @@ def remove_override(
         request.session["eligibility_form"] = {"errors": {"override": translate(exc.message)}}
     else:
         request.session["flash"] = gettext("The override is removed; the reason is on record.")
-    return _see_other(f"/admin/applications/{application_id}#eligibility-heading")
+    return see_other(f"/admin/applications/{application_id}#eligibility-heading")
 
 
 # The JSON API

@@ -3,7 +3,7 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
@@ -13,7 +13,6 @@ from app.config import Settings
 from app.models import Application, Edition
 from app.platform.i18n import gettext, translate, translate_fields
 from app.routers.registrations import public as applicants
-from app.services.editions.editions import get_edition
 from app.services.errors import DomainError, NotFound
 from app.services.registrations import applications as application_service
 from app.services.registry.countries import all_countries
@@ -27,6 +26,7 @@ from app.web.dependencies import (
     form_errors,
     templates,
 )
+from app.web.kit import chosen_edition, form_text, see_other
 from app.web.security import verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
@@ -54,18 +54,9 @@ templates.env.globals.setdefault("logistics_travel_window", service.travel_windo
 templates.env.filters.setdefault("mask_passport", service.mask_passport)
 
 
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
-
-
-def _text(form: FormData, name: str) -> str:
-    raw = form.get(name)
-    return raw if isinstance(raw, str) else ""
-
-
 def _typed(form: FormData) -> dict[str, Any]:
     """The form as typed: strings to show again, the checkbox as a boolean."""
-    values: dict[str, Any] = {name: _text(form, name) for name in FORM_FIELDS}
+    values: dict[str, Any] = {name: form_text(form, name, strip=False) for name in FORM_FIELDS}
     values["visa_letter_needed"] = values["visa_letter_needed"] in ("yes", "on", "true", "1")
     return values
 
@@ -133,7 +124,7 @@ def save_logistics(
         request.session["flash"] = gettext(
             "Details for the week of the course can be given once you are admitted."
         )
-        return _see_other(f"/portal/{token}")
+        return see_other(f"/portal/{token}")
     try:
         data = service.LogisticsIn.model_validate(values, context=_context(application, edition))
         service.save_logistics(
@@ -151,7 +142,7 @@ def save_logistics(
     request.session["flash"] = gettext(
         "Thank you: your details for the week in %(place)s are saved."
     ) % {"place": edition.place}
-    return _see_other(f"/portal/{token}#logistics-heading")
+    return see_other(f"/portal/{token}#logistics-heading")
 
 
 @router.get("/portal/{token}/logistics/visa-fields", response_class=HTMLResponse)
@@ -213,18 +204,6 @@ def portal_visa_letter(
 # The office's side
 
 
-def _chosen_edition(session: Session, slug: str) -> Edition | None:
-    if slug:
-        return get_edition(session, slug)
-    editions = list(session.exec(select(Edition).order_by(col(Edition.start_date))).all())
-    today = utcnow().date()
-    upcoming = [e for e in editions if e.end_date >= today]
-    # The next edition to run is the one whose list the office is preparing.
-    if upcoming:
-        return upcoming[0]
-    return editions[-1] if editions else None
-
-
 def _pop(request: Request, key: str) -> str | None:
     message = request.session.pop(key, None)
     return message if isinstance(message, str) else None
@@ -238,7 +217,7 @@ def logistics_page(
     edition_slug: Annotated[str, Query(alias="edition", max_length=80)] = "",
 ) -> Response:
     """Admitted and confirmed participants with their needs, travel and visa letters."""
-    edition = _chosen_edition(session, edition_slug)
+    edition = chosen_edition(session, edition_slug, prefer="upcoming")
     participants = service.logistics_list(session, edition) if edition else []
     editions = list(session.exec(select(Edition).order_by(col(Edition.start_date).desc())).all())
     return templates.TemplateResponse(
@@ -270,7 +249,7 @@ def logistics_csv(
     edition_slug: Annotated[str, Query(alias="edition", max_length=80)] = "",
 ) -> Response:
     """The list for caterers and venues, without any visa details."""
-    edition = _chosen_edition(session, edition_slug)
+    edition = chosen_edition(session, edition_slug, prefer="upcoming")
     if edition is None:
         raise NotFound("There is no edition yet.")
     body = service.logistics_csv(service.logistics_list(session, edition))
@@ -319,7 +298,7 @@ def issue_visa_letter(
             "name": application.certificate_name or application.full_name,
             "reference": application.reference,
         }
-    return _see_other(f"/admin/logistics?edition={edition.slug}#participant-{application_id}")
+    return see_other(f"/admin/logistics?edition={edition.slug}#participant-{application_id}")
 
 
 @router.get("/admin/applications/{application_id}/visa-letter.pdf")

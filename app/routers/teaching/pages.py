@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import segno
 from fastapi import APIRouter, Depends, Query, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
@@ -43,6 +43,7 @@ from app.web.dependencies import (
     is_htmx,
     templates,
 )
+from app.web.kit import chosen_edition, form_text, see_other
 from app.web.security import verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
@@ -72,15 +73,6 @@ CALENDAR_HEADERS = {"Cache-Control": "private, no-cache"}
 PRIVATE_FILE_HEADERS = {"Cache-Control": "private, no-store"}
 
 
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
-
-
-def _text(form: FormData, name: str, limit: int = 300) -> str:
-    raw = form.get(name)
-    return raw.strip()[:limit] if isinstance(raw, str) else ""
-
-
 def _pop(request: Request, key: str) -> str | None:
     message = request.session.pop(key, None)
     return message if isinstance(message, str) else None
@@ -88,18 +80,6 @@ def _pop(request: Request, key: str) -> str | None:
 
 def _zone(edition: Edition) -> ZoneInfo:
     return ZoneInfo(edition.timezone)
-
-
-def _chosen_edition(session: Session, slug: str) -> Edition | None:
-    if slug:
-        return get_edition(session, slug)
-    editions = list(session.exec(select(Edition).order_by(col(Edition.start_date))).all())
-    today = utcnow().date()
-    # The edition running now or next is the one tutors take attendance for.
-    upcoming = [e for e in editions if e.end_date >= today]
-    if upcoming:
-        return upcoming[0]
-    return editions[-1] if editions else None
 
 
 def _editions(session: Session) -> list[Edition]:
@@ -128,7 +108,7 @@ def sessions_page(
     edition_slug: Annotated[str, Query(alias="edition", max_length=80)] = "",
 ) -> Response:
     """The edition's sessions by day, each with its sheet and check-in code."""
-    edition = _chosen_edition(session, edition_slug)
+    edition = chosen_edition(session, edition_slug, prefer="upcoming")
     days: dict[date, list[SessionLine]] = {}
     now = utcnow()
     if edition is not None:
@@ -201,7 +181,7 @@ def _module_choices(programme: list[tuple[Module, list[CourseSession]]]) -> list
 
 
 def _typed_session(form: FormData) -> dict[str, str]:
-    return {name: _text(form, name, 300) for name in SESSION_FIELDS}
+    return {name: form_text(form, name, 300) for name in SESSION_FIELDS}
 
 
 def _schedule_input(values: dict[str, str]) -> dict[str, Any]:
@@ -275,7 +255,7 @@ def add_session(
     request.session["flash"] = gettext("“%(title)s” was added to the programme.") % {
         "title": created.title
     }
-    return _see_other(f"/admin/editions/{slug}/schedule#session-{created.id}")
+    return see_other(f"/admin/editions/{slug}/schedule#session-{created.id}")
 
 
 def _session_form(
@@ -341,7 +321,7 @@ def edit_session(
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
     request.session["flash"] = f"“{data.title}” was saved."
-    return _see_other(f"/admin/editions/{edition.slug}/schedule#session-{session_id}")
+    return see_other(f"/admin/editions/{edition.slug}/schedule#session-{session_id}")
 
 
 @router.post("/admin/sessions/{session_id}/delete")
@@ -356,11 +336,11 @@ def remove_session(
         schedule_service.delete_session(session, course_session_id=session_id, actor=user.email)
     except Conflict as exc:
         request.session["flash_error"] = translate(exc.message)
-        return _see_other(f"/admin/sessions/{session_id}/edit")
+        return see_other(f"/admin/sessions/{session_id}/edit")
     request.session["flash"] = gettext("“%(title)s” was removed from the programme.") % {
         "title": title
     }
-    return _see_other(f"/admin/editions/{edition.slug}/schedule")
+    return see_other(f"/admin/editions/{edition.slug}/schedule")
 
 
 # Staff: the attendance sheet
@@ -458,14 +438,14 @@ def mark(
         session,
         course_session_id=session_id,
         application_id=application_id,
-        status=_text(form, "status", 20),
+        status=form_text(form, "status", 20),
         actor=user.email,
         secret_key=settings.secret_key,
         base_url=settings.base_url,
     )
     if is_htmx(request):
         return _row_response(request, session, course_session, application_id)
-    return _see_other(f"/admin/sessions/{session_id}#row-{application_id}")
+    return see_other(f"/admin/sessions/{session_id}#row-{application_id}")
 
 
 @router.post("/admin/sessions/{session_id}/marks/{application_id}/undo", response_model=None)
@@ -479,7 +459,7 @@ def undo(
 ) -> Response:
     """Take back the latest change of one participant's mark."""
     course_session = service.get_course_session(session, session_id)
-    change = _text(form, "change_id", 20)
+    change = form_text(form, "change_id", 20)
     error = ""
     try:
         service.undo_last_change(
@@ -496,7 +476,7 @@ def undo(
         return _row_response(request, session, course_session, application_id, error=error)
     if error:
         request.session["flash_error"] = error
-    return _see_other(f"/admin/sessions/{session_id}#row-{application_id}")
+    return see_other(f"/admin/sessions/{session_id}#row-{application_id}")
 
 
 @router.post("/admin/sessions/{session_id}/mark-everyone-present", response_model=None)
@@ -519,7 +499,7 @@ def everyone_present(
         context["flash"] = message
         return templates.TemplateResponse(request, SHEET_PAGE, context, block_name="sheet")
     request.session["flash"] = message
-    return _see_other(f"/admin/sessions/{session_id}")
+    return see_other(f"/admin/sessions/{session_id}")
 
 
 # Staff: the check-in code
@@ -576,13 +556,13 @@ def make_check_in_code(
     session_id: int, request: Request, form: FormDep, session: SessionDep, user: PageStaff
 ) -> Response:
     """Make the session's code, or replace it when it was seen outside the room."""
-    renew = _text(form, "renew", 5) == "1"
+    renew = form_text(form, "renew", 5) == "1"
     check_in_service.show_code(session, course_session_id=session_id, actor=user.email, renew=renew)
     if renew:
         request.session["flash"] = gettext(
             "A new code replaces the old one, which no longer works."
         )
-    return _see_other(f"/admin/sessions/{session_id}/check-in")
+    return see_other(f"/admin/sessions/{session_id}/check-in")
 
 
 # Staff: progress, at-risk list, exports
@@ -743,7 +723,7 @@ def scanned_code(
         except NotFound:
             request.session.pop(REMEMBERED_PORTAL, None)
         else:
-            return _see_other(f"/portal/{token}?checkin={quote(typed)}#check-in-heading")
+            return see_other(f"/portal/{token}?checkin={quote(typed)}#check-in-heading")
     return templates.TemplateResponse(request, PUBLIC_CHECK_IN_PAGE, {"code": typed})
 
 
@@ -846,8 +826,8 @@ def portal_check_in(
 ) -> Response:
     """Mark the participant present with the code shown in the room."""
     application = application_for_token(session, token, secret_key=settings.secret_key)
-    session_id = _text(form, "session_id", 20)
-    code = _text(form, "code", 40)
+    session_id = form_text(form, "session_id", 20)
+    code = form_text(form, "code", 40)
     if not session_id.isdigit():
         return _portal_with_check_in_error(
             request,
@@ -901,4 +881,4 @@ def portal_check_in(
         if result.already_present
         else gettext("Thank you: you are marked present at “%(title)s”.")
     ) % {"title": title}
-    return _see_other(f"/portal/{token}#check-in-heading")
+    return see_other(f"/portal/{token}#check-in-heading")

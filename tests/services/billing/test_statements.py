@@ -107,6 +107,7 @@ def import_all(session: Session, csv_text: str) -> statements.ImportResult:
 # Parsing
 
 
+@pytest.mark.rules
 def test_a_decimal_comma_with_point_thousands_reads_as_euros_and_cents() -> None:
     text = statement(header="Fecha;Importe;Ordenante;Concepto").replace(",", ";")
     text += "01/03/2024;1.500,00;Ama Banda;Factura 2024-00012\n"
@@ -123,6 +124,7 @@ def test_a_decimal_comma_with_point_thousands_reads_as_euros_and_cents() -> None
     ]
 
 
+@pytest.mark.rules
 @pytest.mark.parametrize(
     ("written", "amount"),
     [
@@ -142,12 +144,14 @@ def test_amounts_read_with_either_decimal_mark_and_thousands_separators(
     assert statements.parse_amount(written) == Decimal(amount)
 
 
+@pytest.mark.rules
 @pytest.mark.parametrize("written", ["12,3456", "1,2,3", "1.234,56,7", "abc", "", "1.23.4"])
 def test_amounts_that_are_not_money_are_refused(written: str) -> None:
     with pytest.raises(ValueError):
         statements.parse_amount(written)
 
 
+@pytest.mark.rules
 @pytest.mark.parametrize(
     ("date_format", "written"),
     [("YYYY-MM-DD", "2024-03-07"), ("DD/MM/YYYY", "07/03/2024"), ("DD.MM.YYYY", "07.03.2024")],
@@ -159,6 +163,7 @@ def test_each_offered_date_format_reads_the_day_first_or_iso_date(
     assert parse(text, date_format=date_format)[0].booked_on == date(2024, 3, 7)
 
 
+@pytest.mark.rules
 def test_every_bad_row_is_listed_with_its_line_number_and_nothing_is_returned() -> None:
     text = statement(
         line("100.00", "fine"),
@@ -176,6 +181,7 @@ def test_every_bad_row_is_listed_with_its_line_number_and_nothing_is_returned() 
     assert "date is empty" in fields["line 6"] and "amount is empty" in fields["line 6"]
 
 
+@pytest.mark.rules
 def test_a_wrong_date_format_is_reported_on_every_line() -> None:
     text = statement(line("1.00", "a"), line("2.00", "b"))
     with pytest.raises(StatementError) as raised:
@@ -183,6 +189,7 @@ def test_a_wrong_date_format_is_reported_on_every_line() -> None:
     assert sorted(raised.value.fields) == ["line 2", "line 3"]
 
 
+@pytest.mark.rules
 def test_a_column_missing_from_the_header_is_named() -> None:
     with pytest.raises(StatementError) as raised:
         parse(statement(line("1.00", "a")), amount_column="Betrag")
@@ -198,6 +205,7 @@ def test_negative_lines_are_kept_as_outgoing_and_matched_as_ignored(session: Ses
     assert not any(m.can_record for m in matches)
 
 
+@pytest.mark.rules
 def test_the_header_suggests_columns_and_the_dates_suggest_their_format() -> None:
     text = "Fecha valor;Importe;Ordenante;Concepto\n07/03/2024;10,00;A;B\n"
     columns = statements.statement_columns(text)
@@ -211,11 +219,13 @@ def test_the_header_suggests_columns_and_the_dates_suggest_their_format() -> Non
     assert statements.guess_date_format(["07.03.2024"]) == "DD.MM.YYYY"
 
 
+@pytest.mark.rules
 def test_a_statement_in_windows_1252_is_read() -> None:
     raw = "date,amount,payer,text\n2024-03-01,10.00,Ayuntamiento de Málaga,x\n".encode("cp1252")
     assert "Málaga" in statements.decode_statement(raw)
 
 
+@pytest.mark.rules
 def test_identical_lines_in_one_file_get_different_ids_and_the_same_ids_next_time() -> None:
     text = statement(line("100.00", "same"), line("100.00", "same"))
     first, second = parse(text)
@@ -239,6 +249,7 @@ def test_an_invoice_number_in_messy_text_matches_by_number_and_is_ticked(
     assert "Part payment: 800.00" in match.note
 
 
+@pytest.mark.rules
 def test_a_number_inside_a_longer_digit_string_is_not_an_invoice_number() -> None:
     assert statements.invoice_numbers_in("ref 1202400012 and 2024-000123") == []
     assert statements.invoice_numbers_in("INV2024-00012, CN 2024-00003") == [

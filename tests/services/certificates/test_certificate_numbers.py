@@ -16,6 +16,9 @@ from app.services.certificates.numbers import (
     prefix_for,
 )
 
+# The fast tier: pure rules, no database.
+pytestmark = pytest.mark.rules
+
 
 def test_a_number_is_the_prefix_and_groups_of_four_with_a_check_character() -> None:
     number = new_number(prefix_for(2024))

@@ -19,6 +19,9 @@ from app.services.editions.fees import (
 )
 from app.services.errors import InvalidInput
 
+# The fast tier: pure rules, no database.
+pytestmark = pytest.mark.rules
+
 DUES_YEAR = 2023
 INCOME_FY = 2023
 TIERS = (GroupTier(2, Decimal("10")), GroupTier(5, Decimal("15")))

@@ -3,6 +3,8 @@
 import xml.etree.ElementTree as ET
 from decimal import Decimal
 
+import pytest
+
 from app.services.office.charts import (
     ATTENDANCE_BANDS,
     HATCH,
@@ -21,6 +23,9 @@ from app.services.office.charts import (
     meter,
     safe_id,
 )
+
+# The fast tier: pure rules, no database.
+pytestmark = pytest.mark.rules
 
 SVG = "{http://www.w3.org/2000/svg}"
 

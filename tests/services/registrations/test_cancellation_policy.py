@@ -14,6 +14,9 @@ from app.services.registrations.cancellation_policy import (
     decide_cancellation,
 )
 
+# The fast tier: pure rules, no database.
+pytestmark = pytest.mark.rules
+
 MADRID = ZoneInfo("Europe/Madrid")
 DIPLOMA = PolicyFacts(start_date=date(2024, 11, 18), timezone="Europe/Madrid")
 

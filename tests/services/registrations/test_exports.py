@@ -18,6 +18,9 @@ from app.services.registrations.application_export import (
 )
 from app.services.registrations.review import ApplicationRow
 
+# The fast tier: pure rules, no database.
+pytestmark = pytest.mark.rules
+
 
 @pytest.mark.parametrize(
     ("value", "expected"),

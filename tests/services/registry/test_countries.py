@@ -5,6 +5,9 @@ import pytest
 from app.services.errors import InvalidInput
 from app.services.registry.countries import country_name, parse_country
 
+# The fast tier: pure rules, no database.
+pytestmark = pytest.mark.rules
+
 
 @pytest.mark.parametrize(
     ("given", "iso3"),
