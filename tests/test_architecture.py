@@ -118,7 +118,7 @@ def test_imports_run_one_way(parsed: dict[str, ast.Module]) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="app.platform.i18n and app.message_text import each other; the messages flow removes the circle",
+    reason="app.platform.i18n and app.message_text import each other (the messages flow ends it)",
 )
 def test_no_import_circles(parsed: dict[str, ast.Module]) -> None:
     known = set(parsed)
@@ -163,7 +163,7 @@ def test_rules_and_machinery_know_no_web_framework(parsed: dict[str, ast.Module]
 
 @pytest.mark.xfail(
     strict=True,
-    reason="cancellation intake and the waiting list still import private helpers; the split of cancel_registration names them",
+    reason="cancellation intake and the waiting list import private helpers (to be named)",
 )
 def test_no_module_imports_another_modules_private_name(parsed: dict[str, ast.Module]) -> None:
     known = set(parsed)
