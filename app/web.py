@@ -20,6 +20,7 @@ from app.language import language_links
 from app.models import Role, StaffUser
 from app.quote_text import quote_label, quote_reason
 from app.security import csrf_token
+from app.services.billing.verifactu import TaxRecordSettings
 from app.services.countries import local_country_name
 from app.services.invoicing import Seller
 from app.services.staff import user_for_token
@@ -98,6 +99,7 @@ def seller_from(settings: Settings) -> Seller:
         iban=settings.bank_iban,
         bic=settings.bank_bic,
         due_days=settings.invoice_due_days,
+        tax_records=TaxRecordSettings.from_settings(settings),
     )
 
 

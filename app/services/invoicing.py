@@ -27,6 +27,7 @@ from app.models import (
     RefundStatus,
 )
 from app.services.audit import record_change
+from app.services.billing import verifactu
 from app.services.countries import country_name
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.money import ZERO, percent_of
@@ -67,6 +68,8 @@ class Seller:
     iban: str
     bic: str
     due_days: int = 14
+    # A Spanish issuer's VERI*FACTU records; None: an office outside Spain records none.
+    tax_records: verifactu.TaxRecordSettings | None = None
 
 
 class NothingToInvoice(DomainError):
@@ -202,6 +205,11 @@ def _issue(
     # download), outside the transaction that takes the number.
     invoice.pdf_key = invoice_pdf_key(invoice)
     session.add(invoice)
+    if seller.tax_records is not None:
+        # Written with the invoice, in its transaction: no invoice exists without its record.
+        verifactu.record_issue(
+            session, invoice=invoice, refers_to=refers_to, config=seller.tax_records, now=now
+        )
     record_change(
         session,
         actor=actor,

@@ -1,0 +1,1 @@
+"""Billing: invoices, credit notes, payments, refunds and the records the tax agency keeps."""

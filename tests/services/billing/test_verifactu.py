@@ -1,0 +1,291 @@
+"""VERI*FACTU records: the AEAT's fingerprint, one record per issued document, chained, kept."""
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session, col, select
+
+from app.models import Invoice, StaffUser, TaxRecord, TaxRecordSubmission
+from app.services.billing import verifactu
+from app.services.billing.voiding import void_invoice
+from app.services.storage import LocalStorage
+from tests.factories import open_edition
+from tests.services.billing.verifactu_helpers import (
+    ISSUER_NIF,
+    TAX_RECORDS,
+    admitted,
+    cancel,
+)
+from tests.services.test_cancellations import pay
+from tests.services.test_invoicing import admit, apply
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "files")
+
+
+@pytest.fixture
+def admin(session: Session) -> StaffUser:
+    from app.services.staff import create_user
+
+    return create_user(session, email="office@example.org", password="x" * 16, role="admin")
+
+
+def _chain(session: Session) -> list[TaxRecord]:
+    return list(
+        session.exec(
+            select(TaxRecord)
+            .where(TaxRecord.issuer_tax_id == ISSUER_NIF)
+            .order_by(col(TaxRecord.sequence))
+        ).all()
+    )
+
+
+def _valid(records: list[TaxRecord]) -> etree._Element:
+    document = verifactu.submission_xml(records, issuer_name="Metropolis")
+    schema = verifactu.schema()
+    assert schema.validate(document), schema.error_log
+    return document
+
+
+def test_the_fingerprint_reproduces_the_aeats_first_published_example() -> None:
+    assert (
+        verifactu.alta_fingerprint(
+            issuer_tax_id="89890001K",
+            number="12345678/G33",
+            issue_date="01-01-2024",
+            invoice_type="F1",
+            tax_total="12.35",
+            total="123.45",
+            previous_hash="",
+            generated_at="2024-01-01T19:20:30+01:00",
+        )
+        == "3C464DAF61ACB827C65FDA19F352A4E3BDC2C640E9E9FC4CC058073F38F12F60"
+    )
+
+
+def test_the_fingerprint_reproduces_the_aeats_chained_example() -> None:
+    assert (
+        verifactu.alta_fingerprint(
+            issuer_tax_id="89890001K",
+            number="12345679/G34",
+            issue_date="01-01-2024",
+            invoice_type="F1",
+            tax_total="12.35",
+            total="123.45",
+            previous_hash="3C464DAF61ACB827C65FDA19F352A4E3BDC2C640E9E9FC4CC058073F38F12F60",
+            generated_at="2024-01-01T19:20:35+01:00",
+        )
+        == "F7B94CFD8924EDFF273501B01EE5153E4CE8F259766F88CF6ACB8935802A2B97"
+    )
+
+
+def test_issuing_an_invoice_writes_its_first_record_in_the_same_transaction(
+    session: Session, storage: LocalStorage, admin: StaffUser
+) -> None:
+    edition = open_edition(session)
+    _, invoice = admitted(session, storage, admin, edition)
+    [record] = _chain(session)
+    assert record.invoice_id == invoice.id
+    assert (record.record_type, record.invoice_type, record.sequence) == ("alta", "F1", 1)
+    assert record.invoice_number == invoice.number
+    assert record.total == invoice.total and record.tax_total == invoice.tax_total
+    assert record.previous_hash == "" and record.previous_id is None
+    assert record.hash == verifactu.record_fingerprint(record)
+    assert record.generated_at.endswith(("+01:00", "+02:00"))
+    # A private participant without a tax id: a complete invoice without the buyer's id.
+    assert record.without_recipient and record.recipients == []
+    assert record.breakdown == [{"tax": "01", "regime": "01", "base": "1500.00", "exempt": "E1"}]
+    submission = session.exec(
+        select(TaxRecordSubmission).where(TaxRecordSubmission.record_id == record.id)
+    ).one()
+    assert submission.status == "pending"
+    document = _valid([record])
+    assert document.findtext(".//{*}PrimerRegistro") == "S"
+    assert document.findtext(".//{*}FacturaSinIdentifDestinatarioArt61d") == "S"
+
+
+def test_each_record_points_at_the_previous_one_by_its_fingerprint(
+    session: Session, storage: LocalStorage, admin: StaffUser
+) -> None:
+    edition = open_edition(session)
+    for n in range(3):
+        admitted(session, storage, admin, edition, email=f"p{n}@example.org")
+    first, second, third = _chain(session)
+    assert (second.previous_id, third.previous_id) == (first.id, second.id)
+    assert second.previous_hash == first.hash and third.previous_hash == second.hash
+    assert second.previous_number == first.invoice_number
+    assert second.previous_issue_date == first.issue_date
+    assert [r.hash == verifactu.record_fingerprint(r) for r in (first, second, third)] == [True] * 3
+    document = _valid([first, second, third])
+    assert document.findall(".//{*}RegistroAnterior/{*}Huella")[1].text == second.hash
+
+
+def test_a_taxed_invoice_to_a_spanish_company_names_its_nif_and_the_vat(
+    session: Session, storage: LocalStorage, admin: StaffUser
+) -> None:
+    edition = open_edition(session)
+    edition.tax_rate = Decimal("21.00")
+    session.add(edition)
+    session.commit()
+    application = apply(session, storage, edition)
+    from app.services import invoicing
+
+    invoice = invoicing._issue(
+        session,
+        edition=edition,
+        buyer={
+            "name": "Ajuntament",
+            "organisation": "Ajuntament de Sabadell",
+            "country": "Spain",
+            "tax_id": "ES P0818700I",
+        },  # fmt: skip
+        lines=[(application, "Registration fee", Decimal("1000.00"), [])],
+        seller=verifactu_seller(),
+        actor="test",
+        now=verifactu.datetime.now(verifactu.SPANISH_TIME),
+        storage=storage,
+    )
+    [record] = _chain(session)
+    assert record.recipients == [{"name": "Ajuntament de Sabadell", "nif": "P0818700I"}]
+    assert record.breakdown == [
+        {"tax": "01", "regime": "01", "base": "1000.00", "qualification": "S1",
+         "rate": "21.00", "tax_amount": "210.00"}
+    ]  # fmt: skip
+    assert (record.tax_total, record.total) == (invoice.tax_total, Decimal("1210.00"))
+    document = _valid([record])
+    assert document.findtext(".//{*}IDDestinatario/{*}NIF") == "P0818700I"
+
+
+def test_a_foreign_buyer_is_named_by_country_and_vat_number() -> None:
+    assert verifactu.recipients(
+        {"organisation": "Stadt Köln", "country": "Germany", "tax_id": "DE 123456789"}
+    ) == [{"name": "Stadt Köln", "country": "DE", "id_type": "02", "id": "DE123456789"}]
+    assert verifactu.recipients(
+        {"name": "City of Quito", "country": "Ecuador", "tax_id": "1760003410001"}
+    ) == [{"name": "City of Quito", "country": "EC", "id_type": "04", "id": "1760003410001"}]
+
+
+def verifactu_seller():  # type: ignore[no-untyped-def]
+    from tests.services.billing.verifactu_helpers import SPANISH_SELLER
+
+    return SPANISH_SELLER
+
+
+def test_a_cancellation_records_its_credit_note_as_corrective_and_its_fee_as_an_invoice(
+    session: Session, storage: LocalStorage, admin: StaffUser
+) -> None:
+    edition = open_edition(session)
+    application, invoice = admitted(session, storage, admin, edition)
+    pay(session, invoice.number, str(invoice.total))
+    outcome = cancel(session, storage, application)
+    assert outcome.credit_note is not None and outcome.fee_invoice is not None
+    original, credit, fee = _chain(session)
+    assert credit.invoice_id == outcome.credit_note.id
+    assert (credit.invoice_type, credit.corrective_type) == ("R1", "I")
+    assert credit.corrected == [
+        {
+            "issuer_tax_id": ISSUER_NIF,
+            "number": invoice.number,
+            "issue_date": verifactu.aeat_date(invoice.issue_date),
+        }
+    ]
+    assert credit.total == -invoice.total
+    assert fee.invoice_id == outcome.fee_invoice.id
+    assert (fee.invoice_type, fee.corrective_type, fee.corrected) == ("F1", "", [])
+    assert fee.total == outcome.fee_invoice.total
+    assert (credit.previous_hash, fee.previous_hash) == (original.hash, credit.hash)
+    document = _valid([original, credit, fee])
+    assert document.findtext(".//{*}FacturasRectificadas//{*}NumSerieFactura") == invoice.number
+    assert document.findtext(".//{*}TipoRectificativa") == "I"
+
+
+def test_voiding_an_unpaid_invoice_writes_an_annulment_record(
+    session: Session, storage: LocalStorage, admin: StaffUser
+) -> None:
+    edition = open_edition(session)
+    _, invoice = admitted(session, storage, admin, edition)
+    void_invoice(
+        session, invoice=invoice, reason="Issued twice", actor="admin", tax_records=TAX_RECORDS
+    )
+    alta, annulment = _chain(session)
+    assert invoice.status == "voided"
+    assert annulment.record_type == "anulacion" and annulment.invoice_id == invoice.id
+    assert annulment.previous_hash == alta.hash
+    assert annulment.hash == verifactu.anulacion_fingerprint(
+        issuer_tax_id=ISSUER_NIF,
+        number=invoice.number,
+        issue_date=verifactu.aeat_date(invoice.issue_date),
+        previous_hash=alta.hash,
+        generated_at=annulment.generated_at,
+    )
+    document = _valid([alta, annulment])
+    assert document.findtext(".//{*}NumSerieFacturaAnulada") == invoice.number
+
+
+def test_a_paid_invoice_is_corrected_not_voided(
+    session: Session, storage: LocalStorage, admin: StaffUser
+) -> None:
+    edition = open_edition(session)
+    _, invoice = admitted(session, storage, admin, edition)
+    pay(session, invoice.number, "100.00")
+    with pytest.raises(verifactu.NotVoidable, match="credit note"):
+        void_invoice(
+            session, invoice=invoice, reason="Wrong", actor="admin", tax_records=TAX_RECORDS
+        )
+    assert len(_chain(session)) == 1
+
+
+def test_the_database_refuses_to_change_or_delete_a_record(
+    session: Session, storage: LocalStorage, admin: StaffUser
+) -> None:
+    edition = open_edition(session)
+    admitted(session, storage, admin, edition)
+    [record] = _chain(session)
+    for statement in (
+        "UPDATE tax_record SET total = 0 WHERE id = :id",
+        "UPDATE tax_record SET hash = 'X' WHERE id = :id",
+        "DELETE FROM tax_record WHERE id = :id",
+    ):
+        savepoint = session.begin_nested()
+        with pytest.raises(DBAPIError, match="never changed or deleted"):
+            session.execute(text(statement), {"id": record.id})
+        savepoint.rollback()
+    session.expire_all()
+    [kept] = _chain(session)
+    assert (kept.hash, kept.total) == (record.hash, record.total)
+
+
+def test_an_office_outside_spain_records_nothing(
+    session: Session, storage: LocalStorage, admin: StaffUser
+) -> None:
+    edition = open_edition(session)
+    admit(session, storage, admin, apply(session, storage, edition))
+    assert session.exec(select(Invoice).where(Invoice.edition_id == edition.id)).first()
+    assert session.exec(select(TaxRecord)).first() is None
+
+
+def test_the_qr_code_points_at_the_aeat_with_the_four_parameters() -> None:
+    record = TaxRecord(
+        invoice_id=1,
+        issuer_tax_id="89890001K",
+        sequence=1,
+        record_type="alta",
+        issuer_name="X",
+        invoice_number="CN2026-0001",
+        issue_date=verifactu.date(2026, 1, 2),
+        invoice_type="R1",
+        tax_total=Decimal("0.00"),
+        total=Decimal("-1500.00"),
+        generated_at="2026-01-02T10:00:00+01:00",
+        hash="H",
+    )
+    assert verifactu.qr_url(record, base_url=TAX_RECORDS.qr_base_url) == (
+        "https://prewww2.aeat.es/wlpl/TIKE-CONT/ValidarQR"
+        "?nif=89890001K&numserie=CN2026-0001&fecha=02-01-2026&importe=-1500.00"
+    )
