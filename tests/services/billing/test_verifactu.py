@@ -144,7 +144,7 @@ def test_a_taxed_invoice_to_a_spanish_company_names_its_nif_and_the_vat(
             "organisation": "Ajuntament de Sabadell",
             "country": "Spain",
             "tax_id": "ES P0818700I",
-        },  # fmt: skip
+        },
         lines=[(application, "Registration fee", Decimal("1000.00"), [])],
         seller=verifactu_seller(),
         actor="test",
