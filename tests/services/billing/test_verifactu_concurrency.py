@@ -1,21 +1,17 @@
 """The issuer's chain of records stays one line when many invoices are issued at once."""
 
-import secrets
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from app.db import make_engine, writer_engine
+from app.db import writer_engine
 from app.models import Application, TaxRecord
 from app.services import invoicing
 from app.services.billing import verifactu
 from app.services.billing.voiding import void_invoice
 from app.services.storage import LocalStorage
-from tests.conftest import fresh_postgres_database, migrate, sqlite_url
 from tests.factories import open_edition
 from tests.services.billing.verifactu_helpers import ISSUER_NIF, SPANISH_SELLER, TAX_RECORDS
 from tests.services.test_invoicing import apply
@@ -23,23 +19,6 @@ from tests.services.test_invoicing import apply
 ISSUES = 50
 VOIDS = 10
 THREADS = 10
-
-
-@pytest.fixture
-def fresh_engine(engine: Engine) -> Iterator[Engine]:
-    """A database of the kind under test of its own: its records can never be deleted."""
-    if engine.dialect.name == "postgresql":
-        with fresh_postgres_database() as url:
-            migrate(url)
-            own = make_engine(url)
-            yield own
-            own.dispose()
-    else:
-        url = sqlite_url(f"verifactu-{secrets.token_hex(4)}.db")
-        migrate(url)
-        own = make_engine(url)
-        yield own
-        own.dispose()
 
 
 def _issue(engine: Engine, storage: LocalStorage, application_id: int) -> None:

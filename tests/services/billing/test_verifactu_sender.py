@@ -1,0 +1,193 @@
+"""Sending records to the AEAT (a local fake of its service): answers kept, pauses honoured,
+nothing lost in an outage and nothing registered twice."""
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from app.db import utcnow, writer_engine
+from app.models import Edition, TaxRecord, TaxRecordSubmission
+from app.services import invoicing
+from app.services.billing import verifactu
+from app.services.billing.verifactu_sender import SenderSettings, send_due, unaccepted
+from app.services.storage import LocalStorage
+from tests.aeat_fake import FakeAeat, running_fake_aeat
+from tests.factories import open_edition
+from tests.services.billing.verifactu_helpers import SPANISH_SELLER, TAX_RECORDS
+from tests.services.test_invoicing import apply
+
+
+@pytest.fixture
+def aeat() -> Iterator[FakeAeat]:
+    with running_fake_aeat() as fake:
+        yield fake
+
+
+@pytest.fixture
+def issue(fresh_engine: Engine, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Issue invoices for new applicants, committed; returns their numbers."""
+    storage = LocalStorage(tmp_path)
+    with Session(fresh_engine) as session:
+        edition = open_edition(session, slug="sending", capacity=100)
+        edition_id = edition.id
+    issued: list[str] = []
+
+    def _issue(count: int) -> list[str]:
+        numbers = []
+        for _ in range(count):
+            with Session(writer_engine(fresh_engine)) as session:
+                edition = session.get(Edition, edition_id)
+                email = f"p{len(issued)}@example.org"
+                application = apply(session, storage, edition, email=email)
+                invoice = invoicing.issue_invoice(
+                    session,
+                    application=application,
+                    seller=SPANISH_SELLER,
+                    actor="t",
+                    storage=storage,
+                )
+                numbers.append(invoice.number)
+                issued.append(invoice.number)
+                session.commit()
+        return numbers
+
+    return _issue
+
+
+def _states(engine: Engine) -> dict[str, tuple[str, str, str]]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(TaxRecord.invoice_number, TaxRecordSubmission).join(
+                TaxRecordSubmission, col(TaxRecordSubmission.record_id) == col(TaxRecord.id)
+            )
+        ).all()
+        return {n: (s.status, s.error_code, s.error_text) for n, s in rows}
+
+
+def test_a_batch_is_accepted_and_its_answer_kept(
+    fresh_engine: Engine, aeat: FakeAeat, issue
+) -> None:  # type: ignore[no-untyped-def]
+    numbers = issue(3)
+    done = send_due(fresh_engine, settings=SenderSettings(url=aeat.url))
+    assert (done.messages, done.accepted, done.not_arrived) == (1, 3, 0)
+    assert aeat.messages == [numbers] and aeat.faults == []
+    assert _states(fresh_engine) == {n: ("accepted", "", "") for n in numbers}
+    with Session(fresh_engine) as session:
+        submissions = session.exec(select(TaxRecordSubmission)).all()
+        assert {s.csv for s in submissions} == {"A-FAKE0000000001"}
+        assert all(s.wait_until is not None and s.sent_at is not None for s in submissions)
+    # Nothing is sent again.
+    later = utcnow() + timedelta(hours=2)
+    assert send_due(fresh_engine, settings=SenderSettings(url=aeat.url), now=later).messages == 0
+    assert len(aeat.messages) == 1
+
+
+def test_the_next_message_waits_the_time_the_aeat_asked_for(
+    fresh_engine: Engine, aeat: FakeAeat, issue
+) -> None:  # type: ignore[no-untyped-def]
+    aeat.wait_seconds = 120
+    config = SenderSettings(url=aeat.url)
+    issue(1)
+    now = utcnow()
+    send_due(fresh_engine, settings=config, now=now)
+    [second] = issue(1)
+    early = send_due(fresh_engine, settings=config, now=now + timedelta(seconds=119))
+    assert early.messages == 0 and early.waiting_until is not None
+    assert _states(fresh_engine)[second][0] == "pending"
+    done = send_due(fresh_engine, settings=config, now=now + timedelta(seconds=121))
+    assert done.accepted == 1 and aeat.messages[-1] == [second]
+
+
+def test_a_rejected_record_keeps_the_aeats_code_and_reason_and_is_not_resent(
+    fresh_engine: Engine, aeat: FakeAeat, issue
+) -> None:  # type: ignore[no-untyped-def]
+    first, bad, third = issue(3)
+    aeat.refuse[bad] = ("1100", "Valor o tipo incorrecto del campo: NumSerieFactura")
+    done = send_due(fresh_engine, settings=SenderSettings(url=aeat.url))
+    assert (done.accepted, done.rejected) == (2, 1)
+    states = _states(fresh_engine)
+    assert states[bad] == ("rejected", "1100", "Valor o tipo incorrecto del campo: NumSerieFactura")
+    assert states[first][0] == states[third][0] == "accepted"
+    with Session(fresh_engine) as session:
+        waiting = unaccepted(session)
+    assert [(r.invoice_number, s.error_code) for r, s in waiting] == [(bad, "1100")]
+    send_due(fresh_engine, settings=SenderSettings(url=aeat.url), now=utcnow() + timedelta(hours=1))
+    assert len(aeat.messages) == 1
+
+
+def test_an_outage_loses_nothing_and_sends_each_record_once(
+    fresh_engine: Engine, aeat: FakeAeat, issue
+) -> None:  # type: ignore[no-untyped-def]
+    numbers = issue(2)
+    config = SenderSettings(url=aeat.url)
+    aeat.away = True
+    now = utcnow()
+    down = send_due(fresh_engine, settings=config, now=now)
+    assert (down.not_arrived, down.accepted) == (2, 0) and "503" in down.problems[0]
+    assert {s[0] for s in _states(fresh_engine).values()} == {"pending"}
+    aeat.away = False
+    # Not before the back-off: the next try is a minute later.
+    assert send_due(fresh_engine, settings=config, now=now + timedelta(seconds=30)).messages == 0
+    back = send_due(fresh_engine, settings=config, now=now + timedelta(seconds=61))
+    assert back.accepted == 2
+    assert aeat.messages == [numbers]
+    assert len(aeat.registered) == 2
+
+
+def test_a_lost_answer_is_recognised_as_a_duplicate_and_kept_as_accepted(
+    fresh_engine: Engine, aeat: FakeAeat, issue
+) -> None:  # type: ignore[no-untyped-def]
+    [number] = issue(1)
+    config = SenderSettings(url=aeat.url)
+    aeat.lose_next_answer = True
+    now = utcnow()
+    lost = send_due(fresh_engine, settings=config, now=now)
+    assert lost.not_arrived == 1
+    again = send_due(fresh_engine, settings=config, now=now + timedelta(minutes=5))
+    assert again.accepted == 1
+    assert _states(fresh_engine)[number] == (
+        "accepted",
+        "3000",
+        "Registro de facturación duplicado.",
+    )
+    # The AEAT holds the record once.
+    assert len(aeat.registered) == 1
+
+
+def test_a_message_that_breaks_the_schema_is_refused_whole_with_the_aeats_reason(
+    fresh_engine: Engine, aeat: FakeAeat, issue
+) -> None:  # type: ignore[no-untyped-def]
+    [number] = issue(1)
+    with Session(writer_engine(fresh_engine)) as session:
+        invoice = invoicing.get_invoice(session, number)
+        # A corrected invoice named with a date in the wrong format (the schema wants dd-mm-yyyy).
+        broken = TaxRecord(
+            invoice_id=invoice.id or 0,
+            issuer_tax_id=TAX_RECORDS.issuer_tax_id,
+            sequence=0,
+            record_type="alta",
+            issuer_name="Metropolis",
+            invoice_number="CN-BROKEN",
+            issue_date=invoice.issue_date,
+            invoice_type="R1",
+            corrective_type="I",
+            corrected=[{"issuer_tax_id": "G08012345", "number": number, "issue_date": "2026-1-1"}],
+            description="Broken",
+            without_recipient=True,
+            breakdown=verifactu.breakdown(invoice),
+            tax_total=invoice.tax_total,
+            total=-invoice.total,
+            generated_at="",
+            hash="",
+        )
+        verifactu._append(session, broken, replace(TAX_RECORDS), utcnow())
+        session.commit()
+    done = send_due(fresh_engine, settings=SenderSettings(url=aeat.url))
+    assert done.rejected == 2 and aeat.messages == [] and len(aeat.faults) == 1
+    status, code, text = _states(fresh_engine)["CN-BROKEN"]
+    assert (status, code) == ("rejected", "4102") and "esquema" in text
