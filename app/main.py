@@ -60,6 +60,7 @@ from app.security import (
 from app.services import applications as application_rules
 from app.services import card_payments, personal_data, waitlist
 from app.services import final_work as final_work_rules
+from app.services.billing import verifactu_sender
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.services.mail import MailSettings, deliver_due
 from app.services.staff import LoginFailed, LoginThrottled
@@ -279,6 +280,10 @@ def run_chores(engine: Engine, settings: Settings) -> None:
         base_url=settings.base_url,
     )
     personal_data.erase_expired(engine, storage=make_storage(settings))
+    if settings.verifactu_enabled and settings.verifactu_sending:
+        sent = verifactu_sender.run_sender(engine, settings)
+        if sent is not None and sent.problems:
+            log.warning("VERI*FACTU records not sent: %s", "; ".join(sent.problems))
     if settings.stripe_enabled:
         client = card_payments.stripe_client(
             api_key=settings.stripe_secret_key, api_base=settings.stripe_api_base

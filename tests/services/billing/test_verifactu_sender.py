@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from app.config import Settings
 from app.db import utcnow, writer_engine
 from app.models import Edition, TaxRecord, TaxRecordSubmission
 from app.services import invoicing
@@ -191,3 +192,19 @@ def test_a_message_that_breaks_the_schema_is_refused_whole_with_the_aeats_reason
     assert done.rejected == 2 and aeat.messages == [] and len(aeat.faults) == 1
     status, code, text = _states(fresh_engine)["CN-BROKEN"]
     assert (status, code) == ("rejected", "4102") and "esquema" in text
+
+
+def test_the_office_chores_send_the_records_when_sending_is_on(
+    fresh_engine: Engine, aeat: FakeAeat, issue, settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
+    from app.main import run_chores
+
+    [number] = issue(1)
+    spanish = settings.model_copy(
+        update={"verifactu_enabled": True, "organisation_tax_id": "ESG08012345"}
+    )
+    run_chores(fresh_engine, spanish.model_copy(update={"verifactu_sending": False}))
+    assert aeat.messages == []
+    run_chores(fresh_engine, spanish.model_copy(update={"verifactu_endpoint": aeat.url}))
+    assert aeat.messages == [[number]]
+    assert _states(fresh_engine)[number][0] == "accepted"
