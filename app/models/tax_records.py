@@ -54,6 +54,8 @@ class TaxRecord(SQLModel, table=True):
     # FechaHoraHusoGenRegistro exactly as fingerprinted (ISO 8601 with the offset).
     generated_at: str = Field(sa_type=String(25))
     hash: str = Field(sa_type=String(64), index=True)
+    # Alta only: the AEAT's checking address printed as the invoice's QR code (test or real).
+    qr_url: str = Field(default="", sa_type=String(300))
     # SistemaInformatico: the software that made the record, as it was then.
     system: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -435,7 +435,11 @@ def _shown_detail(detail: dict[str, Any]) -> dict[str, Any]:
 def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
     """Plain values of a stored invoice for its PDF: never live data."""
     refers_to = session.get(Invoice, invoice.refers_to_id) if invoice.refers_to_id else None
+    tax_record = verifactu.issue_record(verifactu.records_of(session, invoice))
     return {
+        "tax_qr": {"image": verifactu.qr_data_uri(tax_record.qr_url), "url": tax_record.qr_url}
+        if tax_record is not None and tax_record.qr_url
+        else None,
         "number": invoice.number,
         "subject": invoice.subject,
         "kind": invoice.kind,

@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("previous_hash", sa.String(length=64), nullable=False),
         sa.Column("generated_at", sa.String(length=25), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("qr_url", sa.String(length=300), nullable=False),
         sa.Column("system", sa.JSON(), nullable=False),
         sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["invoice_id"], ["invoice.id"]),

@@ -327,6 +327,7 @@ def record_issue(
         generated_at="",
         hash="",
     )
+    record.qr_url = qr_url(record, base_url=config.qr_base_url)
     return _append(session, record, config, now)
 
 

@@ -1,15 +1,22 @@
 """VERI*FACTU records: the AEAT's fingerprint, one record per issued document, chained, kept."""
 
+import io
+import shutil
+import subprocess
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import zxingcpp
 from lxml import etree
+from PIL import Image
+from pypdf import PdfReader
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from app.models import Invoice, StaffUser, TaxRecord, TaxRecordSubmission
+from app.services import invoicing
 from app.services.billing import verifactu
 from app.services.billing.voiding import void_invoice
 from app.services.storage import LocalStorage
@@ -289,3 +296,56 @@ def test_the_qr_code_points_at_the_aeat_with_the_four_parameters() -> None:
         "https://prewww2.aeat.es/wlpl/TIKE-CONT/ValidarQR"
         "?nif=89890001K&numserie=CN2026-0001&fecha=02-01-2026&importe=-1500.00"
     )
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm (poppler-utils) is missing")
+def test_the_invoice_and_its_credit_note_print_the_tax_qr_code_and_legend(
+    session: Session, storage: LocalStorage, admin: StaffUser, tmp_path: Path
+) -> None:
+    edition = open_edition(session)
+    application, invoice = admitted(session, storage, admin, edition)
+    outcome = cancel(session, storage, application)
+    assert outcome.credit_note is not None
+    for document in (invoice, outcome.credit_note):
+        pdf = invoicing.render_invoice_pdf(session, document)
+        (tmp_path / "i.pdf").write_bytes(pdf)
+        subprocess.run(
+            [
+                "pdftoppm",
+                "-png",
+                "-r",
+                "150",
+                "-f",
+                "1",
+                "-singlefile",
+                str(tmp_path / "i.pdf"),
+                str(tmp_path / "i"),
+            ],
+            check=True,
+        )
+        found = [r.text for r in zxingcpp.read_barcodes(Image.open(tmp_path / "i.png"))]
+        record = verifactu.issue_record(verifactu.records_of(session, document))
+        assert record is not None
+        assert found == [
+            "https://prewww2.aeat.es/wlpl/TIKE-CONT/ValidarQR?nif=G08012345"
+            f"&numserie={document.number}&fecha={verifactu.aeat_date(document.issue_date)}"
+            f"&importe={document.total:.2f}"
+        ]
+        text = " ".join(
+            " ".join(page.extract_text().split()) for page in PdfReader(io.BytesIO(pdf)).pages
+        )
+        assert "VERI*FACTU" in text
+        assert "Factura verificable en la sede electrónica de la AEAT" in text
+
+
+def test_an_office_outside_spain_prints_no_tax_qr_code(
+    session: Session, storage: LocalStorage, admin: StaffUser
+) -> None:
+    edition = open_edition(session)
+    application = admit(session, storage, admin, apply(session, storage, edition))
+    invoice = session.exec(select(Invoice).where(Invoice.edition_id == edition.id)).one()
+    assert application.id is not None
+    assert invoicing.invoice_document(session, invoice)["tax_qr"] is None
+    pdf = invoicing.render_invoice_pdf(session, invoice)
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    assert "VERI*FACTU" not in text

@@ -77,7 +77,7 @@ def test_a_batch_is_accepted_and_its_answer_kept(
     done = send_due(fresh_engine, settings=SenderSettings(url=aeat.url))
     assert (done.messages, done.accepted, done.not_arrived) == (1, 3, 0)
     assert aeat.messages == [numbers] and aeat.faults == []
-    assert _states(fresh_engine) == {n: ("accepted", "", "") for n in numbers}
+    assert _states(fresh_engine) == dict.fromkeys(numbers, ("accepted", "", ""))
     with Session(fresh_engine) as session:
         submissions = session.exec(select(TaxRecordSubmission)).all()
         assert {s.csv for s in submissions} == {"A-FAKE0000000001"}
