@@ -16,6 +16,7 @@ from app.models import Application, Edition, Invoice, StaffUser
 from app.routers.api_invoices import pdf_response
 from app.security import verify_csrf
 from app.services import invoicing, jobs, money_overview, payments, statements
+from app.services.billing import verifactu, verifactu_sender
 from app.services.editions import applications_are_open, edition_today, get_edition, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.exports import safe_cell
@@ -222,10 +223,19 @@ def _invoice_page(
     credit_notes = session.exec(
         select(Invoice).where(Invoice.refers_to_id == invoice.id).order_by(col(Invoice.number))
     ).all()
+    tax_records = [
+        (record, verifactu.submission_of(session, record))
+        for record in verifactu.records_of(session, invoice)
+    ]
+    tax_record = verifactu.issue_record([record for record, _ in tax_records])
     return templates.TemplateResponse(
         request,
         "admin/invoices/detail.html",
         {
+            "tax_records": tax_records,
+            "tax_qr": verifactu.qr_svg(tax_record.qr_url)
+            if tax_record and tax_record.qr_url
+            else "",
             "user": user,
             "invoice": invoice,
             "edition": edition,
@@ -250,6 +260,16 @@ def _invoice_page(
             "flash": flash,
         },
         status_code=status_code,
+    )
+
+
+@router.get("/tax-records", response_class=HTMLResponse)
+def tax_records_page(request: Request, session: SessionDep, user: PageAdmin) -> Response:
+    """VERI*FACTU records the AEAT has not accepted yet, with its reasons."""
+    return templates.TemplateResponse(
+        request,
+        "admin/invoices/tax_records.html",
+        {"user": user, "rows": verifactu_sender.unaccepted(session)},
     )
 
 

@@ -16,7 +16,9 @@ from app.services.billing import verifactu
 from app.services.billing.voiding import void_invoice
 from app.services.storage import LocalStorage
 from app.web import app_seller
+from tests.conftest import ADMIN_PASSWORD
 from tests.factories import open_edition
+from tests.routers.test_auth import login
 from tests.services.billing.verifactu_helpers import (
     SPANISH_SELLER,
     TAX_RECORDS,
@@ -127,3 +129,41 @@ def test_an_invoice_without_a_record_is_a_404_naming_it(
 
 def test_the_records_are_for_the_office_only(client: TestClient) -> None:
     assert client.get("/api/v1/invoices/2026-00001/verifactu").status_code == 401
+
+
+def test_the_invoice_page_shows_the_fingerprint_the_state_and_the_qr_code(
+    spanish_office: TestClient, session: Session, admin_user: StaffUser, tmp_path: Path
+) -> None:
+    storage = LocalStorage(tmp_path)
+    _, invoice = admitted(session, storage, admin_user, open_edition(session))
+    [record] = verifactu.records_of(session, invoice)
+    assert login(spanish_office, "admin@example.org", ADMIN_PASSWORD).status_code == 303
+    page = spanish_office.get(f"/admin/invoices/{invoice.number}")
+    assert page.status_code == 200
+    assert record.hash in page.text
+    assert "Waiting to be sent" in page.text
+    assert 'class="tax-qr"' in page.text and "<svg" in page.text
+
+
+def test_the_office_sees_the_records_the_aeat_rejected_and_why(
+    spanish_office: TestClient, session: Session, admin_user: StaffUser, tmp_path: Path
+) -> None:
+    storage = LocalStorage(tmp_path)
+    edition = open_edition(session)
+    _, accepted = admitted(session, storage, admin_user, edition, email="a@example.org")
+    _, rejected = admitted(session, storage, admin_user, edition, email="b@example.org")
+    for invoice, status, code, text in (
+        (accepted, "accepted", "", ""),
+        (rejected, "rejected", "1104", "Valor del campo NIF del bloque Destinatarios incorrecto."),
+    ):
+        [record] = verifactu.records_of(session, invoice)
+        submission = verifactu.submission_of(session, record)
+        assert submission is not None
+        submission.status, submission.error_code, submission.error_text = status, code, text
+        session.add(submission)
+    session.commit()
+    assert login(spanish_office, "admin@example.org", ADMIN_PASSWORD).status_code == 303
+    page = spanish_office.get("/admin/tax-records")
+    assert page.status_code == 200
+    assert rejected.number in page.text and accepted.number not in page.text
+    assert "1104" in page.text and "Destinatarios incorrecto" in page.text

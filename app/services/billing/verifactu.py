@@ -518,6 +518,14 @@ def qr_data_uri(url: str) -> str:
     return uri
 
 
+def qr_svg(url: str) -> str:
+    """The tax QR code as inline SVG for the office's pages."""
+    svg: str = segno.make(url, error="m", micro=False, boost_error=False).svg_inline(
+        scale=3, border=2, title="QR tributario", svgclass="tax-qr"
+    )
+    return svg
+
+
 def issue_record(records: list[TaxRecord]) -> TaxRecord | None:
     """The *registro de alta* among an invoice's records (what its QR code shows)."""
     return next((r for r in records if r.record_type == ALTA), None)
