@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from lxml import etree
-from sqlalchemy import Engine, func, or_, update
+from sqlalchemy import ColumnElement, Engine, func, or_, update
 from sqlmodel import Session, col, select
 
 from app.config import Settings
@@ -188,7 +188,7 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(60 * 2 ** max(attempts - 1, 0), 3600))
 
 
-def _due(now: datetime) -> object:
+def _due(now: datetime) -> ColumnElement[bool]:
     return or_(
         (col(TaxRecordSubmission.status) == PENDING)
         & (col(TaxRecordSubmission.next_attempt_at) <= now),
@@ -209,7 +209,7 @@ def _claim(engine: Engine, issuer: str, now: datetime) -> list[TaxRecord]:
         ).all()
         if not ids:
             return []
-        claimed = session.exec(  # type: ignore[call-overload]
+        claimed = session.exec(
             update(TaxRecordSubmission)
             .where(col(TaxRecordSubmission.id).in_(ids), _due(now))
             .values(status=SENDING, next_attempt_at=now)
