@@ -6,12 +6,20 @@ error 3000 (duplicate), and can be told to reject a record, to be away (an outag
 lose its answer after registering a message.
 """
 
+import ipaddress
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from app.services.billing import verifactu
@@ -37,6 +45,8 @@ class FakeAeat:
     messages: list[list[str]] = field(default_factory=list)
     registered: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
+    # The common names of the client certificates that messages came with (TLS only).
+    clients: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, body: bytes) -> tuple[int, bytes]:
@@ -144,14 +154,87 @@ def _fault(text: str) -> bytes:
     return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A test CA, the fake's server certificate, and the office's client certificate (PEM)."""
+
+    ca: Path
+    server: Path
+    client: Path
+
+
+def _certificate(
+    name: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    *,
+    server: bool = False,
+) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_name, issuer_key = issuer or (subject, key)
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def make_tls_files(folder: Path) -> TlsFiles:
+    """Certificates for a TLS fake that asks for the office's client certificate."""
+
+    def pem(key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> bytes:
+        return certificate.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("Fake AEAT test CA", ca_key, None)
+    server_key, client_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    authority = (ca.subject, ca_key)
+    files = TlsFiles(
+        ca=folder / "ca.pem", server=folder / "server.pem", client=folder / "office.pem"
+    )
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.server.write_bytes(
+        pem(server_key, _certificate("127.0.0.1", server_key, authority, server=True))
+    )
+    files.client.write_bytes(
+        pem(client_key, _certificate("G08012345 Metropolis", client_key, authority))
+    )
+    return files
+
+
 @contextmanager
-def running_fake_aeat() -> Iterator[FakeAeat]:
-    """The fake service on a free port of 127.0.0.1 for the length of the block."""
+def running_fake_aeat(tls: TlsFiles | None = None) -> Iterator[FakeAeat]:
+    """The fake service on a free port of 127.0.0.1 for the length of the block; with `tls`,
+    over TLS asking for a client certificate signed by the test CA, as the AEAT does."""
     fake = FakeAeat()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if tls is not None:
+                peer = self.connection.getpeercert() or {}  # type: ignore[attr-defined]
+                fake.clients.append(
+                    dict(part[0] for part in peer.get("subject", ())).get("commonName", "")
+                )
             if fake.away:
                 self.send_response(503)
                 self.send_header("Content-Type", "text/html")
@@ -175,7 +258,13 @@ def running_fake_aeat() -> Iterator[FakeAeat]:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}/wlpl/TIKE-CONT/ws/SistemaFacturacion/VerifactuSOAP"
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls.ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_cert_chain(str(tls.server))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls is not None else "http"
+    fake.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/wlpl/TIKE-CONT/ws/SistemaFacturacion/VerifactuSOAP"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -17,7 +17,7 @@ from app.services import invoicing
 from app.services.billing import verifactu
 from app.services.billing.verifactu_sender import SenderSettings, send_due, unaccepted
 from app.services.storage import LocalStorage
-from tests.aeat_fake import FakeAeat, running_fake_aeat
+from tests.aeat_fake import FakeAeat, make_tls_files, running_fake_aeat
 from tests.factories import open_edition
 from tests.services.billing.verifactu_helpers import SPANISH_SELLER, TAX_RECORDS
 from tests.services.test_invoicing import apply
@@ -208,3 +208,18 @@ def test_the_office_chores_send_the_records_when_sending_is_on(
     run_chores(fresh_engine, spanish.model_copy(update={"verifactu_endpoint": aeat.url}))
     assert aeat.messages == [[number]]
     assert _states(fresh_engine)[number][0] == "accepted"
+
+
+def test_records_go_over_tls_with_the_offices_certificate_and_not_without_it(
+    fresh_engine: Engine, issue, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    tls = make_tls_files(tmp_path)
+    with running_fake_aeat(tls) as aeat:
+        [number] = issue(1)
+        anonymous = SenderSettings(url=aeat.url, ca_file=tls.ca)
+        refused = send_due(fresh_engine, settings=anonymous)
+        assert refused.not_arrived == 1 and aeat.messages == []
+        signed = SenderSettings(url=aeat.url, certificate_file=tls.client, ca_file=tls.ca)
+        done = send_due(fresh_engine, settings=signed, now=utcnow() + timedelta(minutes=2))
+        assert done.accepted == 1
+        assert aeat.clients == ["G08012345 Metropolis"] and aeat.messages == [[number]]
