@@ -15,6 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
+from app.config import Settings
+from app.db import utcnow
 from app.models import Invoice, StaffUser, TaxRecord, TaxRecordSubmission
 from app.services import invoicing
 from app.services.billing import verifactu
@@ -23,6 +25,7 @@ from app.services.storage import LocalStorage
 from tests.factories import open_edition
 from tests.services.billing.verifactu_helpers import (
     ISSUER_NIF,
+    SPANISH_SELLER,
     TAX_RECORDS,
     admitted,
     cancel,
@@ -141,8 +144,6 @@ def test_a_taxed_invoice_to_a_spanish_company_names_its_nif_and_the_vat(
     session.add(edition)
     session.commit()
     application = apply(session, storage, edition)
-    from app.services import invoicing
-
     invoice = invoicing._issue(
         session,
         edition=edition,
@@ -153,9 +154,9 @@ def test_a_taxed_invoice_to_a_spanish_company_names_its_nif_and_the_vat(
             "tax_id": "ES P0818700I",
         },
         lines=[(application, "Registration fee", Decimal("1000.00"), [])],
-        seller=verifactu_seller(),
+        seller=SPANISH_SELLER,
         actor="test",
-        now=verifactu.datetime.now(verifactu.SPANISH_TIME),
+        now=utcnow(),
         storage=storage,
     )
     [record] = _chain(session)
@@ -176,12 +177,6 @@ def test_a_foreign_buyer_is_named_by_country_and_vat_number() -> None:
     assert verifactu.recipients(
         {"name": "City of Quito", "country": "Ecuador", "tax_id": "1760003410001"}
     ) == [{"name": "City of Quito", "country": "EC", "id_type": "04", "id": "1760003410001"}]
-
-
-def verifactu_seller():  # type: ignore[no-untyped-def]
-    from tests.services.billing.verifactu_helpers import SPANISH_SELLER
-
-    return SPANISH_SELLER
 
 
 def test_a_cancellation_records_its_credit_note_as_corrective_and_its_fee_as_an_invoice(
@@ -349,3 +344,37 @@ def test_an_office_outside_spain_prints_no_tax_qr_code(
     pdf = invoicing.render_invoice_pdf(session, invoice)
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
     assert "VERI*FACTU" not in text
+
+
+def test_a_spanish_office_needs_its_nif_and_in_production_its_certificate(tmp_path: Path) -> None:
+    spanish = {"verifactu_enabled": True, "environment": "test"}
+    settings = Settings(**spanish, organisation_tax_id="ES G08012345")
+    assert settings.verifactu_issuer_nif == "G08012345"
+    assert settings.verifactu_qr_url == "https://prewww2.aeat.es/wlpl/TIKE-CONT/ValidarQR"
+    assert settings.verifactu_service_url.startswith("https://prewww1.aeat.es/")
+    with pytest.raises(ValueError, match="DIPLOMAT_ORGANISATION_TAX_ID"):
+        Settings(**spanish, organisation_tax_id="ES G0801")
+    production = {
+        "verifactu_enabled": True,
+        "environment": "production",
+        "secret_key": "s" * 40,
+        "bank_iban": "DE89 3704 0044 0532 0130 00",
+        "organisation_tax_id": "ESG08012345",
+        "open_badges_private_key": Settings().open_badges_private_key,
+        "certificate_signatories": [{"name": "Real Person", "title": "Director"}],
+        "verifactu_environment": "production",
+    }
+    with pytest.raises(ValueError, match="DIPLOMAT_VERIFACTU_CERTIFICATE_FILE"):
+        Settings(**production)
+    certificate = tmp_path / "office.pem"
+    certificate.write_text("-----BEGIN CERTIFICATE-----")
+    real = Settings(**production, verifactu_certificate_file=certificate)
+    assert real.verifactu_qr_url == (
+        "https://www2.agenciatributaria.gob.es/wlpl/TIKE-CONT/ValidarQR"
+    )
+    assert Settings(**{**production, "verifactu_sending": False}).verifactu_enabled
+
+
+def test_records_are_off_unless_the_office_switches_them_on() -> None:
+    assert Settings(environment="test").verifactu_enabled is False
+    assert verifactu.TaxRecordSettings.from_settings(Settings(environment="test")) is None
