@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+import pycountry
 import segno
 from lxml import etree
 from sqlalchemy import text
@@ -210,7 +211,9 @@ def _append(
     if head is not None:
         # Under contention the later record may carry an earlier clock reading; the chain's
         # times never go back.
-        generated = max(generated, datetime.fromisoformat(head.generated_at))
+        generated = max(generated, datetime.fromisoformat(head.generated_at)).astimezone(
+            SPANISH_TIME
+        )
         record.sequence = head.sequence + 1
         record.previous_id = head.id
         record.previous_number = head.invoice_number
@@ -218,7 +221,7 @@ def _append(
         record.previous_hash = head.hash
     else:
         record.sequence = 1
-    record.generated_at = generated.astimezone(SPANISH_TIME).isoformat(timespec="seconds")
+    record.generated_at = generated.isoformat(timespec="seconds")
     record.issuer_tax_id = config.issuer_tax_id
     record.system = config.system()
     record.hash = record_fingerprint(record)
@@ -240,8 +243,6 @@ def _alpha_2(buyer: dict[str, Any]) -> str:
         iso3 = parse_country(code or str(buyer.get("country") or ""))
     except DomainError:
         return ""
-    import pycountry
-
     found = pycountry.countries.get(alpha_3=iso3)
     return str(found.alpha_2) if found is not None else ""
 
@@ -498,14 +499,13 @@ def schema() -> etree.XMLSchema:
 
 def qr_url(record: TaxRecord, *, base_url: str) -> str:
     """The AEAT's checking address for an invoice: nif, numserie, fecha and importe."""
-    alta = record
-    assert alta.total is not None
+    assert record.total is not None
     query = urlencode(
         {
-            "nif": alta.issuer_tax_id,
-            "numserie": alta.invoice_number,
-            "fecha": aeat_date(alta.issue_date),
-            "importe": aeat_amount(alta.total),
+            "nif": record.issuer_tax_id,
+            "numserie": record.invoice_number,
+            "fecha": aeat_date(record.issue_date),
+            "importe": aeat_amount(record.total),
         }
     )
     return f"{base_url}?{query}"
