@@ -127,6 +127,7 @@ def invoice_register(
             "status_filter": status_filter,
             "filter_labels": {key: gettext(label) for key, label in FILTER_LABELS.items()},
             "groups": groups,
+            "tax_records_on": request.app.state.settings.verifactu_enabled,
             "back": str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
             "flash": _pop_flash(request),
         },
@@ -269,7 +270,11 @@ def tax_records_page(request: Request, session: SessionDep, user: PageAdmin) -> 
     return templates.TemplateResponse(
         request,
         "admin/invoices/tax_records.html",
-        {"user": user, "rows": verifactu_sender.unaccepted(session)},
+        {
+            "user": user,
+            "rows": verifactu_sender.unaccepted(session),
+            "enabled": request.app.state.settings.verifactu_enabled,
+        },
     )
 
 
