@@ -437,7 +437,13 @@ def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
     refers_to = session.get(Invoice, invoice.refers_to_id) if invoice.refers_to_id else None
     tax_record = verifactu.issue_record(verifactu.records_of(session, invoice))
     return {
-        "tax_qr": {"image": verifactu.qr_data_uri(tax_record.qr_url), "url": tax_record.qr_url}
+        "tax_qr": {
+            "image": verifactu.qr_data_uri(tax_record.qr_url),
+            "url": tax_record.qr_url,
+            "heading": verifactu.QR_HEADING,
+            "legend": verifactu.QR_LEGEND,
+            "verifiable": verifactu.QR_VERIFIABLE,
+        }
         if tax_record is not None and tax_record.qr_url
         else None,
         "number": invoice.number,

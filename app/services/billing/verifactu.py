@@ -40,6 +40,11 @@ ANULACION = "anulacion"
 INVOICE = "F1"  # a complete invoice (art. 6 RD 1619/2012)
 CORRECTIVE = "R1"  # corrective invoice, art. 80 Uno, Dos and Seis LIVA (refund on cancellation)
 BY_DIFFERENCES = "I"
+# The words the law puts beside the QR code, in Spanish whatever the invoice's language
+# (Orden HAC/1177/2024, art. 20 and 21; the AEAT's description of the QR code).
+QR_HEADING = "QR tributario:"
+QR_LEGEND = "VERI*FACTU"
+QR_VERIFIABLE = "Factura verificable en la sede electrónica de la AEAT"
 SOFTWARE_NAME = "diplomat"
 SOFTWARE_ID = "DP"
 SOFTWARE_VERSION = "0.1.0"
