@@ -266,14 +266,18 @@ def _invoice_page(
 
 @router.get("/tax-records", response_class=HTMLResponse)
 def tax_records_page(request: Request, session: SessionDep, user: PageAdmin) -> Response:
-    """VERI*FACTU records the AEAT has not accepted yet, with its reasons."""
+    """VERI*FACTU records the AEAT has not accepted yet, with its reasons, and the chain checked."""
+    settings = request.app.state.settings
     return templates.TemplateResponse(
         request,
         "admin/invoices/tax_records.html",
         {
             "user": user,
             "rows": verifactu_sender.unaccepted(session),
-            "enabled": request.app.state.settings.verifactu_enabled,
+            "enabled": settings.verifactu_enabled,
+            "chain": verifactu.check_chain(session, settings.verifactu_issuer_nif)
+            if settings.verifactu_enabled
+            else None,
         },
     )
 

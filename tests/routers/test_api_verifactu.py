@@ -167,3 +167,25 @@ def test_the_office_sees_the_records_the_aeat_rejected_and_why(
     assert page.status_code == 200
     assert rejected.number in page.text and accepted.number not in page.text
     assert "1104" in page.text and "Destinatarios incorrecto" in page.text
+
+
+def test_the_tax_records_page_says_the_chain_is_intact(
+    test_app: FastAPI,
+    spanish_office: TestClient,
+    session: Session,
+    admin_user: StaffUser,
+    tmp_path: Path,
+) -> None:
+    storage = LocalStorage(tmp_path)
+    admitted(session, storage, admin_user, open_edition(session))
+    spanish = test_app.state.settings.model_copy(
+        update={"verifactu_enabled": True, "organisation_tax_id": "ESG08012345"}
+    )
+    original = test_app.state.settings
+    test_app.state.settings = spanish
+    try:
+        assert login(spanish_office, "admin@example.org", ADMIN_PASSWORD).status_code == 303
+        page = spanish_office.get("/admin/tax-records")
+    finally:
+        test_app.state.settings = original
+    assert "Chain checked: 1 record, every fingerprint and link intact." in page.text

@@ -355,6 +355,47 @@ def record_annulment(
     return _append(session, record, config, now)
 
 
+@dataclass(frozen=True)
+class ChainCheck:
+    """The result of checking an issuer's chain: how many records, and what is wrong."""
+
+    records: int
+    problems: list[str]
+
+
+def check_chain(session: Session, issuer_tax_id: str) -> ChainCheck:
+    """Recompute every fingerprint of the issuer's chain and follow every link, oldest first."""
+    problems: list[str] = []
+    previous: TaxRecord | None = None
+    count = 0
+    for record in session.exec(
+        select(TaxRecord)
+        .where(TaxRecord.issuer_tax_id == issuer_tax_id)
+        .order_by(col(TaxRecord.sequence))
+    ):
+        count += 1
+        name = f"{record.record_type} record {record.sequence} ({record.invoice_number})"
+        if record.sequence != count:
+            problems.append(f"{name}: expected position {count} in the chain.")
+        if record.hash != record_fingerprint(record):
+            problems.append(f"{name}: its fingerprint does not match its fields.")
+        expected = (
+            (previous.id, previous.hash, previous.invoice_number, previous.issue_date)
+            if previous is not None
+            else (None, "", "", None)
+        )
+        found = (
+            record.previous_id,
+            record.previous_hash,
+            record.previous_number,
+            record.previous_issue_date,
+        )
+        if found != expected:
+            problems.append(f"{name}: it does not point at the record before it.")
+        previous = record
+    return ChainCheck(records=count, problems=problems)
+
+
 def records_of(session: Session, invoice: Invoice) -> list[TaxRecord]:
     """An invoice's records, oldest first (an alta, then an annulment if it was voided)."""
     return list(

@@ -378,3 +378,24 @@ def test_a_spanish_office_needs_its_nif_and_in_production_its_certificate(tmp_pa
 def test_records_are_off_unless_the_office_switches_them_on() -> None:
     assert Settings(environment="test").verifactu_enabled is False
     assert verifactu.TaxRecordSettings.from_settings(Settings(environment="test")) is None
+
+
+def test_the_chain_check_finds_a_record_whose_fields_or_link_were_altered(
+    session: Session, storage: LocalStorage, admin: StaffUser
+) -> None:
+    edition = open_edition(session)
+    for n in range(3):
+        admitted(session, storage, admin, edition, email=f"p{n}@example.org")
+    assert verifactu.check_chain(session, ISSUER_NIF) == verifactu.ChainCheck(3, [])
+    first, second, _ = _chain(session)
+    # Altered in memory only (the database refuses any change): as if someone had.
+    with session.no_autoflush:
+        first.total = Decimal("1.00")
+        second.previous_hash = "0" * 64
+        problems = verifactu.check_chain(session, ISSUER_NIF).problems
+    session.expunge_all()
+    assert problems == [
+        f"alta record 1 ({first.invoice_number}): its fingerprint does not match its fields.",
+        f"alta record 2 ({second.invoice_number}): its fingerprint does not match its fields.",
+        f"alta record 2 ({second.invoice_number}): it does not point at the record before it.",
+    ]
