@@ -399,3 +399,18 @@ def test_the_chain_check_finds_a_record_whose_fields_or_link_were_altered(
         f"alta record 2 ({second.invoice_number}): its fingerprint does not match its fields.",
         f"alta record 2 ({second.invoice_number}): it does not point at the record before it.",
     ]
+
+
+def test_an_issue_rolled_back_leaves_no_record_behind(
+    session: Session, storage: LocalStorage, admin: StaffUser
+) -> None:
+    edition = open_edition(session)
+    application = apply(session, storage, edition)
+    attempt = session.begin_nested()
+    invoice = invoicing.issue_invoice(
+        session, application=application, seller=SPANISH_SELLER, actor="t", storage=storage
+    )
+    assert [r.invoice_number for r in _chain(session)] == [invoice.number]
+    attempt.rollback()
+    assert _chain(session) == []
+    assert session.exec(select(TaxRecordSubmission)).first() is None

@@ -223,3 +223,27 @@ def test_records_go_over_tls_with_the_offices_certificate_and_not_without_it(
         done = send_due(fresh_engine, settings=signed, now=utcnow() + timedelta(minutes=2))
         assert done.accepted == 1
         assert aeat.clients == ["G08012345 Metropolis"] and aeat.messages == [[number]]
+
+
+def test_records_claimed_by_a_sender_that_died_are_sent_by_the_next_one_once(
+    fresh_engine: Engine, aeat: FakeAeat, issue
+) -> None:  # type: ignore[no-untyped-def]
+    from app.services.billing.verifactu_sender import STALE_CLAIM, _claim
+
+    [number] = issue(1)
+    now = utcnow()
+    # A sender claims the record, delivers it, and dies before keeping the answer.
+    [claimed] = _claim(fresh_engine, TAX_RECORDS.issuer_tax_id, now)
+    assert aeat.answer(_envelope([claimed]))[0] == 200
+    config = SenderSettings(url=aeat.url)
+    assert send_due(fresh_engine, settings=config, now=now + timedelta(minutes=1)).messages == 0
+    later = send_due(fresh_engine, settings=config, now=now + STALE_CLAIM + timedelta(seconds=1))
+    assert later.accepted == 1
+    assert _states(fresh_engine)[number][:2] == ("accepted", "3000")
+    assert len(aeat.registered) == 1
+
+
+def _envelope(records: list[TaxRecord]) -> bytes:
+    from app.services.billing.verifactu_sender import soap_envelope
+
+    return soap_envelope(verifactu.submission_xml(records, issuer_name="Metropolis"))
