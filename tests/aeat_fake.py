@@ -42,6 +42,8 @@ class FakeAeat:
     refuse: dict[str, tuple[str, str]] = field(default_factory=dict)
     away: bool = False
     lose_next_answer: bool = False
+    # A fault to answer every message with (e.g. a certificate the AEAT refuses).
+    fault: str = ""
     messages: list[list[str]] = field(default_factory=list)
     registered: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
@@ -55,6 +57,8 @@ class FakeAeat:
         document = envelope.find(
             f"{{{NS_SOAP}}}Body/{{{verifactu.NS_LR}}}RegFactuSistemaFacturacion"
         )
+        if self.fault:
+            return 500, _fault(self.fault)
         schema = verifactu.schema()
         if document is None or not schema.validate(document):
             text = f"Codigo[4102].El XML no cumple el esquema. {schema.error_log.last_error}"

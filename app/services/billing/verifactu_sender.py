@@ -37,6 +37,8 @@ DEFAULT_WAIT = 60
 STALE_CLAIM = timedelta(minutes=10)
 # The AEAT's answer to a record it has already (error 3000: "Registro duplicado").
 DUPLICATE = "3000"
+# Our own code for a record kept out of a message because it breaks the schema.
+SCHEMA_ERROR = "schema"
 PENDING, SENDING = "pending", "sending"
 ACCEPTED, ACCEPTED_WITH_ERRORS, REJECTED = "accepted", "accepted_with_errors", "rejected"
 ANSWERS = {"Correcto": ACCEPTED, "AceptadoConErrores": ACCEPTED_WITH_ERRORS, "Incorrecto": REJECTED}
@@ -282,6 +284,9 @@ def _send(
     result: SendRound,
 ) -> None:
     """Post one message and keep the answer per record; what did not arrive goes back."""
+    records = _refuse_invalid(engine, records, now=now, result=result)
+    if not records:
+        return
     document = verifactu.submission_xml(records, issuer_name=records[0].issuer_name)
     result.messages += 1
     try:
@@ -293,7 +298,44 @@ def _send(
         _not_arrived(engine, records, problem=str(problem), now=now)
         result.not_arrived += len(records)
         return
+    if answer.fault_code:
+        # The AEAT refused the message as a whole (its certificate, its form): nothing was
+        # registered. Shown to the office and tried again, as it may be fixed on our side.
+        refusal = f"The AEAT refused the message ({answer.fault_code}): {answer.fault_text}"
+        log.error("VERI*FACTU %s", refusal)
+        result.problems.append(refusal)
+        _not_arrived(engine, records, problem=refusal, now=now)
+        result.not_arrived += len(records)
+        return
     _keep_answer(engine, records, answer, now=now, result=result)
+
+
+def _refuse_invalid(
+    engine: Engine, records: list[TaxRecord], *, now: datetime, result: SendRound
+) -> list[TaxRecord]:
+    """Keep out of the message any record that breaks the AEAT's schema (the AEAT would refuse
+    the whole message for it); it is marked rejected with the schema's words."""
+    schema = verifactu.schema()
+    if schema.validate(verifactu.submission_xml(records, issuer_name=records[0].issuer_name)):
+        return records
+    valid = []
+    with Session(writer_engine(engine)) as session:
+        by_record = {s.record_id: s for s in _submissions(session, records)}
+        for record in records:
+            single = verifactu.submission_xml([record], issuer_name=record.issuer_name)
+            if schema.validate(single):
+                valid.append(record)
+                continue
+            submission = by_record[record.id or 0]
+            submission.status = REJECTED
+            submission.error_code = SCHEMA_ERROR
+            submission.error_text = (
+                f"Not sent: the record breaks the AEAT's schema: {schema.error_log.last_error}"
+            )
+            session.add(submission)
+            result.rejected += 1
+        session.commit()
+    return valid
 
 
 def _not_arrived(engine: Engine, records: list[TaxRecord], *, problem: str, now: datetime) -> None:
@@ -334,12 +376,7 @@ def _keep_answer(
             line = lines.get(
                 (record.invoice_number, verifactu.aeat_date(record.issue_date), operation)
             )
-            if answer.fault_code:
-                # The whole message was refused (e.g. it broke the schema): no record is in.
-                submission.status = REJECTED
-                submission.error_code = answer.fault_code[:20]
-                submission.error_text = answer.fault_text
-            elif line is None:
+            if line is None:
                 # The AEAT said nothing about it: it is sent again with the next message.
                 submission.status = PENDING
                 submission.next_attempt_at = now + backoff(submission.attempts)

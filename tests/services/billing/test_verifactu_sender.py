@@ -160,7 +160,7 @@ def test_a_lost_answer_is_recognised_as_a_duplicate_and_kept_as_accepted(
     assert len(aeat.registered) == 1
 
 
-def test_a_message_that_breaks_the_schema_is_refused_whole_with_the_aeats_reason(
+def test_a_record_that_breaks_the_schema_is_kept_out_of_the_message_with_the_reason(
     fresh_engine: Engine, aeat: FakeAeat, issue
 ) -> None:  # type: ignore[no-untyped-def]
     [number] = issue(1)
@@ -189,9 +189,30 @@ def test_a_message_that_breaks_the_schema_is_refused_whole_with_the_aeats_reason
         verifactu._append(session, broken, replace(TAX_RECORDS), utcnow())
         session.commit()
     done = send_due(fresh_engine, settings=SenderSettings(url=aeat.url))
-    assert done.rejected == 2 and aeat.messages == [] and len(aeat.faults) == 1
+    # The broken record stays out of the message, which would be refused whole for it.
+    assert (done.accepted, done.rejected) == (1, 1)
+    assert aeat.messages == [[number]] and aeat.faults == []
     status, code, text = _states(fresh_engine)["CN-BROKEN"]
-    assert (status, code) == ("rejected", "4102") and "esquema" in text
+    assert (status, code) == ("rejected", "schema")
+    assert "FechaExpedicionFactura" in text
+
+
+def test_a_message_the_aeat_refuses_whole_is_shown_and_tried_again(
+    fresh_engine: Engine, aeat: FakeAeat, issue
+) -> None:  # type: ignore[no-untyped-def]
+    [number] = issue(1)
+    aeat.fault = "Codigo[103].El NIF del certificado no corresponde al del obligado."
+    config = SenderSettings(url=aeat.url)
+    now = utcnow()
+    refused = send_due(fresh_engine, settings=config, now=now)
+    assert refused.not_arrived == 1 and "Codigo[103]" in refused.problems[0]
+    with Session(fresh_engine) as session:
+        [(record, submission)] = unaccepted(session)
+    assert record.invoice_number == number and submission.status == "pending"
+    assert "(103)" in submission.last_problem
+    aeat.fault = ""
+    assert send_due(fresh_engine, settings=config, now=now + timedelta(minutes=2)).accepted == 1
+    assert _states(fresh_engine)[number][0] == "accepted"
 
 
 def test_the_office_chores_send_the_records_when_sending_is_on(
