@@ -16,6 +16,19 @@ DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
 EXAMPLE_IBAN = "ES91 2100 0418 4502 0005 1332"
 EXAMPLE_TAX_ID = "ESG00000000 (example)"
 INSECURE_SECRET = "change-me"  # noqa: S105 - the value a production secret must not keep
+SPANISH_NIF = re.compile(r"[0-9A-Z]{9}")
+# The AEAT's addresses (Orden HAC/1177/2024; the AEAT's technical descriptions of the web
+# service and of the QR code): test services on prewww, real ones on www.
+VERIFACTU_SERVICE = {
+    "test": "https://prewww1.aeat.es/wlpl/TIKE-CONT/ws/SistemaFacturacion/VerifactuSOAP",
+    "production": (
+        "https://www1.agenciatributaria.gob.es/wlpl/TIKE-CONT/ws/SistemaFacturacion/VerifactuSOAP"
+    ),
+}
+VERIFACTU_QR = {
+    "test": "https://prewww2.aeat.es/wlpl/TIKE-CONT/ValidarQR",
+    "production": "https://www2.agenciatributaria.gob.es/wlpl/TIKE-CONT/ValidarQR",
+}
 S3_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
@@ -91,6 +104,20 @@ class Settings(BaseSettings):
     bank_iban: str = EXAMPLE_IBAN
     bank_bic: str = "CAIXESBBXXX"
     invoice_due_days: int = Field(default=14, ge=0, le=365)
+    # Spanish invoice records (VERI*FACTU, Real Decreto 1007/2023): for an issuer in Spain
+    # only. Off, nothing of it is recorded, printed or sent.
+    verifactu_enabled: bool = False
+    # The AEAT's test services ("test") or the real ones ("production").
+    verifactu_environment: Literal["test", "production"] = "test"
+    # Whether records are sent to the AEAT (VERI*FACTU mode); false keeps them queued.
+    verifactu_sending: bool = True
+    # Another address for the AEAT's web service (tests point it at a local fake).
+    verifactu_endpoint: str = ""
+    # The office's electronic certificate in PEM (its key in the same file or the next one).
+    verifactu_certificate_file: Path | None = None
+    verifactu_certificate_key_file: Path | None = None
+    # Which installation of the software this is (NumeroInstalacion in every record).
+    verifactu_installation_number: str = Field(default="1", min_length=1, max_length=100)
     # Days a waitlisted applicant has to accept a freed seat before it goes to the next one.
     waitlist_offer_days: int = Field(default=5, ge=1, le=60)
 
@@ -150,6 +177,7 @@ class Settings(BaseSettings):
             )
         self._check_certificate_settings()
         self._check_storage_settings()
+        self._check_verifactu_settings()
         return self
 
     def _check_storage_settings(self) -> None:
@@ -184,6 +212,25 @@ class Settings(BaseSettings):
                 "Set both DIPLOMAT_S3_ACCESS_KEY_ID and DIPLOMAT_S3_SECRET_ACCESS_KEY, or "
                 "neither (then the usual AWS credentials of the machine are used)."
             )
+
+    def _check_verifactu_settings(self) -> None:
+        """A Spanish issuer's records need its NIF and, to be sent for real, its certificate."""
+        if not self.verifactu_enabled:
+            return
+        if not SPANISH_NIF.fullmatch(self.verifactu_issuer_nif):
+            raise ValueError(
+                f"DIPLOMAT_ORGANISATION_TAX_ID {self.organisation_tax_id!r} is not a Spanish "
+                "NIF (9 letters and digits, optionally after ES): VERI*FACTU records need it."
+            )
+        if self.verifactu_sending and self.environment == "production":
+            for path in (self.verifactu_certificate_file, self.verifactu_certificate_key_file):
+                if path is not None and not path.is_file():
+                    raise ValueError(f"The VERI*FACTU certificate file {path} does not exist.")
+            if self.verifactu_certificate_file is None:
+                raise ValueError(
+                    "DIPLOMAT_VERIFACTU_CERTIFICATE_FILE is missing: the AEAT accepts records "
+                    "only over a connection signed with the office's certificate."
+                )
 
     def _check_certificate_settings(self) -> None:
         """Certificates carry a signature key and signatories: production needs real ones."""
@@ -222,6 +269,24 @@ class Settings(BaseSettings):
     def mail_dir(self) -> Path:
         """Where mail goes as .eml files while no SMTP server is configured."""
         return self.var_dir / "mail"
+
+    @property
+    def verifactu_issuer_nif(self) -> str:
+        """The office's Spanish NIF: its tax id without the ES prefix and separators."""
+        compact = re.sub(r"[\s.-]", "", self.organisation_tax_id).upper()
+        return compact[2:] if compact.startswith("ES") and len(compact) == 11 else compact
+
+    @property
+    def verifactu_service_url(self) -> str:
+        """The AEAT's web service that takes the records (VERI*FACTU, certificate login)."""
+        if self.verifactu_endpoint:
+            return self.verifactu_endpoint
+        return VERIFACTU_SERVICE[self.verifactu_environment]
+
+    @property
+    def verifactu_qr_url(self) -> str:
+        """The AEAT's checking service that the tax QR code points at."""
+        return VERIFACTU_QR[self.verifactu_environment]
 
     @property
     def stripe_enabled(self) -> bool:

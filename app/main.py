@@ -49,7 +49,7 @@ from app.routers.registry import pages as registry_pages
 from app.routers.teaching import api as teaching_api
 from app.routers.teaching import final_work, logistics
 from app.routers.teaching import pages as teaching_pages
-from app.services.billing import card_payments
+from app.services.billing import card_payments, verifactu_sender
 from app.services.billing.invoices import render_invoice_attachment
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.services.office import personal_data
@@ -282,6 +282,10 @@ def run_chores(engine: Engine, settings: Settings) -> None:
         base_url=settings.base_url,
     )
     personal_data.erase_expired(engine, storage=make_storage(settings))
+    if settings.verifactu_enabled and settings.verifactu_sending:
+        sent = verifactu_sender.run_sender(engine, settings)
+        if sent is not None and sent.problems:
+            log.warning("VERI*FACTU records not sent: %s", "; ".join(sent.problems))
     if settings.stripe_enabled:
         client = card_payments.stripe_client(
             api_key=settings.stripe_secret_key, api_base=settings.stripe_api_base

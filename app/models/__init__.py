@@ -40,6 +40,7 @@ from app.models.jobs import BackgroundJob
 from app.models.registry import IncomeGroup, Organisation
 from app.models.staff import LoginAttempt, Role, StaffUser
 from app.models.stripe import CardCheckout, CheckoutStatus, StripeEvent
+from app.models.tax_records import TaxRecord, TaxRecordSubmission
 
 __all__ = [
     "ApplicantGroup",
@@ -88,4 +89,6 @@ __all__ = [
     "SessionKind",
     "StaffUser",
     "StripeEvent",
+    "TaxRecord",
+    "TaxRecordSubmission",
 ]

@@ -19,6 +19,7 @@ from app.platform import i18n
 from app.platform.storage import Storage
 from app.quote_text import quote_label, quote_reason
 from app.services.billing.invoices import Seller
+from app.services.billing.verifactu import TaxRecordSettings
 from app.services.office.staff import user_for_token
 from app.services.registry.countries import local_country_name
 from app.web.language import language_links
@@ -98,6 +99,7 @@ def seller_from(settings: Settings) -> Seller:
         iban=settings.bank_iban,
         bic=settings.bank_bic,
         due_days=settings.invoice_due_days,
+        tax_records=TaxRecordSettings.from_settings(settings),
     )
 
 

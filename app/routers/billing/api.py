@@ -1,17 +1,18 @@
 """The JSON API for invoices, credit notes and payments."""
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, status
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from app.models import Invoice, PaymentMethod
+from app.models import Invoice, PaymentMethod, TaxRecord
 from app.services.billing import invoices as invoicing
-from app.services.billing import payments
+from app.services.billing import payments, verifactu
 from app.services.editions.editions import get_edition
+from app.services.errors import NotFound
 from app.services.schemas import DateIn, MoneyIn, MoneyOut
 from app.web.dependencies import ApiAdmin, SellerDep, SessionDep, StorageDep
 
@@ -231,3 +232,119 @@ def group_invoice(
     )
     session.commit()
     return invoice_out(session, invoice)
+
+
+class TaxRecordPrevious(BaseModel):
+    """The record a VERI*FACTU record is chained to."""
+
+    number: str
+    issue_date: str
+    hash: str
+
+
+class TaxRecordAnswer(BaseModel):
+    """What the AEAT answered about a record."""
+
+    code: str
+    text: str
+    csv: str
+
+
+class TaxRecordSubmissionOut(BaseModel):
+    """Where a record stands with the AEAT."""
+
+    status: str
+    answer: TaxRecordAnswer | None = None
+
+
+class TaxRecordOut(BaseModel):
+    """A VERI*FACTU record with the fields its fingerprint is computed from."""
+
+    record_type: str
+    issuer_tax_id: str
+    number: str
+    issue_date: str
+    invoice_type: str | None
+    tax_total: str | None
+    total: str | None
+    previous: TaxRecordPrevious | None
+    generated_at: str
+    hash: str
+    qr_url: str | None
+    xml_url: str
+    submission: TaxRecordSubmissionOut | None
+
+
+class InvoiceTaxRecordsOut(TaxRecordOut):
+    """An invoice's latest VERI*FACTU record, and all of its records oldest first."""
+
+    records: list[TaxRecordOut]
+
+
+def tax_record_out(session: Session, record: TaxRecord) -> TaxRecordOut:
+    """The API view of one record: amounts and dates exactly as fingerprinted."""
+    alta = record.record_type == verifactu.ALTA
+    submission = verifactu.submission_of(session, record)
+    answered = submission is not None and submission.status not in ("pending", "sending")
+    return TaxRecordOut(
+        record_type=record.record_type,
+        issuer_tax_id=record.issuer_tax_id,
+        number=record.invoice_number,
+        issue_date=verifactu.aeat_date(record.issue_date),
+        invoice_type=record.invoice_type if alta else None,
+        tax_total=verifactu.aeat_amount(record.tax_total)
+        if alta and record.tax_total is not None
+        else None,
+        total=verifactu.aeat_amount(record.total) if alta and record.total is not None else None,
+        previous=TaxRecordPrevious(
+            number=record.previous_number,
+            issue_date=verifactu.aeat_date(record.previous_issue_date),
+            hash=record.previous_hash,
+        )
+        if record.previous_hash and record.previous_issue_date is not None
+        else None,
+        generated_at=record.generated_at,
+        hash=record.hash,
+        qr_url=record.qr_url or None,
+        xml_url=f"/api/v1/invoices/{record.invoice_number}/verifactu/{record.record_type}.xml",
+        submission=TaxRecordSubmissionOut(
+            status=submission.status,
+            answer=TaxRecordAnswer(
+                code=submission.error_code, text=submission.error_text, csv=submission.csv
+            )
+            if answered
+            else None,
+        )
+        if submission is not None
+        else None,
+    )
+
+
+def _tax_records(session: Session, number: str) -> list[TaxRecord]:
+    invoice = invoicing.get_invoice(session, number)
+    records = verifactu.records_of(session, invoice)
+    if not records:
+        raise NotFound(f"Invoice {number} has no VERI*FACTU record.")
+    return records
+
+
+@router.get("/invoices/{number}/verifactu", response_model=InvoiceTaxRecordsOut)
+def invoice_tax_record(number: str, session: SessionDep, admin: ApiAdmin) -> InvoiceTaxRecordsOut:
+    """An invoice's VERI*FACTU record (its annulment, if voided) and all its records."""
+    records = [tax_record_out(session, r) for r in _tax_records(session, number)]
+    return InvoiceTaxRecordsOut(**records[-1].model_dump(), records=records)
+
+
+@router.get(
+    "/invoices/{number}/verifactu/{record_type}.xml",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}},
+)
+def invoice_tax_record_xml(
+    number: str, record_type: Literal["alta", "anulacion"], session: SessionDep, admin: ApiAdmin
+) -> Response:
+    """One VERI*FACTU record as the AEAT's XML (a submission holding just that record)."""
+    found = [r for r in _tax_records(session, number) if r.record_type == record_type]
+    if not found:
+        raise NotFound(f"Invoice {number} has no {record_type} record.")
+    return Response(verifactu.record_xml(found[-1]), media_type="application/xml")

@@ -16,7 +16,7 @@ from app.platform import jobs
 from app.platform.i18n import N_, gettext, ngettext, translate, translate_fields
 from app.routers.billing.api import pdf_response
 from app.services.billing import invoices as invoicing
-from app.services.billing import money_overview, payments, statements
+from app.services.billing import money_overview, payments, statements, verifactu, verifactu_sender
 from app.services.editions.editions import (
     applications_are_open,
     edition_today,
@@ -130,6 +130,7 @@ def invoice_register(
             "status_filter": status_filter,
             "filter_labels": {key: gettext(label) for key, label in FILTER_LABELS.items()},
             "groups": groups,
+            "tax_records_on": request.app.state.settings.verifactu_enabled,
             "back": str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
             "flash": pop_flash(request),
         },
@@ -226,10 +227,19 @@ def _invoice_page(
     credit_notes = session.exec(
         select(Invoice).where(Invoice.refers_to_id == invoice.id).order_by(col(Invoice.number))
     ).all()
+    tax_records = [
+        (record, verifactu.submission_of(session, record))
+        for record in verifactu.records_of(session, invoice)
+    ]
+    tax_record = verifactu.issue_record([record for record, _ in tax_records])
     return templates.TemplateResponse(
         request,
         "billing/invoices/detail.html",
         {
+            "tax_records": tax_records,
+            "tax_qr": verifactu.qr_svg(tax_record.qr_url)
+            if tax_record and tax_record.qr_url
+            else "",
             "user": user,
             "invoice": invoice,
             "edition": edition,
@@ -254,6 +264,24 @@ def _invoice_page(
             "flash": flash,
         },
         status_code=status_code,
+    )
+
+
+@router.get("/tax-records", response_class=HTMLResponse)
+def tax_records_page(request: Request, session: SessionDep, user: PageAdmin) -> Response:
+    """VERI*FACTU records the AEAT has not accepted yet, with its reasons, and the chain checked."""
+    settings = request.app.state.settings
+    return templates.TemplateResponse(
+        request,
+        "admin/invoices/tax_records.html",
+        {
+            "user": user,
+            "rows": verifactu_sender.unaccepted(session),
+            "enabled": settings.verifactu_enabled,
+            "chain": verifactu.check_chain(session, settings.verifactu_issuer_nif)
+            if settings.verifactu_enabled
+            else None,
+        },
     )
 
 

@@ -30,6 +30,7 @@ from app.platform import i18n
 from app.platform.audit import record_change
 from app.platform.pdf import render_pdf
 from app.platform.storage import Storage
+from app.services.billing import verifactu
 from app.services.billing.numbering import format_number, next_number
 from app.services.billing.quotes import quote_for_edition
 from app.services.editions.fees import Quote
@@ -67,6 +68,8 @@ class Seller:
     iban: str
     bic: str
     due_days: int = 14
+    # A Spanish issuer's VERI*FACTU records; None: an office outside Spain records none.
+    tax_records: verifactu.TaxRecordSettings | None = None
 
 
 class NothingToInvoice(DomainError):
@@ -202,6 +205,11 @@ def _issue(
     # download), outside the transaction that takes the number.
     invoice.pdf_key = invoice_pdf_key(invoice)
     session.add(invoice)
+    if seller.tax_records is not None:
+        # Written with the invoice, in its transaction: no invoice exists without its record.
+        verifactu.record_issue(
+            session, invoice=invoice, refers_to=refers_to, config=seller.tax_records, now=now
+        )
     record_change(
         session,
         actor=actor,
@@ -427,7 +435,17 @@ def _shown_detail(detail: dict[str, Any]) -> dict[str, Any]:
 def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
     """Plain values of a stored invoice for its PDF: never live data."""
     refers_to = session.get(Invoice, invoice.refers_to_id) if invoice.refers_to_id else None
+    tax_record = verifactu.issue_record(verifactu.records_of(session, invoice))
     return {
+        "tax_qr": {
+            "image": verifactu.qr_data_uri(tax_record.qr_url),
+            "url": tax_record.qr_url,
+            "heading": verifactu.QR_HEADING,
+            "legend": verifactu.QR_LEGEND,
+            "verifiable": verifactu.QR_VERIFIABLE,
+        }
+        if tax_record is not None and tax_record.qr_url
+        else None,
         "number": invoice.number,
         "subject": invoice.subject,
         "kind": invoice.kind,
