@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.models.types
 
 revision: str = "verifactu_1"
 down_revision: str | None = "0013"
@@ -39,8 +39,8 @@ def upgrade() -> None:
         sa.Column("recipients", sa.JSON(), nullable=False),
         sa.Column("without_recipient", sa.Boolean(), nullable=False),
         sa.Column("breakdown", sa.JSON(), nullable=False),
-        sa.Column("tax_total", app.db.Amount(precision=12, scale=2), nullable=True),
-        sa.Column("total", app.db.Amount(precision=12, scale=2), nullable=True),
+        sa.Column("tax_total", app.models.types.Amount(precision=12, scale=2), nullable=True),
+        sa.Column("total", app.models.types.Amount(precision=12, scale=2), nullable=True),
         sa.Column("previous_number", sa.String(length=60), nullable=False),
         sa.Column("previous_issue_date", sa.Date(), nullable=True),
         sa.Column("previous_hash", sa.String(length=64), nullable=False),
@@ -48,7 +48,7 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.Column("qr_url", sa.String(length=300), nullable=False),
         sa.Column("system", sa.JSON(), nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.models.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["invoice_id"], ["invoice.id"]),
         sa.ForeignKeyConstraint(["previous_id"], ["tax_record.id"]),
         sa.PrimaryKeyConstraint("id"),
@@ -64,13 +64,13 @@ def upgrade() -> None:
         sa.Column("issuer_tax_id", sa.String(length=9), nullable=False),
         sa.Column("status", sa.String(length=24), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("sent_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", app.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", app.models.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("error_code", sa.String(length=20), nullable=False),
         sa.Column("error_text", sa.Text(), nullable=False),
         sa.Column("csv", sa.String(length=100), nullable=False),
         sa.Column("last_problem", sa.Text(), nullable=False),
-        sa.Column("wait_until", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("wait_until", app.models.types.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["record_id"], ["tax_record.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("record_id"),

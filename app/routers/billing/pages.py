@@ -273,7 +273,7 @@ def tax_records_page(request: Request, session: SessionDep, user: PageAdmin) -> 
     settings = request.app.state.settings
     return templates.TemplateResponse(
         request,
-        "admin/invoices/tax_records.html",
+        "billing/invoices/tax_records.html",
         {
             "user": user,
             "rows": verifactu_sender.unaccepted(session),
