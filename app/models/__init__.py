@@ -19,6 +19,7 @@ from app.models.attendance import (
     MarkSource,
 )
 from app.models.audit import AuditEntry
+from app.models.billing import BuyerBilling
 from app.models.cancellations import (
     Cancellation,
     CancellationChannel,
@@ -67,6 +68,7 @@ __all__ = [
     "FinalWorkStatus",
     "GroupTier",
     "IncomeGroup",
+    "BuyerBilling",
     "Invoice",
     "InvoiceKind",
     "InvoiceLine",
