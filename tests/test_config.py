@@ -32,7 +32,7 @@ def test_production_needs_real_bank_details(tmp_path: Path) -> None:
         secret_key="k" * 40,
         var_dir=tmp_path,
         bank_iban="DE89 3704 0044 0532 0130 00",
-        organisation_tax_id="ESG12345678",
+        organisation_tax_id="ESG12345674",
         # Certificates need a signing key and real signatories in production too.
         open_badges_private_key=(tmp_path / "badge.pem").read_text(),
         certificate_signatories=[{"name": "Ana Real", "title": "Director"}],

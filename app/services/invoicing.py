@@ -27,7 +27,9 @@ from app.models import (
     RefundStatus,
 )
 from app.services.audit import record_change
-from app.services.countries import country_name
+from app.services.billing.buyers import application_billing, buyer_copy, group_billing
+from app.services.billing.vat import line_vat
+from app.services.countries import alpha_2, country_name
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.money import ZERO, percent_of
 from app.services.numbering import format_number, next_number
@@ -45,6 +47,8 @@ BUYER_FIELDS = (
     "tax_id",
     "email",
     "po_number",
+    "buyer_reference",
+    "leitweg_id",
 )
 INVOICE_SERIES = ("invoice", "")
 CREDIT_NOTE_SERIES = ("credit_note", "CN")
@@ -67,6 +71,13 @@ class Seller:
     iban: str
     bic: str
     due_days: int = 14
+    # The registered address and electronic address e-invoices carry (EN 16931 BG-5, BT-34).
+    street: str = ""
+    city: str = ""
+    postcode: str = ""
+    country_code: str = ""
+    electronic_address: str = ""
+    electronic_address_scheme: str = "EM"
 
 
 class NothingToInvoice(DomainError):
@@ -84,7 +95,17 @@ def due_date(edition: Edition, issue_date: date, due_days: int) -> date:
 
 
 def _seller_copy(seller: Seller) -> dict[str, Any]:
-    return {"name": seller.name, "address": seller.address, "tax_id": seller.tax_id}
+    return {
+        "name": seller.name,
+        "address": seller.address,
+        "tax_id": seller.tax_id,
+        "street": seller.street,
+        "city": seller.city,
+        "postcode": seller.postcode,
+        "country_code": seller.country_code,
+        "electronic_address": seller.electronic_address,
+        "electronic_address_scheme": seller.electronic_address_scheme,
+    }
 
 
 def _instructions(seller: Seller, number: str) -> dict[str, Any]:
@@ -151,6 +172,7 @@ def _issue(
     number = format_number(
         prefix, issue_date.year, next_number(session, series=series, year=issue_date.year)
     )
+    vat = line_vat(tax_rate=edition.tax_rate, exemption=edition.vat_exemption)
     built = []
     for application, description, net, details in lines:
         tax = percent_of(net, edition.tax_rate)
@@ -195,6 +217,9 @@ def _issue(
                 net=net,
                 tax=tax,
                 gross=gross,
+                vat_category=vat.category,
+                vat_exemption_code=vat.exemption_code,
+                vat_exemption_reason=vat.exemption_reason,
             )
         )
     session.flush()
@@ -217,15 +242,21 @@ def _issue(
     return invoice
 
 
-def _individual_buyer(application: Application) -> dict[str, Any]:
-    return {
+def _individual_buyer(session: Session, application: Application) -> dict[str, Any]:
+    buyer: dict[str, Any] = {
         "name": application.full_name,
         "organisation": application.organisation_name,
         "country": country_name(application.country),
+        "country_code": alpha_2(application.country),
         "email": application.email,
         "address": "",
         "po_number": "",
     }
+    billing = application_billing(session, application.id or 0)
+    if billing is not None:
+        # Someone else pays (an employer, a city council): the invoice is theirs, for this person.
+        buyer.update(buyer_copy(billing), attention=application.full_name)
+    return buyer
 
 
 def _details(quote: Quote) -> list[dict[str, Any]]:
@@ -262,7 +293,7 @@ def issue_invoice(
     return _issue(
         session,
         edition=edition,
-        buyer=_individual_buyer(application),
+        buyer=_individual_buyer(session, application),
         lines=[
             (application, _line_description(application, edition), quote.total, _details(quote))
         ],
@@ -334,16 +365,27 @@ def issue_group_invoice(
         lines.append(
             (application, _line_description(application, edition), quote.total, _details(quote))
         )
-    buyer = {
+    buyer: dict[str, Any] = {
         "name": organisation.name,
         "organisation": organisation.name,
         "country": country_name(organisation.country),
+        "country_code": alpha_2(organisation.country),
         "email": group.contact_email,
         "address": billing_address,
         "po_number": purchase_order,
         "tax_id": buyer_tax_id,
         "attention": group.contact_name,
     }
+    billing = group_billing(session, group.id or 0)
+    if billing is not None:
+        buyer.update(buyer_copy(billing))
+        # What the office types on the invoice form wins over the stored buyer data.
+        overrides = {
+            "address": billing_address,
+            "po_number": purchase_order,
+            "tax_id": buyer_tax_id,
+        }
+        buyer.update({key: value for key, value in overrides.items() if value})
     return _issue(
         session,
         edition=edition,
@@ -427,6 +469,7 @@ def _shown_detail(detail: dict[str, Any]) -> dict[str, Any]:
 def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
     """Plain values of a stored invoice for its PDF: never live data."""
     refers_to = session.get(Invoice, invoice.refers_to_id) if invoice.refers_to_id else None
+    lines = invoice_lines(session, invoice)
     return {
         "number": invoice.number,
         "subject": invoice.subject,
@@ -438,7 +481,8 @@ def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
         "due_date": invoice.due_date.isoformat(),
         "currency": invoice.currency,
         "seller": dict(invoice.seller),
-        "buyer": {key: invoice.buyer.get(key, "") for key in BUYER_FIELDS},
+        "buyer": {key: invoice.buyer.get(key, "") for key in BUYER_FIELDS}
+        | {"dir3": invoice.buyer.get("dir3") or {}},
         "instructions": dict(invoice.payment_instructions),
         "tax_rate": f"{invoice.tax_rate.normalize():f}",
         "tax_note": invoice.tax_note,
@@ -454,8 +498,10 @@ def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
                 "tax": i18n.amount(line.tax),
                 "gross": i18n.amount(line.gross),
             }
-            for line in invoice_lines(session, invoice)
+            for line in lines
         ],
+        # The law's words for each exemption applied (art. 6.1.j Real Decreto 1619/2012).
+        "exemptions": sorted({ln.vat_exemption_reason for ln in lines if ln.vat_exemption_reason}),
     }
 
 

@@ -1,0 +1,1 @@
+"""Billing: who invoices are made out to, their tax, and their electronic forms."""
