@@ -1,0 +1,275 @@
+"""Every kind of document the office issues is an EN 16931 e-invoice, in UBL and in CII."""
+
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from lxml import etree
+from sqlmodel import Session, select
+
+from app.models import Application, Edition, Invoice, StaffUser
+from app.services import applications as applications_service
+from app.services import cancellations, invoicing, payments
+from app.services.billing import buyers, einvoices
+from app.services.billing.einvoices import CAC, CBC
+from app.services.errors import InvalidInput
+from app.services.storage import LocalStorage
+from tests.en16931 import Rules
+from tests.factories import make_organisation, office_today, open_edition
+from tests.services.test_cancellations import written
+from tests.services.test_invoicing import BASE, SECRET, apply
+
+SELLER = invoicing.Seller(
+    name="Metropolis",
+    address="Avinyó, 15\n08002 Barcelona\nSpain",
+    tax_id="G65318149",
+    bank_name="Example Bank",
+    iban="ES91 2100 0418 4502 0005 1332",
+    bic="CAIXESBBXXX",
+    due_days=14,
+    street="Avinyó, 15",
+    city="Barcelona",
+    postcode="08002",
+    country_code="ES",
+    electronic_address="diploma@metropolis.org",
+)
+BARCELONA_COUNCIL = {
+    "legal_name": "Ajuntament de Barcelona",
+    "tax_id": "P0801900B",
+    "address_line": "Plaça de Sant Jaume, 1",
+    "city": "Barcelona",
+    "postcode": "08002",
+    "country": "ES",
+    "purchase_order": "PO-2099-114",
+    "dir3": {
+        "accounting_office": "L01080193",
+        "managing_body": "L01080193",
+        "processing_unit": "LA0007456",
+    },
+    "wants_e_invoice": True,
+}
+MADRID = ZoneInfo("Europe/Madrid")
+BEFORE_DEADLINE = datetime(2099, 10, 7, 0, 0, tzinfo=MADRID)
+NS = {"cac": CAC, "cbc": CBC}
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "files")
+
+
+def admit(session: Session, storage: LocalStorage, admin: StaffUser, application: Application):  # type: ignore[no-untyped-def]
+    return applications_service.decide(
+        session,
+        application_id=application.id or 0,
+        decision="admit",
+        actor=admin,
+        storage=storage,
+        secret_key=SECRET,
+        base_url=BASE,
+        seller=SELLER,
+    )
+
+
+def invoice_of(session: Session, application: Application) -> Invoice:
+    return session.exec(
+        select(Invoice)
+        .join(invoicing.InvoiceLine)
+        .where(invoicing.InvoiceLine.application_id == application.id)
+        .order_by(Invoice.id)  # type: ignore[arg-type]
+    ).first()  # type: ignore[return-value]
+
+
+def assert_conforms(session: Session, rules: Rules, invoice: Invoice) -> bytes:
+    ubl = einvoices.invoice_ubl(session, invoice)
+    cii = einvoices.invoice_cii(session, invoice)
+    assert rules.failures(ubl, syntax="ubl") == []
+    assert rules.failures(cii, syntax="cii") == []
+    return ubl
+
+
+def group_of_three(session: Session, storage: LocalStorage, admin: StaffUser, edition: Edition):  # type: ignore[no-untyped-def]
+    organisation = make_organisation(session, name="Ajuntament de Barcelona", country="ESP")
+    group, _ = applications_service.create_group(
+        session,
+        edition_slug=edition.slug,
+        organisation_id=organisation.id or 0,
+        contact_email="relint@bcn.example",
+        contact_name="Núria Soler",
+        secret_key=SECRET,
+        base_url=BASE,
+    )
+    for i in range(3):
+        admit(
+            session,
+            storage,
+            admin,
+            apply(
+                session, storage, edition, email=f"m{i}@bcn.example", group_code=group.code
+            ),
+        )
+    return group
+
+
+def test_the_official_rules_catch_a_broken_document(
+    session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
+) -> None:
+    edition = open_edition(session)
+    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    ubl = etree.fromstring(einvoices.invoice_ubl(session, invoice_of(session, application)))
+    for reason in ubl.iterfind(".//cac:TaxCategory/cbc:TaxExemptionReason", NS):
+        reason.getparent().remove(reason)
+    for code in ubl.iterfind(".//cac:TaxCategory/cbc:TaxExemptionReasonCode", NS):
+        code.getparent().remove(code)
+    failures = en16931.failures(etree.tostring(ubl), syntax="ubl")
+    assert any(f.startswith("BR-E-10") for f in failures)
+
+
+def test_a_single_invoice_at_the_standard_rate_conforms(
+    session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
+) -> None:
+    edition = open_edition(session, tax_rate="21")
+    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    invoice = invoice_of(session, application)
+    ubl = etree.fromstring(assert_conforms(session, en16931, invoice))
+    assert ubl.findtext("cbc:InvoiceTypeCode", namespaces=NS) == "380"
+    assert ubl.findtext(".//cac:TaxSubtotal/cac:TaxCategory/cbc:ID", namespaces=NS) == "S"
+    assert ubl.findtext(".//cac:TaxTotal/cbc:TaxAmount", namespaces=NS) == "315.00"
+    assert ubl.findtext(".//cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=NS) == "1815.00"
+    supplier = ubl.find("cac:AccountingSupplierParty/cac:Party", NS)
+    assert supplier.findtext("cac:PartyTaxScheme/cbc:CompanyID", namespaces=NS) == "ESG65318149"
+    buyer = ubl.find("cac:AccountingCustomerParty/cac:Party", NS)
+    assert buyer.findtext("cac:PostalAddress/cac:Country/cbc:IdentificationCode", namespaces=NS) == "MW"
+
+
+def test_an_exempt_training_fee_says_why_in_words_and_code(
+    session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
+) -> None:
+    edition = open_edition(session)  # 0 %: the edition's exemption is training, art. 20.1.9
+    application = apply(session, storage, edition)
+    buyers.save_application_billing(
+        session,
+        application=application,
+        data=buyers.billing_in(
+            {
+                "legal_name": "Lilongwe City Council",
+                "tax_id": "",
+                "address_line": "Civic Offices, Glyn Jones Road",
+                "city": "Lilongwe",
+                "country": "MWI",
+                "buyer_reference": "LCC/IR/2099/7",
+            }
+        ),
+        actor="admin@example.org",
+    )
+    admit(session, storage, admin_user, application)
+    invoice = invoice_of(session, application)
+    ubl = etree.fromstring(assert_conforms(session, en16931, invoice))
+    category = ubl.find(".//cac:TaxSubtotal/cac:TaxCategory", NS)
+    assert category.findtext("cbc:ID", namespaces=NS) == "E"
+    assert category.findtext("cbc:TaxExemptionReasonCode", namespaces=NS) == "VATEX-EU-132-1I"
+    assert "art. 20.1.9 Ley 37/1992" in category.findtext("cbc:TaxExemptionReason", namespaces=NS)
+    assert ubl.findtext("cbc:BuyerReference", namespaces=NS) == "LCC/IR/2099/7"
+    shown = invoicing.invoice_document(session, invoice)
+    assert shown["buyer"]["name"] == "Lilongwe City Council"
+    assert shown["buyer"]["attention"] == "Ama Banda"
+    assert any("art. 20.1.9" in words for words in shown["exemptions"])
+
+
+def test_a_group_of_three_for_a_public_body_carries_its_order_and_dir3_codes(
+    session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
+) -> None:
+    edition = open_edition(session)
+    group = group_of_three(session, storage, admin_user, edition)
+    buyers.save_group_billing(
+        session, group=group, data=buyers.billing_in(BARCELONA_COUNCIL), actor="admin@example.org"
+    )
+    invoice = invoicing.issue_group_invoice(
+        session, edition=edition, code=group.code, seller=SELLER, actor="t", storage=storage
+    )
+    ubl = etree.fromstring(assert_conforms(session, en16931, invoice))
+    assert len(ubl.findall("cac:InvoiceLine", NS)) == 3
+    assert ubl.findtext("cac:OrderReference/cbc:ID", namespaces=NS) == "PO-2099-114"
+    assert ubl.findtext("cbc:BuyerReference", namespaces=NS) == "LA0007456"
+    buyer = ubl.find("cac:AccountingCustomerParty/cac:Party", NS)
+    assert buyer.findtext("cac:PartyIdentification/cbc:ID", namespaces=NS) == "L01080193"
+    assert buyer.findtext("cac:PartyTaxScheme/cbc:CompanyID", namespaces=NS) == "ESP0801900B"
+    assert buyer.findtext("cac:PostalAddress/cbc:PostalZone", namespaces=NS) == "08002"
+    notes = " ".join(n.text for n in ubl.findall("cbc:Note", NS))
+    assert "unidad tramitadora LA0007456" in notes
+
+
+def test_a_credit_note_and_a_cancellation_fee_invoice_conform(
+    session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
+) -> None:
+    edition = open_edition(session, tax_rate="21")
+    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    invoice = invoice_of(session, application)
+    payments.record_payment(
+        session,
+        invoice_number=invoice.number,
+        amount=Decimal("1815.00"),
+        received_on=office_today(),
+        method="bank_transfer",
+        reference="",
+        actor="admin@example.org",
+    )
+    outcome = cancellations.cancel_registration(
+        session,
+        application_id=application.id or 0,
+        request=written(edition, application, BEFORE_DEADLINE),
+        actor="admin@example.org",
+        storage=storage,
+        seller=SELLER,
+        secret_key=SECRET,
+        base_url=BASE,
+        office_email="office@example.org",
+        offer_days=5,
+        now=BEFORE_DEADLINE,
+    )
+    assert outcome.credit_note is not None and outcome.fee_invoice is not None
+    credit = etree.fromstring(assert_conforms(session, en16931, outcome.credit_note))
+    assert etree.QName(credit).localname == "CreditNote"
+    assert credit.findtext("cbc:CreditNoteTypeCode", namespaces=NS) == "381"
+    assert credit.findtext(
+        "cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID", namespaces=NS
+    ) == invoice.number
+    # Stored negative, stated positive: the document type carries the sign.
+    assert credit.findtext(".//cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=NS) == "1815.00"
+    fee = etree.fromstring(assert_conforms(session, en16931, outcome.fee_invoice))
+    assert fee.findtext(".//cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=NS) == str(
+        outcome.cancellation.retained
+    )
+
+
+def test_a_wrong_check_digit_in_a_buyer_tax_id_names_the_field() -> None:
+    data = buyers.billing_in(dict(BARCELONA_COUNCIL, tax_id="P0801900C"))
+    with pytest.raises(InvalidInput) as refused:
+        buyers.checked_tax_id(data.tax_id, "ESP")
+    assert "tax_id" in refused.value.fields
+    assert buyers.checked_tax_id("ES-P0801900B", "ESP") == "P0801900B"
+    assert buyers.checked_tax_id("DE 136 695 976", "DEU") == "136695976"
+
+
+def test_dir3_codes_come_in_threes_of_nine_characters() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        buyers.billing_in(dict(BARCELONA_COUNCIL, dir3={"accounting_office": "L01080193"}))
+    assert set(refused.value.fields) == {"dir3.managing_body", "dir3.processing_unit"}
+
+
+def test_the_pdf_is_a_factur_x_invoice_with_the_cii_embedded(
+    session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
+) -> None:
+    from facturx import get_level, get_xml_from_pdf
+
+    edition = open_edition(session)
+    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    invoice = invoice_of(session, application)
+    pdf = invoicing.ensure_invoice_pdf(session, invoice, storage)
+    filename, xml = get_xml_from_pdf(pdf, check_xsd=True)
+    assert filename == "factur-x.xml"
+    assert get_level(etree.fromstring(xml)) == "en16931"
+    assert en16931.failures(xml, syntax="cii") == []
+    assert b"pdfaid:part" in pdf or b"<pdfaid:part>3" in pdf
