@@ -522,11 +522,20 @@ def invoice_language(session: Session, invoice: Invoice) -> str:
 
 
 def render_invoice_pdf(session: Session, invoice: Invoice) -> bytes:
-    """The invoice's PDF, from the stored copy, in its participants' language."""
+    """The invoice's PDF, from the stored copy, in its participants' language: a Factur-X
+    invoice (PDF/A-3 with its CII e-invoice embedded) that people and software read alike."""
+    from app.services.billing import einvoices
+
     language = invoice_language(session, invoice)
     with i18n.use_language(language):
         document = invoice_document(session, invoice)
-    return render_pdf("invoice.html", document, language=language)
+    pdf = render_pdf("invoice.html", document, language=language, pdf_variant="pdf/a-3b")
+    try:
+        cii = einvoices.invoice_cii(session, invoice)
+    except einvoices.NotAnEInvoice:
+        # Issued before the seller's registered address was kept: a plain PDF/A-3, as then.
+        return pdf
+    return einvoices.factur_x(pdf, cii, language=language)
 
 
 def invoice_pdf_key(invoice: Invoice) -> str:
