@@ -36,10 +36,6 @@ def compile_rules() -> Rules:
     compiler = processor.new_xslt30_processor()
     return Rules(
         processor=processor,
-        ubl=compiler.compile_stylesheet(
-            stylesheet_file=str(RULES / "EN16931-UBL-validation.xslt")
-        ),
-        cii=compiler.compile_stylesheet(
-            stylesheet_file=str(RULES / "EN16931-CII-validation.xslt")
-        ),
+        ubl=compiler.compile_stylesheet(stylesheet_file=str(RULES / "EN16931-UBL-validation.xslt")),
+        cii=compiler.compile_stylesheet(stylesheet_file=str(RULES / "EN16931-CII-validation.xslt")),
     )

@@ -13,6 +13,7 @@ from app.routers.api_attendance import application_attendance
 from app.routers.api_errors import error_responses
 from app.routers.final_work import api_eligibility, api_final_work
 from app.services import applications as service
+from app.services.billing import buyers
 from app.services.cancellations import refund_summary, refunds_of
 from app.services.certificates import summary as certificate_summary
 from app.services.countries import country_name
@@ -272,6 +273,25 @@ def applications(
 def application(application_id: int, session: SessionDep, admin: ApiAdmin) -> ApplicationDetail:
     """One application with its quote and, as they come, invoices, attendance and certificate."""
     return application_detail(session, service.get_application(session, application_id))
+
+
+@router.patch(
+    "/applications/{application_id}/billing",
+    response_model=buyers.BillingIn,
+    responses=error_responses(404),
+)
+def set_billing(
+    application_id: int, data: buyers.BillingIn, session: SessionDep, admin: ApiAdmin
+) -> dict[str, Any]:
+    """Who the application's next invoice is made out to; issued invoices keep their copy.
+    A tax id that fails its country's check is refused (422, naming `tax_id`)."""
+    row = buyers.save_application_billing(
+        session,
+        application=service.get_application(session, application_id),
+        data=data,
+        actor=admin.email,
+    )
+    return buyers.billing_values(row)
 
 
 @router.post(

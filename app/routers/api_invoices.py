@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from app.models import Invoice, PaymentMethod
+from app.routers.api_errors import error_responses
 from app.services import invoicing, payments
+from app.services.billing import einvoices
 from app.services.editions import get_edition
 from app.services.schemas import DateIn, MoneyIn, MoneyOut
 from app.web import ApiAdmin, SellerDep, SessionDep, StorageDep
@@ -161,6 +163,27 @@ def invoice_pdf(number: str, session: SessionDep, storage: StorageDep, admin: Ap
     invoice = invoicing.get_invoice(session, number)
     invoicing.ensure_invoice_pdf(session, invoice, storage)
     return pdf_response(invoice, storage)
+
+
+@router.get(
+    "/invoices/{number}/ubl",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}, **error_responses(409)},
+)
+def invoice_ubl(number: str, session: SessionDep, admin: ApiAdmin) -> Response:
+    """The invoice or credit note as a UBL 2.1 EN 16931 e-invoice, from the stored copy."""
+    return ubl_response(session, invoicing.get_invoice(session, number))
+
+
+def ubl_response(session: Session, invoice: Invoice) -> Response:
+    """A stored invoice's UBL e-invoice as a download."""
+    return Response(
+        einvoices.invoice_ubl(session, invoice),
+        media_type="application/xml",
+        headers={
+            "Content-Disposition": f'attachment; filename="{einvoices.ubl_filename(invoice)}"'
+        },
+    )
 
 
 def pdf_response(invoice: Invoice, storage: Any) -> Response:

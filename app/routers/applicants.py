@@ -11,9 +11,11 @@ from starlette.datastructures import FormData, UploadFile
 
 from app.i18n import N_, current_language, gettext, translate
 from app.models import Edition, Organisation
+from app.routers.api_invoices import ubl_response
 from app.security import upload_body_limit, verify_csrf
 from app.services import applications as service
 from app.services import invoicing
+from app.services.billing import buyers
 from app.services.countries import all_countries
 from app.services.editions import applications_are_open, get_edition
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -289,9 +291,22 @@ def submit(
 @router.get("/portal/{token}", response_class=HTMLResponse)
 def portal(token: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The applicant's own page: one application, its status, quote and next steps."""
+    return _portal_page(token, request, session, settings)
+
+
+def _portal_page(
+    token: str,
+    request: Request,
+    session: Session,
+    settings: Any,
+    billing: dict[str, Any] | None = None,
+    billing_errors: dict[str, str] | None = None,
+) -> Response:
     application = service.application_for_token(session, token, secret_key=settings.secret_key)
     edition = session.get(Edition, application.edition_id)
     invoices = participant_invoices(session, application.id or 0)
+    if billing is None:
+        billing = buyers.form_values(buyers.application_billing(session, application.id or 0))
     return templates.TemplateResponse(
         request,
         "applicants/portal.html",
@@ -305,7 +320,43 @@ def portal(token: str, request: Request, session: SessionDep, settings: Settings
             "balance": participant_balance(session, application.id or 0, invoices),
             "flash": request.session.pop("flash", None),
             "stripe_enabled": settings.stripe_enabled,
+            "billing": billing,
+            "billing_errors": billing_errors or {},
+            "billing_id": "portal",
         },
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT if billing_errors else status.HTTP_200_OK,
+    )
+
+
+@router.post("/portal/{token}/billing", response_class=HTMLResponse)
+def portal_billing(
+    token: str, request: Request, session: SessionDep, settings: SettingsDep, form: FormDep
+) -> Response:
+    """The applicant's invoice details: who their next invoice is made out to."""
+    application = service.application_for_token(session, token, secret_key=settings.secret_key)
+    try:
+        data = buyers.billing_from_form(form)
+        if data is None:
+            raise InvalidInput(
+                "Give the legal name.", fields={"legal_name": gettext("Give the legal name.")}
+            )
+        buyers.save_application_billing(
+            session, application=application, data=data, actor=application.email
+        )
+    except InvalidInput as exc:
+        session.rollback()
+        return _portal_page(
+            token,
+            request,
+            session,
+            settings,
+            billing=buyers.submitted_values(form),
+            billing_errors=buyers.form_errors(exc),
+        )
+    session.commit()
+    request.session["flash"] = gettext("Your invoice details are saved for your next invoice.")
+    return RedirectResponse(
+        f"/portal/{token}#invoice-details", status_code=status.HTTP_303_SEE_OTHER
     )
 
 
@@ -360,6 +411,19 @@ def invoice_pdf(
             "Content-Disposition": f'attachment; filename="{invoice.kind}-{invoice.number}.pdf"'
         },
     )
+
+
+@router.get("/portal/{token}/invoices/{number}.xml")
+def invoice_ubl(token: str, number: str, session: SessionDep, settings: SettingsDep) -> Response:
+    """The UBL e-invoice of an invoice or credit note with a line for this application."""
+    application = service.application_for_token(session, token, secret_key=settings.secret_key)
+    invoice = next(
+        (i for i in participant_invoices(session, application.id or 0) if i.number == number),
+        None,
+    )
+    if invoice is None:
+        raise NotFound("There is no such invoice for this application.")
+    return ubl_response(session, invoice)
 
 
 @router.get("/editions/{slug}/portal-link", response_class=HTMLResponse)

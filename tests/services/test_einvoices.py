@@ -108,9 +108,7 @@ def group_of_three(session: Session, storage: LocalStorage, admin: StaffUser, ed
             session,
             storage,
             admin,
-            apply(
-                session, storage, edition, email=f"m{i}@bcn.example", group_code=group.code
-            ),
+            apply(session, storage, edition, email=f"m{i}@bcn.example", group_code=group.code),
         )
     return group
 
@@ -143,7 +141,10 @@ def test_a_single_invoice_at_the_standard_rate_conforms(
     supplier = ubl.find("cac:AccountingSupplierParty/cac:Party", NS)
     assert supplier.findtext("cac:PartyTaxScheme/cbc:CompanyID", namespaces=NS) == "ESG65318149"
     buyer = ubl.find("cac:AccountingCustomerParty/cac:Party", NS)
-    assert buyer.findtext("cac:PostalAddress/cac:Country/cbc:IdentificationCode", namespaces=NS) == "MW"
+    assert (
+        buyer.findtext("cac:PostalAddress/cac:Country/cbc:IdentificationCode", namespaces=NS)
+        == "MW"
+    )
 
 
 def test_an_exempt_training_fee_says_why_in_words_and_code(
@@ -235,11 +236,14 @@ def test_a_credit_note_and_a_cancellation_fee_invoice_conform(
     credit = etree.fromstring(assert_conforms(session, en16931, outcome.credit_note))
     assert etree.QName(credit).localname == "CreditNote"
     assert credit.findtext("cbc:CreditNoteTypeCode", namespaces=NS) == "381"
-    assert credit.findtext(
-        "cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID", namespaces=NS
-    ) == invoice.number
+    assert (
+        credit.findtext("cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID", namespaces=NS)
+        == invoice.number
+    )
     # Stored negative, stated positive: the document type carries the sign.
-    assert credit.findtext(".//cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=NS) == "1815.00"
+    assert (
+        credit.findtext(".//cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=NS) == "1815.00"
+    )
     fee = etree.fromstring(assert_conforms(session, en16931, outcome.fee_invoice))
     assert fee.findtext(".//cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=NS) == str(
         outcome.cancellation.retained

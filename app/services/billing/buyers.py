@@ -252,3 +252,31 @@ def billing_in(values: dict[str, Any]) -> BillingIn:
             ".".join(str(part) for part in issue["loc"]): issue["msg"] for issue in error.errors()
         }
         raise InvalidInput("Some billing details are missing or too long.", fields=fields) from None
+
+
+def form_values(row: BuyerBilling | None) -> dict[str, Any]:
+    """The stored buyer data as the page forms name their fields."""
+    if row is None:
+        return {}
+    values = billing_values(row)
+    values.pop("dir3")
+    values.update(
+        dir3_accounting_office=row.dir3_accounting_office,
+        dir3_managing_body=row.dir3_managing_body,
+        dir3_processing_unit=row.dir3_processing_unit,
+    )
+    return values
+
+
+def form_errors(error: InvalidInput) -> dict[str, str]:
+    """A refusal's field messages keyed as the page forms name their fields."""
+    return {name.replace(".", "_"): message for name, message in error.fields.items()}
+
+
+def submitted_values(form: Any, *, prefix: str = "billing_") -> dict[str, Any]:
+    """What a page form sent, to show it again beside its messages."""
+    return {
+        key[len(prefix) :]: str(value)
+        for key, value in form.multi_items()
+        if isinstance(key, str) and key.startswith(prefix)
+    }

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from app.models import Invoice, InvoiceKind, InvoiceLine
 from app.services.countries import alpha_2, parse_country
-from app.services.errors import DomainError, InvalidInput
+from app.services.errors import Conflict, InvalidInput
 
 CUSTOMIZATION = "urn:cen.eu:en16931:2017"
 UBL_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
@@ -45,7 +45,7 @@ EU_VAT_PREFIX = {
 UNIT_ONE = "C62"  # UN/ECE rec. 20: one (a fee)
 
 
-class NotAnEInvoice(DomainError):
+class NotAnEInvoice(Conflict):
     """The stored invoice lacks data an e-invoice needs (issued before it was kept)."""
 
 

@@ -1,0 +1,160 @@
+"""Buyer data through the API and the portal; e-invoices for the office and the holder."""
+
+from html import unescape
+from typing import Any
+
+from fastapi.testclient import TestClient
+from lxml import etree
+from sqlmodel import Session
+
+from app.models import Application, Edition
+from app.services import applications as service
+from app.services.billing import buyers
+from app.services.billing.einvoices import CAC, CBC
+from app.services.storage import Storage
+from tests.en16931 import Rules
+from tests.factories import application_payload, open_edition
+from tests.routers.test_auth import csrf_from
+
+SECRET = "test-secret-key-" + "x" * 32
+BASE = "http://testserver"
+NS = {"cac": CAC, "cbc": CBC}
+COUNCIL: dict[str, Any] = {
+    "legal_name": "Ajuntament de Barcelona",
+    "tax_id": "P0801900B",
+    "address_line": "Plaça de Sant Jaume, 1",
+    "city": "Barcelona",
+    "postcode": "08002",
+    "country": "ES",
+    "purchase_order": "PO-2099-114",
+    "dir3": {
+        "accounting_office": "L01080193",
+        "managing_body": "L01080193",
+        "processing_unit": "LA0007456",
+    },
+}
+
+
+def submitted(session: Session, client: TestClient, edition: Edition, **overrides: Any):  # type: ignore[no-untyped-def]
+    storage: Storage = client.app.state.storage  # type: ignore[attr-defined]
+    return service.submit_application(
+        session,
+        edition=edition,
+        data=service.ApplicationIn.model_validate(application_payload(**overrides)),
+        cv=None,
+        cv_filename=None,
+        storage=storage,
+        secret_key=SECRET,
+        base_url=BASE,
+    )
+
+
+def admit(client: TestClient, headers: dict[str, str], application: Application) -> str:
+    response = client.post(
+        f"/api/v1/applications/{application.id}/decision",
+        json={"decision": "admit"},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    invoices = response.json()["invoices"]
+    number: str = invoices[0]["number"]
+    return number
+
+
+def test_the_next_invoice_copies_the_buyer_set_through_the_api_and_is_a_valid_ubl(
+    session: Session, client: TestClient, admin_headers: dict[str, str], en16931: Rules
+) -> None:
+    application = submitted(session, client, open_edition(session)).application
+    response = client.patch(
+        f"/api/v1/applications/{application.id}/billing", json=COUNCIL, headers=admin_headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["country"] == "ESP" and response.json()["tax_id"] == "P0801900B"
+    number = admit(client, admin_headers, application)
+    invoice = client.get(f"/api/v1/invoices/{number}", headers=admin_headers).json()
+    assert invoice["buyer"]["legal_name"] == "Ajuntament de Barcelona"
+    assert invoice["buyer"]["attention"] == "Ama Banda"
+    assert invoice["buyer"]["dir3"]["processing_unit"] == "LA0007456"
+    ubl = client.get(f"/api/v1/invoices/{number}/ubl", headers=admin_headers)
+    assert ubl.status_code == 200
+    assert ubl.headers["content-type"].startswith("application/xml")
+    assert en16931.failures(ubl.content, syntax="ubl") == []
+    root = etree.fromstring(ubl.content)
+    assert root.findtext("cac:OrderReference/cbc:ID", namespaces=NS) == "PO-2099-114"
+    # Changing the buyer afterwards leaves the issued invoice as it was.
+    client.patch(
+        f"/api/v1/applications/{application.id}/billing",
+        json=dict(COUNCIL, legal_name="Someone Else"),
+        headers=admin_headers,
+    )
+    again = client.get(f"/api/v1/invoices/{number}", headers=admin_headers).json()
+    assert again["buyer"]["legal_name"] == "Ajuntament de Barcelona"
+
+
+def test_a_tax_id_with_a_wrong_check_digit_is_a_422_naming_the_field(
+    session: Session, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    application = submitted(session, client, open_edition(session)).application
+    response = client.patch(
+        f"/api/v1/applications/{application.id}/billing",
+        json=dict(COUNCIL, tax_id="P0801900C"),
+        headers=admin_headers,
+    )
+    assert response.status_code == 422
+    assert "tax_id" in response.text
+    missing = client.patch(
+        "/api/v1/applications/999999/billing", json=COUNCIL, headers=admin_headers
+    )
+    assert missing.status_code == 404
+
+
+def test_the_e_invoice_is_for_administrators_and_the_holder_only(
+    session: Session, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    edition = open_edition(session)
+    holder = submitted(session, client, edition)
+    other = submitted(session, client, edition, email="other@lilongwe.example")
+    number = admit(client, admin_headers, holder.application)
+    other_number = admit(client, admin_headers, other.application)
+    assert client.get(f"/api/v1/invoices/{number}/ubl").status_code == 401
+    token = holder.portal_url.rsplit("/", 1)[-1]
+    own = client.get(f"/portal/{token}/invoices/{number}.xml")
+    assert own.status_code == 200
+    assert etree.fromstring(own.content).findtext("cbc:ID", namespaces=NS) == number
+    assert client.get(f"/portal/{token}/invoices/{other_number}.xml").status_code == 404
+    page = client.get(f"/portal/{token}")
+    assert f"/portal/{token}/invoices/{number}.xml" in page.text
+
+
+def test_the_portal_invoice_details_are_saved_or_refused_with_a_message(
+    session: Session, client: TestClient
+) -> None:
+    holder = submitted(session, client, open_edition(session))
+    token = holder.portal_url.rsplit("/", 1)[-1]
+    page = client.get(f"/portal/{token}")
+    form = {
+        "csrf_token": csrf_from(page.text),
+        "billing_legal_name": "Lilongwe City Council",
+        "billing_tax_id": "",
+        "billing_address_line": "Civic Offices",
+        "billing_city": "Lilongwe",
+        "billing_country": "Malawi",
+        "billing_wants_e_invoice": "1",
+    }
+    saved = client.post(f"/portal/{token}/billing", data=form, follow_redirects=False)
+    assert saved.status_code == 303
+    shown = client.get(f"/portal/{token}").text
+    assert 'value="Lilongwe City Council"' in shown
+    refused = client.post(
+        f"/portal/{token}/billing",
+        data=dict(form, billing_country="ES", billing_tax_id="P0801900C"),
+    )
+    assert refused.status_code == 422
+    assert "not a valid tax id in Spain" in unescape(refused.text)
+    stored = buyers.application_billing(session, holder.application.id or 0)
+    assert stored is not None
+    assert (stored.legal_name, stored.country, stored.wants_e_invoice) == (
+        "Lilongwe City Council",
+        "MWI",
+        True,
+    )
