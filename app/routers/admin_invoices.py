@@ -13,13 +13,23 @@ from sqlmodel import Session, col, select
 
 from app.i18n import N_, gettext, ngettext, translate, translate_fields
 from app.models import Application, Edition, Invoice, StaffUser
-from app.routers.api_invoices import pdf_response
+from app.routers.api_invoices import pdf_response, ubl_response
 from app.security import verify_csrf
 from app.services import invoicing, jobs, money_overview, payments, statements
+from app.services.billing import buyers
 from app.services.editions import applications_are_open, edition_today, get_edition, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.exports import safe_cell
-from app.web import PageAdmin, SellerDep, SessionDep, StorageDep, money, read_upload, templates
+from app.web import (
+    FormDep,
+    PageAdmin,
+    SellerDep,
+    SessionDep,
+    StorageDep,
+    money,
+    read_upload,
+    templates,
+)
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -126,6 +136,11 @@ def invoice_register(
             "status_filter": status_filter,
             "filter_labels": {key: gettext(label) for key, label in FILTER_LABELS.items()},
             "groups": groups,
+            # Each group's stored buyer, to fill its invoice form's buyer fields.
+            "group_billing": {
+                g.group.code: buyers.form_values(buyers.group_billing(session, g.group.id or 0))
+                for g in groups
+            },
             "back": str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
             "flash": _pop_flash(request),
         },
@@ -190,6 +205,12 @@ def invoice_register_csv(
 
 
 # One invoice
+
+
+@router.get("/invoices/{number}.xml")
+def invoice_ubl(number: str, session: SessionDep, user: PageAdmin) -> Response:
+    """The invoice's UBL e-invoice (EN 16931), from the stored copy."""
+    return ubl_response(session, invoicing.get_invoice(session, number))
 
 
 @router.get("/invoices/{number}.pdf")
@@ -394,6 +415,7 @@ def issue_group_invoice(
     storage: StorageDep,
     seller: SellerDep,
     user: PageAdmin,
+    form: FormDep,
     edition: Annotated[str, Query(max_length=80)] = "",
     purchase_order: Annotated[str, Form(max_length=100)] = "",
     billing_address: Annotated[str, Form(max_length=500)] = "",
@@ -406,6 +428,20 @@ def issue_group_invoice(
     target = _safe_back(back, register)
     if chosen is None:
         _flash(request, gettext("Choose the group's edition; no invoice was issued."))
+        return _see_other(target)
+    try:
+        billing = buyers.billing_from_form(form)
+        if billing is not None:
+            group = buyers.edition_group(session, edition=chosen, code=code)
+            buyers.save_group_billing(session, group=group, data=billing, actor=user.email)
+    except (InvalidInput, NotFound) as exc:
+        session.rollback()
+        problems = "; ".join(f"{name}: {message}" for name, message in exc.fields.items())
+        _flash(
+            request,
+            gettext("No invoice was issued: %(reason)s")
+            % {"reason": f"{translate(exc.message)} {problems}"},
+        )
         return _see_other(target)
     try:
         invoice = invoicing.issue_group_invoice(

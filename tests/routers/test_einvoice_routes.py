@@ -5,16 +5,18 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from lxml import etree
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from app.models import Application, Edition
+from app.models import Application, Edition, Invoice, StaffUser
 from app.services import applications as service
 from app.services.billing import buyers
 from app.services.billing.einvoices import CAC, CBC
 from app.services.storage import Storage
+from app.web import seller_from
+from tests.conftest import ADMIN_PASSWORD
 from tests.en16931 import Rules
-from tests.factories import application_payload, open_edition
-from tests.routers.test_auth import csrf_from
+from tests.factories import application_payload, make_organisation, open_edition
+from tests.routers.test_auth import csrf_from, login
 
 SECRET = "test-secret-key-" + "x" * 32
 BASE = "http://testserver"
@@ -158,3 +160,69 @@ def test_the_portal_invoice_details_are_saved_or_refused_with_a_message(
         "MWI",
         True,
     )
+
+
+def test_the_group_invoice_form_stores_the_buyer_and_refuses_a_wrong_tax_id(
+    session: Session, client: TestClient, admin_user: StaffUser, en16931: Rules
+) -> None:
+    assert login(client, "admin@example.org", ADMIN_PASSWORD).status_code == 303
+    edition = open_edition(session)
+    organisation = make_organisation(session, name="Ajuntament de Barcelona", country="ESP")
+    group, _ = service.create_group(
+        session,
+        edition_slug=edition.slug,
+        organisation_id=organisation.id or 0,
+        contact_email="relint@bcn.example",
+        secret_key=SECRET,
+        base_url=BASE,
+    )
+    storage: Storage = client.app.state.storage  # type: ignore[attr-defined]
+    for i in range(3):
+        member = submitted(
+            session, client, edition, email=f"g{i}@bcn.example", group_code=group.code
+        )
+        service.decide(
+            session,
+            application_id=member.application.id or 0,
+            decision="admit",
+            actor=admin_user,
+            storage=storage,
+            secret_key=SECRET,
+            base_url=BASE,
+            seller=seller_from(client.app.state.settings),  # type: ignore[attr-defined]
+        )
+    register = f"/admin/invoices?edition={edition.slug}"
+    page = client.get(register).text
+    assert f'id="billing-legal_name-{group.code}"' in page
+    action = f"/admin/groups/{group.code}/invoice?edition={edition.slug}"
+    form = {
+        "csrf_token": csrf_from(page),
+        "back": register,
+        "billing_legal_name": COUNCIL["legal_name"],
+        "billing_tax_id": "P0801900C",
+        "billing_address_line": COUNCIL["address_line"],
+        "billing_city": "Barcelona",
+        "billing_postcode": "08002",
+        "billing_country": "ES",
+        "billing_purchase_order": "PO-2099-114",
+        "billing_dir3_accounting_office": "L01080193",
+        "billing_dir3_managing_body": "L01080193",
+        "billing_dir3_processing_unit": "LA0007456",
+    }
+    refused = client.post(action, data=form, follow_redirects=False)
+    assert refused.status_code == 303
+    assert "No invoice was issued" in unescape(client.get(register).text)
+    assert session.exec(select(Invoice).where(Invoice.group_id == group.id)).all() == []
+    issued = client.post(
+        action, data=dict(form, billing_tax_id="P0801900B"), follow_redirects=False
+    )
+    (invoice,) = session.exec(select(Invoice).where(Invoice.group_id == group.id)).all()
+    assert issued.headers["location"] == f"/admin/invoices/{invoice.number}"
+    assert invoice.buyer["tax_id"] == "P0801900B"
+    assert invoice.buyer["dir3"]["accounting_office"] == "L01080193"
+    detail = client.get(f"/admin/invoices/{invoice.number}").text
+    assert f"/admin/invoices/{invoice.number}.xml" in detail
+    ubl = client.get(f"/admin/invoices/{invoice.number}.xml")
+    assert ubl.status_code == 200
+    assert en16931.failures(ubl.content, syntax="ubl") == []
+    assert len(etree.fromstring(ubl.content).findall("cac:InvoiceLine", NS)) == 3

@@ -1,8 +1,8 @@
 """Every kind of document the office issues is an EN 16931 e-invoice, in UBL and in CII."""
 
 from datetime import datetime
-from io import BytesIO
 from decimal import Decimal
+from io import BytesIO
 from pathlib import Path
 from zoneinfo import ZoneInfo
 

@@ -9,10 +9,10 @@ from stdnum.exceptions import ValidationError as TaxIdError
 from stdnum.util import get_cc_module
 
 from app.db import utcnow
-from app.models import ApplicantGroup, Application, BuyerBilling
+from app.models import ApplicantGroup, Application, BuyerBilling, Edition
 from app.services.audit import record_change
 from app.services.countries import alpha_2, country_name, parse_country
-from app.services.errors import InvalidInput
+from app.services.errors import InvalidInput, NotFound
 
 # DIR3 codes: nine letters and digits (e.g. L01080193, the city council of Barcelona).
 DIR3_CODE = re.compile(r"[A-Z0-9]{9}")
@@ -164,6 +164,18 @@ def save_application_billing(
         actor=actor,
         application_id=application.id,
     )
+
+
+def edition_group(session: Session, *, edition: Edition, code: str) -> ApplicantGroup:
+    """The group with this code in this edition, or NotFound."""
+    group = session.exec(
+        select(ApplicantGroup).where(
+            ApplicantGroup.code == code.strip().upper(), ApplicantGroup.edition_id == edition.id
+        )
+    ).first()
+    if group is None:
+        raise NotFound(f"There is no group {code!r} in this edition.")
+    return group
 
 
 def save_group_billing(
