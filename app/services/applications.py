@@ -24,6 +24,7 @@ from app.models import (
     StaffUser,
 )
 from app.services.audit import audit_entry, record_change
+from app.services.billing.einvoices import ubl_attachments
 from app.services.countries import country_name, parse_country
 from app.services.editions import applications_are_open, get_edition
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -708,6 +709,7 @@ def decide(
                     invoice_number=invoice.number,
                 )
             )
+            attachments.extend(ubl_attachments(invoice))
     context["invoice"] = invoice
     context["waived"] = application.status == ApplicationStatus.confirmed.value
     subjects = {

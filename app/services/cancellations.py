@@ -37,6 +37,7 @@ from app.models import (
 )
 from app.services.applications import _change_status, get_application, portal_url
 from app.services.audit import record_change
+from app.services.billing.einvoices import ubl_attachments
 from app.services.cancellation import (
     CancellationDecision,
     PolicyFacts,
@@ -745,6 +746,7 @@ def cancel_registration(
         for kind, doc in (("credit-note", credit_note), ("invoice", fee_invoice))
         if doc is not None and doc.pdf_key
     ]
+    attachments += [*ubl_attachments(credit_note), *ubl_attachments(fee_invoice)]
     queue_email(
         session,
         kind="cancellation_accepted",

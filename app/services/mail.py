@@ -285,13 +285,18 @@ def deliver_due(
 
 
 def _render_invoices(session: Session, outbox: OutboxMessage, storage: Storage) -> None:
-    """Make sure attached invoice PDFs exist (they are rendered on first use)."""
+    """Make sure attached invoice PDFs and e-invoices exist (they are rendered on first use)."""
+    from app.services.billing.einvoices import ensure_invoice_ubl
     from app.services.invoicing import ensure_invoice_pdf, get_invoice
 
     for attachment in outbox.attachments:
         number = attachment.get("invoice_number")
         if number and not storage.exists(attachment["key"]):
-            ensure_invoice_pdf(session, get_invoice(session, number), storage)
+            invoice = get_invoice(session, number)
+            if attachment["key"].endswith(".xml"):
+                ensure_invoice_ubl(session, invoice, storage)
+            else:
+                ensure_invoice_pdf(session, invoice, storage)
 
 
 def retry_failed(session: Session, message_id: int) -> None:

@@ -24,6 +24,7 @@ from app.services.applications import (
     portal_url,
 )
 from app.services.audit import record_change
+from app.services.billing.einvoices import ubl_attachments
 from app.services.errors import Conflict, NotFound
 from app.services.invoicing import Seller, issue_invoice
 from app.services.mail import Attachment, queue_email
@@ -329,6 +330,7 @@ def accept_offer(
             now=now,
         )
         attachments.append(Attachment(f"invoice-{invoice.number}.pdf", invoice.pdf_key or ""))
+        attachments.extend(ubl_attachments(invoice))
     url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
     queue_email(
         session,

@@ -11,9 +11,9 @@ from lxml import etree
 from pypdf import PdfReader
 from sqlmodel import Session, select
 
-from app.models import Application, Edition, Invoice, StaffUser
+from app.models import Application, Edition, Invoice, OutboxMessage, StaffUser
 from app.services import applications as applications_service
-from app.services import cancellations, invoicing, payments
+from app.services import cancellations, invoicing, mail, payments
 from app.services.billing import buyers, einvoices
 from app.services.billing.einvoices import CAC, CBC
 from app.services.errors import InvalidInput
@@ -281,3 +281,37 @@ def test_the_pdf_is_a_factur_x_invoice_with_the_cii_embedded(
     metadata = PdfReader(BytesIO(pdf)).trailer["/Root"]["/Metadata"].get_object().get_data()
     assert b"<pdfaid:part>3</pdfaid:part>" in metadata
     assert b"<pdfaid:conformance>B</pdfaid:conformance>" in metadata
+
+
+def test_a_buyer_who_asks_for_it_gets_the_ubl_with_the_invoice_email(
+    session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
+) -> None:
+    edition = open_edition(session)
+    asking, silent = (
+        apply(session, storage, edition, email=email)
+        for email in ("asks@bcn.example", "silent@bcn.example")
+    )
+    for application, wants in ((asking, True), (silent, False)):
+        buyers.save_application_billing(
+            session,
+            application=application,
+            data=buyers.billing_in(dict(BARCELONA_COUNCIL, wants_e_invoice=wants)),
+            actor="admin@example.org",
+        )
+        admit(session, storage, admin_user, application)
+    messages = {
+        m.to_address: m
+        for m in session.exec(select(OutboxMessage).where(OutboxMessage.kind == "decision_admit"))
+    }
+    assert [a["content_type"] for a in messages["silent@bcn.example"].attachments] == [
+        "application/pdf"
+    ]
+    outbox = messages["asks@bcn.example"]
+    invoice = invoice_of(session, asking)
+    mail._render_invoices(session, outbox, storage)
+    built = mail.build_message(outbox, sender="office@example.org", storage=storage)
+    files = {part.get_filename(): part.get_content() for part in built.iter_attachments()}
+    assert set(files) == {f"invoice-{invoice.number}.pdf", f"invoice-{invoice.number}.xml"}
+    ubl = files[f"invoice-{invoice.number}.xml"]
+    assert etree.fromstring(ubl).findtext("cbc:ID", namespaces=NS) == invoice.number
+    assert en16931.failures(ubl, syntax="ubl") == []

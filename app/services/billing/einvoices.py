@@ -16,6 +16,8 @@ from sqlmodel import Session
 from app.models import Invoice, InvoiceKind, InvoiceLine
 from app.services.countries import alpha_2, parse_country
 from app.services.errors import Conflict, InvalidInput
+from app.services.mail import Attachment
+from app.services.storage import Storage
 
 CUSTOMIZATION = "urn:cen.eu:en16931:2017"
 UBL_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
@@ -549,3 +551,32 @@ def factur_x(pdf: bytes, cii: bytes, *, language: str) -> bytes:
 def ubl_filename(invoice: Invoice) -> str:
     """The download name of an invoice's UBL document."""
     return f"{invoice.kind}-{invoice.number}.xml"
+
+
+def ubl_key(invoice: Invoice) -> str:
+    """Where an invoice's UBL document is kept once an e-mail attaches it."""
+    return f"invoices/{invoice.kind}-{invoice.number}.xml"
+
+
+def ensure_invoice_ubl(session: Session, invoice: Invoice, storage: Storage) -> bytes:
+    """The stored UBL document of an invoice, written from the frozen copy the first time."""
+    key = ubl_key(invoice)
+    if storage.exists(key):
+        return storage.get(key)
+    document = invoice_ubl(session, invoice)
+    storage.put(key, document)
+    return document
+
+
+def ubl_attachments(invoice: Invoice | None) -> list[Attachment]:
+    """The UBL e-invoice to attach to an invoice's e-mail, when its buyer asked for it."""
+    if invoice is None or not invoice.buyer.get("wants_e_invoice"):
+        return []
+    return [
+        Attachment(
+            ubl_filename(invoice),
+            ubl_key(invoice),
+            content_type="application/xml",
+            invoice_number=invoice.number,
+        )
+    ]
