@@ -2,12 +2,14 @@
 
 from datetime import datetime
 from decimal import Decimal
+from html import unescape
 from io import BytesIO
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from lxml import etree
+from pydantic import ValidationError
 from pypdf import PdfReader
 from sqlmodel import Session, select
 
@@ -16,10 +18,12 @@ from app.services import applications as applications_service
 from app.services import cancellations, invoicing, mail, payments
 from app.services.billing import buyers, einvoices
 from app.services.billing.einvoices import CAC, CBC
+from app.services.editions import EditionCreate
 from app.services.errors import InvalidInput
+from app.services.pdf import render_html
 from app.services.storage import LocalStorage
 from tests.en16931 import Rules
-from tests.factories import make_organisation, office_today, open_edition
+from tests.factories import edition_payload, make_organisation, office_today, open_edition
 from tests.services.test_cancellations import written
 from tests.services.test_invoicing import BASE, SECRET, apply
 
@@ -315,3 +319,40 @@ def test_a_buyer_who_asks_for_it_gets_the_ubl_with_the_invoice_email(
     ubl = files[f"invoice-{invoice.number}.xml"]
     assert etree.fromstring(ubl).findtext("cbc:ID", namespaces=NS) == invoice.number
     assert en16931.failures(ubl, syntax="ubl") == []
+
+
+def test_the_edition_says_which_exemption_applies_and_refuses_an_unknown_one(
+    session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
+) -> None:
+    with pytest.raises(ValidationError, match="vat_exemption"):
+        EditionCreate.model_validate(edition_payload(vat_exemption="VATEX-EU-999"))
+    edition = open_edition(session, vat_exemption="vatex-eu-132-1n")
+    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    invoice = invoice_of(session, application)
+    (line,) = invoicing.invoice_lines(session, invoice)
+    assert (line.vat_category, line.vat_exemption_code) == ("E", "VATEX-EU-132-1N")
+    assert "art. 20.1.14 Ley 37/1992" in line.vat_exemption_reason
+    assert_conforms(session, en16931, invoice)
+
+
+def test_the_invoice_shows_the_buyers_tax_id_address_and_the_exemption_wording(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    edition = open_edition(session)
+    group = group_of_three(session, storage, admin_user, edition)
+    buyers.save_group_billing(
+        session, group=group, data=buyers.billing_in(BARCELONA_COUNCIL), actor="admin@example.org"
+    )
+    invoice = invoicing.issue_group_invoice(
+        session, edition=edition, code=group.code, seller=SELLER, actor="t", storage=storage
+    )
+    html = unescape(render_html("invoice.html", invoicing.invoice_document(session, invoice)))
+    assert "Tax ID: P0801900B" in html
+    assert "Plaça de Sant Jaume, 1\n08002 Barcelona\nSpain" in html
+    assert "processing unit LA0007456" in html
+    assert "Exempt from VAT: vocational training (art. 20.1.9 Ley 37/1992" in html
+    text = "".join(
+        page.extract_text()
+        for page in PdfReader(BytesIO(invoicing.render_invoice_pdf(session, invoice))).pages
+    )
+    assert "P0801900B" in text and "20.1.9" in text
