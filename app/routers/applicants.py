@@ -63,6 +63,9 @@ class ApplyForm:
     options: list[Organisation] = field(default_factory=list)
     quote: Quote | None = None
     cv_was_chosen: bool = False
+    # Who the invoice is made out to, when someone else pays (optional).
+    billing: dict[str, str] = field(default_factory=dict)
+    billing_errors: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> str:
         """A typed value, or empty."""
@@ -262,8 +265,16 @@ def submit(
             service.check_cv(cv)
         except InvalidInput as exc:
             form.errors.update(exc.fields)
+    form.billing = buyers.submitted_values(raw)
+    billing = None
+    try:
+        billing = buyers.billing_from_form(raw)
+        if billing is not None:
+            buyers.checked_values(billing)
+    except InvalidInput as exc:
+        form.billing_errors = buyers.form_errors(exc)
     data = _validate(session, edition, form)
-    if data is None or form.errors:
+    if data is None or form.errors or form.billing_errors:
         return _render_form(request, edition, form, status_code=422)
     try:
         submitted = service.submit_application(
@@ -284,6 +295,11 @@ def submit(
     except InvalidInput as exc:
         form.errors.update(exc.fields or {"organisation_id": exc.message})
         return _render_form(request, edition, form, status_code=422)
+    if billing is not None:
+        buyers.save_application_billing(
+            session, application=submitted.application, data=billing, actor=data.email
+        )
+        session.commit()
     token = submitted.portal_url.rsplit("/", 1)[-1]
     return RedirectResponse(f"/portal/{token}?submitted=1", status_code=status.HTTP_303_SEE_OTHER)
 

@@ -16,6 +16,7 @@ from app.web import seller_from
 from tests.conftest import ADMIN_PASSWORD
 from tests.en16931 import Rules
 from tests.factories import application_payload, make_organisation, open_edition
+from tests.routers.test_apply import form_data, post_form
 from tests.routers.test_auth import csrf_from, login
 
 SECRET = "test-secret-key-" + "x" * 32
@@ -226,3 +227,32 @@ def test_the_group_invoice_form_stores_the_buyer_and_refuses_a_wrong_tax_id(
     assert ubl.status_code == 200
     assert en16931.failures(ubl.content, syntax="ubl") == []
     assert len(etree.fromstring(ubl.content).findall("cac:InvoiceLine", NS)) == 3
+
+
+def test_the_application_form_takes_who_the_invoice_is_made_out_to(
+    session: Session, client: TestClient
+) -> None:
+    open_edition(session)
+    billing = {
+        "billing_legal_name": "Ajuntament de Barcelona",
+        "billing_tax_id": "P0801900C",
+        "billing_address_line": "Plaça de Sant Jaume, 1",
+        "billing_city": "Barcelona",
+        "billing_postcode": "08002",
+        "billing_country": "ES",
+        "billing_dir3_accounting_office": "L01080193",
+        "billing_dir3_managing_body": "L01080193",
+        "billing_dir3_processing_unit": "LA0007456",
+    }
+    refused = post_form(client, {**form_data(), **billing})
+    assert refused.status_code == 422
+    assert "not a valid tax id in Spain" in unescape(refused.text)
+    assert 'value="Plaça de Sant Jaume, 1"' in unescape(refused.text)
+    accepted = post_form(client, {**form_data(), **billing, "billing_tax_id": "P0801900B"})
+    assert accepted.status_code == 303
+    application = session.exec(
+        select(Application).where(Application.email == "ama@lilongwe.example")
+    ).one()
+    stored = buyers.application_billing(session, application.id or 0)
+    assert stored is not None
+    assert (stored.tax_id, stored.dir3_processing_unit) == ("P0801900B", "LA0007456")

@@ -94,15 +94,9 @@ def _checked_routing(data: BillingIn) -> dict[str, str]:
     return {**{f"dir3_{key}": value for key, value in codes.items()}, "leitweg_id": leitweg}
 
 
-def _save(
-    session: Session,
-    *,
-    row: BuyerBilling | None,
-    data: BillingIn,
-    actor: str,
-    application_id: int | None = None,
-    group_id: int | None = None,
-) -> BuyerBilling:
+def checked_values(data: BillingIn) -> dict[str, Any]:
+    """The buyer data as stored: country as alpha-3, tax id checked and compact, codes upper-case;
+    InvalidInput naming each field at fault."""
     country = parse_country(data.country)
     values: dict[str, Any] = {
         "legal_name": data.legal_name,
@@ -117,6 +111,19 @@ def _save(
         "wants_e_invoice": data.wants_e_invoice,
         **_checked_routing(data),
     }
+    return values
+
+
+def _save(
+    session: Session,
+    *,
+    row: BuyerBilling | None,
+    data: BillingIn,
+    actor: str,
+    application_id: int | None = None,
+    group_id: int | None = None,
+) -> BuyerBilling:
+    values = checked_values(data)
     before = billing_values(row) if row is not None else None
     if row is None:
         row = BuyerBilling(
