@@ -194,7 +194,7 @@ class Settings(BaseSettings):
         except TaxIdError as error:
             raise ValueError(
                 f"DIPLOMAT_ORGANISATION_TAX_ID {self.organisation_tax_id!r} is not a valid tax "
-                f"id in {self.organisation_country} ({error.message})."
+                f"id in {self.organisation_country} ({str(error).rstrip('.')})."
             ) from None
 
     def _check_storage_settings(self) -> None:

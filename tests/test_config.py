@@ -49,3 +49,14 @@ def test_a_mistyped_iban_is_refused(tmp_path: Path) -> None:
 
 def test_https_base_url_makes_cookies_secure(tmp_path: Path) -> None:
     assert Settings(base_url="https://courses.example.org", var_dir=tmp_path).https
+
+
+def test_the_sellers_tax_id_and_country_are_checked_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="DIPLOMAT_ORGANISATION_TAX_ID"):
+        Settings(var_dir=tmp_path, organisation_tax_id="G65318148")
+    with pytest.raises(ValidationError, match="DIPLOMAT_ORGANISATION_COUNTRY"):
+        Settings(var_dir=tmp_path, organisation_country="XQ")
+    with pytest.raises(ValidationError, match="DIPLOMAT_ORGANISATION_POSTCODE"):
+        Settings(var_dir=tmp_path, organisation_postcode=" ")
+    settings = Settings(var_dir=tmp_path, organisation_tax_id="ESG65318149")
+    assert settings.organisation_country == "ES"

@@ -69,9 +69,10 @@ def checked_tax_id(tax_id: str, country: str, *, field: str = "tax_id") -> str:
         return str(module.validate(text))
     except TaxIdError as error:
         name = country_name(country)
+        why = str(error).rstrip(".").lower()
         raise InvalidInput(
             f"{text!r} is not a valid tax id in {name}.",
-            fields={field: f"This is not a valid tax id in {name} ({error.message.lower()})."},
+            fields={field: f"This is not a valid tax id in {name} ({why})."},
         ) from None
 
 
@@ -250,8 +251,10 @@ def billing_from_form(form: Any, *, prefix: str = "billing_") -> BillingIn | Non
     def value(name: str) -> str:
         return str(form.get(f"{prefix}{name}") or "").strip()
 
-    names = ("legal_name", "tax_id", "address_line", "city", "postcode", "country")
-    names += ("buyer_reference", "purchase_order", "leitweg_id", "peppol_id")
+    names = (
+        *("legal_name", "tax_id", "address_line", "city", "postcode", "country"),
+        *("buyer_reference", "purchase_order", "leitweg_id", "peppol_id"),
+    )
     values: dict[str, Any] = {name: value(name) for name in names}
     dir3 = {key: value(f"dir3_{key}") for key in ("accounting_office", "managing_body")}
     dir3["processing_unit"] = value("dir3_processing_unit")

@@ -210,7 +210,9 @@ def _breakdown(
     ]
 
 
-def _notes(invoice: Invoice, buyer: dict[str, Any], preceding: tuple[str, date] | None) -> list:
+def _notes(
+    invoice: Invoice, buyer: dict[str, Any], preceding: tuple[str, date] | None
+) -> list[str]:
     notes = [invoice.subject] if invoice.subject else []
     if invoice.tax_note:
         notes.append(invoice.tax_note)
