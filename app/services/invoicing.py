@@ -28,7 +28,7 @@ from app.models import (
 )
 from app.services.audit import record_change
 from app.services.billing.buyers import application_billing, buyer_copy, group_billing
-from app.services.billing.vat import line_vat
+from app.services.billing.vat import LineVat, line_vat
 from app.services.countries import alpha_2, country_name
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.money import ZERO, percent_of
@@ -205,21 +205,36 @@ def _issue(
     )
     session.add(invoice)
     session.flush()
+    credited = credits or [None] * len(built)
+    # A credit note repeats the VAT treatment of the lines it negates, whatever the edition
+    # says today.
+    originals = {
+        line.id: line
+        for line in session.exec(
+            select(InvoiceLine).where(col(InvoiceLine.id).in_([c for c in credited if c]))
+        ).all()
+    }
     for position, (application, description, net, tax, gross, details) in enumerate(built, start=1):
+        original = originals.get(credited[position - 1])
+        line_tax = vat
+        if original is not None:
+            line_tax = LineVat(
+                original.vat_category, original.vat_exemption_code, original.vat_exemption_reason
+            )
         session.add(
             InvoiceLine(
                 invoice_id=invoice.id or 0,
                 position=position,
                 application_id=application.id if application else None,
-                credits_line_id=(credits or [None] * len(built))[position - 1],
+                credits_line_id=credited[position - 1],
                 description=description,
                 details=details,
                 net=net,
                 tax=tax,
                 gross=gross,
-                vat_category=vat.category,
-                vat_exemption_code=vat.exemption_code,
-                vat_exemption_reason=vat.exemption_reason,
+                vat_category=line_tax.category,
+                vat_exemption_code=line_tax.exemption_code,
+                vat_exemption_reason=line_tax.exemption_reason,
             )
         )
     session.flush()

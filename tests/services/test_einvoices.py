@@ -356,3 +356,46 @@ def test_the_invoice_shows_the_buyers_tax_id_address_and_the_exemption_wording(
         for page in PdfReader(BytesIO(invoicing.render_invoice_pdf(session, invoice))).pages
     )
     assert "P0801900B" in text and "20.1.9" in text
+
+
+def test_a_credit_note_keeps_the_exemption_of_the_lines_it_cancels(
+    session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
+) -> None:
+    edition = open_edition(session)
+    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    invoice = invoice_of(session, application)
+    (issued,) = invoicing.invoice_lines(session, invoice)
+    assert issued.vat_exemption_code == "VATEX-EU-132-1I"
+    payments.record_payment(
+        session,
+        invoice_number=invoice.number,
+        amount=invoice.total,
+        received_on=office_today(),
+        method="bank_transfer",
+        reference="",
+        actor="admin@example.org",
+    )
+    edition.vat_exemption = "VATEX-EU-132-1N"  # changed after the invoice was issued
+    session.add(edition)
+    outcome = cancellations.cancel_registration(
+        session,
+        application_id=application.id or 0,
+        request=written(edition, application, BEFORE_DEADLINE),
+        actor="admin@example.org",
+        storage=storage,
+        seller=SELLER,
+        secret_key=SECRET,
+        base_url=BASE,
+        office_email="office@example.org",
+        offer_days=5,
+        now=BEFORE_DEADLINE,
+    )
+    assert outcome.credit_note is not None
+    (line,) = invoicing.invoice_lines(session, outcome.credit_note)
+    assert (line.vat_category, line.vat_exemption_code) == ("E", "VATEX-EU-132-1I")
+    assert_conforms(session, en16931, outcome.credit_note)
+    assert outcome.fee_invoice is not None
+    (fee_line,) = invoicing.invoice_lines(session, outcome.fee_invoice)
+    # The fee is a new supply: it follows the edition as it is now.
+    assert fee_line.vat_exemption_code == "VATEX-EU-132-1N"
+    assert_conforms(session, en16931, outcome.fee_invoice)

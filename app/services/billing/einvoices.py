@@ -272,7 +272,8 @@ def e_invoice(session: Session, invoice: Invoice) -> EInvoice:
 
 
 def _money(amount: Decimal) -> str:
-    return f"{amount:.2f}"
+    # A credit note turns 0.00 into -0.00; the rules compare text as well as numbers.
+    return f"{abs(amount) if amount == 0 else amount:.2f}"
 
 
 def _percent(rate: Decimal) -> str:
