@@ -3,6 +3,7 @@
 from html import unescape
 from typing import Any
 
+from facturx import get_xml_from_pdf
 from fastapi.testclient import TestClient
 from lxml import etree
 from sqlmodel import Session, select
@@ -227,6 +228,11 @@ def test_the_group_invoice_form_stores_the_buyer_and_refuses_a_wrong_tax_id(
     assert ubl.status_code == 200
     assert en16931.failures(ubl.content, syntax="ubl") == []
     assert len(etree.fromstring(ubl.content).findall("cac:InvoiceLine", NS)) == 3
+    # The PDF the office downloads carries the same invoice as CII (Factur-X, EN 16931).
+    pdf = client.get(f"/admin/invoices/{invoice.number}.pdf")
+    filename, cii = get_xml_from_pdf(pdf.content, check_xsd=True)
+    assert filename == "factur-x.xml"
+    assert en16931.failures(cii, syntax="cii") == []
 
 
 def test_the_application_form_takes_who_the_invoice_is_made_out_to(
