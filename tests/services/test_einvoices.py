@@ -399,3 +399,61 @@ def test_a_credit_note_keeps_the_exemption_of_the_lines_it_cancels(
     # The fee is a new supply: it follows the edition as it is now.
     assert fee_line.vat_exemption_code == "VATEX-EU-132-1N"
     assert_conforms(session, en16931, outcome.fee_invoice)
+
+
+@pytest.mark.parametrize(
+    ("buyer", "endpoint", "vat_id", "legal_id"),
+    [
+        (
+            {
+                "legal_name": "Stadt Köln",
+                "tax_id": "DE 136 695 976",
+                "address_line": "Willy-Brandt-Platz 2",
+                "city": "Köln",
+                "postcode": "50679",
+                "country": "DE",
+                "leitweg_id": "05315000-12345-06",
+            },
+            ("0204", "05315000-12345-06"),
+            "DE136695976",
+            None,
+        ),
+        (
+            {
+                "legal_name": "Gobierno de la Ciudad de México",
+                "tax_id": "GDF9712054NA",
+                "address_line": "Plaza de la Constitución s/n",
+                "city": "Ciudad de México",
+                "postcode": "06000",
+                "country": "MEX",
+                "peppol_id": "0088:7300010000001",
+            },
+            ("0088", "7300010000001"),
+            None,
+            "GDF9712054NA",
+        ),
+    ],
+    ids=["german-leitweg", "mexican-peppol"],
+)
+def test_buyers_routed_by_leitweg_id_or_peppol_id_conform(
+    session: Session,
+    storage: LocalStorage,
+    admin_user: StaffUser,
+    en16931: Rules,
+    buyer: dict[str, str],
+    endpoint: tuple[str, str],
+    vat_id: str | None,
+    legal_id: str | None,
+) -> None:
+    edition = open_edition(session, tax_rate="21")
+    application = apply(session, storage, edition)
+    buyers.save_application_billing(
+        session, application=application, data=buyers.billing_in(buyer), actor="t"
+    )
+    admit(session, storage, admin_user, application)
+    ubl = etree.fromstring(assert_conforms(session, en16931, invoice_of(session, application)))
+    party = ubl.find("cac:AccountingCustomerParty/cac:Party", NS)
+    found = party.find("cbc:EndpointID", NS)
+    assert (found.get("schemeID"), found.text) == endpoint
+    assert party.findtext("cac:PartyTaxScheme/cbc:CompanyID", namespaces=NS) == vat_id
+    assert party.findtext("cac:PartyLegalEntity/cbc:CompanyID", namespaces=NS) == legal_id
