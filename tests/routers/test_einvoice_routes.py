@@ -262,3 +262,35 @@ def test_the_application_form_takes_who_the_invoice_is_made_out_to(
     stored = buyers.application_billing(session, application.id or 0)
     assert stored is not None
     assert (stored.tax_id, stored.dir3_processing_unit) == ("P0801900B", "LA0007456")
+
+
+def test_the_office_sets_the_invoice_details_on_the_application_page(
+    session: Session, client: TestClient, admin_user: StaffUser
+) -> None:
+    assert login(client, "admin@example.org", ADMIN_PASSWORD).status_code == 303
+    application = submitted(session, client, open_edition(session)).application
+    page_url = f"/admin/applications/{application.id}"
+    page = client.get(page_url)
+    assert 'id="billing-legal_name-office"' in page.text
+    form = {
+        "csrf_token": csrf_from(page.text),
+        "billing_legal_name": "Ajuntament de Barcelona",
+        "billing_tax_id": "P0801900C",
+        "billing_address_line": "Plaça de Sant Jaume, 1",
+        "billing_city": "Barcelona",
+        "billing_country": "ES",
+        "billing_dir3_accounting_office": "L01080193",
+    }
+    incomplete = client.post(f"{page_url}/billing", data=form)
+    assert incomplete.status_code == 422
+    assert 'id="billing-dir3_managing_body-office-error"' in incomplete.text
+    form.update(billing_dir3_managing_body="L01080193", billing_dir3_processing_unit="LA0007456")
+    refused = client.post(f"{page_url}/billing", data=form)
+    assert refused.status_code == 422
+    assert "not a valid tax id in Spain" in unescape(refused.text)
+    assert buyers.application_billing(session, application.id or 0) is None
+    saved = client.post(
+        f"{page_url}/billing", data={**form, "billing_tax_id": "P0801900B"}, follow_redirects=False
+    )
+    assert saved.status_code == 303
+    assert "Invoiced to Ajuntament de Barcelona" in unescape(client.get(page_url).text)
