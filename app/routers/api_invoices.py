@@ -29,6 +29,10 @@ class InvoiceLineOut(BaseModel):
     net: MoneyOut
     tax: MoneyOut
     gross: MoneyOut
+    # EN 16931 VAT category (S standard, E exempt) and, when exempt, the VATEX code and words.
+    vat_category: str
+    vat_exemption_code: str
+    vat_exemption_reason: str
 
 
 class PaymentOut(BaseModel):

@@ -79,6 +79,8 @@ def test_the_next_invoice_copies_the_buyer_set_through_the_api_and_is_a_valid_ub
     assert invoice["buyer"]["legal_name"] == "Ajuntament de Barcelona"
     assert invoice["buyer"]["attention"] == "Ama Banda"
     assert invoice["buyer"]["dir3"]["processing_unit"] == "LA0007456"
+    assert invoice["lines"][0]["vat_category"] == "E"
+    assert invoice["lines"][0]["vat_exemption_code"] == "VATEX-EU-132-1I"
     ubl = client.get(f"/api/v1/invoices/{number}/ubl", headers=admin_headers)
     assert ubl.status_code == 200
     assert ubl.headers["content-type"].startswith("application/xml")

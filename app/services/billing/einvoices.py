@@ -16,6 +16,7 @@ from sqlmodel import Session
 from app.models import Invoice, InvoiceKind, InvoiceLine
 from app.services.countries import alpha_2, parse_country
 from app.services.errors import Conflict, InvalidInput
+from app.services.invoicing import invoice_lines
 from app.services.mail import Attachment
 from app.services.storage import Storage
 
@@ -229,8 +230,6 @@ def _notes(
 
 def e_invoice(session: Session, invoice: Invoice) -> EInvoice:
     """The values of a stored invoice or credit note that its e-invoices carry."""
-    from app.services.invoicing import invoice_lines
-
     credit_note = invoice.kind == InvoiceKind.credit_note.value
     sign = Decimal(-1) if credit_note else Decimal(1)
     lines = [(line, sign * line.net) for line in invoice_lines(session, invoice)]
