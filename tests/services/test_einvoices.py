@@ -26,6 +26,7 @@ from tests.en16931 import Rules
 from tests.factories import edition_payload, make_organisation, office_today, open_edition
 from tests.services.test_cancellations import written
 from tests.services.test_invoicing import BASE, SECRET, apply
+from tests.services.test_invoicing import SELLER as OLD_SELLER
 
 SELLER = invoicing.Seller(
     name="Metropolis",
@@ -457,3 +458,28 @@ def test_buyers_routed_by_leitweg_id_or_peppol_id_conform(
     assert (found.get("schemeID"), found.text) == endpoint
     assert party.findtext("cac:PartyTaxScheme/cbc:CompanyID", namespaces=NS) == vat_id
     assert party.findtext("cac:PartyLegalEntity/cbc:CompanyID", namespaces=NS) == legal_id
+
+
+def test_an_invoice_issued_without_the_sellers_address_has_no_e_invoice_but_a_pdf(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    from facturx import get_xml_from_pdf
+
+    edition = open_edition(session)
+    application = apply(session, storage, edition)
+    applications_service.decide(
+        session,
+        application_id=application.id or 0,
+        decision="admit",
+        actor=admin_user,
+        storage=storage,
+        secret_key=SECRET,
+        base_url=BASE,
+        seller=OLD_SELLER,  # as invoices were issued before the registered address was kept
+    )
+    invoice = invoice_of(session, application)
+    with pytest.raises(einvoices.NotAnEInvoice):
+        einvoices.invoice_ubl(session, invoice)
+    pdf = invoicing.render_invoice_pdf(session, invoice)
+    assert pdf.startswith(b"%PDF")
+    assert get_xml_from_pdf(pdf, check_xsd=False) == (False, False)
