@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     organisation_name: str = "Metropolis (World Association of the Major Metropolises)"
     organisation_address: str = "Avinyó, 15\n08002 Barcelona\nSpain"
     organisation_tax_id: str = EXAMPLE_TAX_ID
+    # The registered address and electronic address an e-invoice (EN 16931) names the seller by;
+    # the country is ISO 3166-1 alpha-2, the address scheme an EAS code ("EM": e-mail,
+    # "9920": Spanish VAT number, "0088": GLN, ...).
+    organisation_street: str = "Avinyó, 15"
+    organisation_city: str = "Barcelona"
+    organisation_postcode: str = "08002"
+    organisation_country: str = Field(default="ES", pattern=r"^[A-Z]{2}$")
+    organisation_electronic_address: str = "diploma@metropolis.org"
+    organisation_electronic_address_scheme: str = Field(default="EM", pattern=r"^(EM|[0-9]{4})$")
     bank_name: str = "Example Bank, Barcelona"
     bank_iban: str = EXAMPLE_IBAN
     bank_bic: str = "CAIXESBBXXX"
@@ -178,7 +187,43 @@ class Settings(BaseSettings):
         self._check_certificate_settings()
         self._check_storage_settings()
         self._check_verifactu_settings()
+        self._check_seller_settings()
         return self
+
+    def _check_seller_settings(self) -> None:
+        """Every invoice names the seller: a wrong tax id or address stops the start, not an
+        e-invoice a public buyer rejects later."""
+        import pycountry
+        from stdnum.exceptions import ValidationError as TaxIdError
+        from stdnum.util import get_cc_module
+
+        if pycountry.countries.get(alpha_2=self.organisation_country) is None:
+            raise ValueError(
+                f"DIPLOMAT_ORGANISATION_COUNTRY {self.organisation_country!r} is not an ISO "
+                "3166-1 alpha-2 country code (e.g. ES)."
+            )
+        missing = [
+            name
+            for name in ("organisation_street", "organisation_city", "organisation_postcode")
+            if not getattr(self, name).strip()
+        ]
+        if missing:
+            raise ValueError(
+                f"Set {', '.join('DIPLOMAT_' + m.upper() for m in missing)}: every invoice "
+                "names the seller's registered address."
+            )
+        if self.organisation_tax_id == EXAMPLE_TAX_ID:
+            return  # refused in production above; development invoices show the example
+        module = get_cc_module(self.organisation_country.lower(), "vat")
+        if module is None:
+            return
+        try:
+            module.validate(self.organisation_tax_id)
+        except TaxIdError as error:
+            raise ValueError(
+                f"DIPLOMAT_ORGANISATION_TAX_ID {self.organisation_tax_id!r} is not a valid tax "
+                f"id in {self.organisation_country} ({str(error).rstrip('.')})."
+            ) from None
 
     def _check_storage_settings(self) -> None:
         """An S3 storage must name its bucket; a wrong setting stops the start, not an upload."""

@@ -33,6 +33,7 @@ from app.routers.billing.pages import import_launcher  # noqa: E402
 from app.routers.certificates.issuing import run_launcher  # noqa: E402
 from app.services.office.staff import create_user  # noqa: E402
 from app.web.sessions import get_read_session, get_session  # noqa: E402
+from tests.en16931 import Rules, compile_rules  # noqa: E402
 
 # Argon2's production cost (about half a second a hash here) would dominate the suite; the
 # tests check behaviour, not the cost, so they hash with the cheapest parameters.
@@ -201,3 +202,9 @@ def admin_headers(client: TestClient, admin_user: object) -> dict[str, str]:
 def tutor_headers(client: TestClient, tutor_user: object) -> dict[str, str]:
     """Bearer headers of a tutor."""
     return bearer(client, "tutor@example.org", TUTOR_PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def en16931() -> Rules:
+    """The official EN 16931 rules for UBL and CII, compiled once per test session."""
+    return compile_rules()

@@ -35,7 +35,7 @@ def test_production_needs_real_bank_details(tmp_path: Path) -> None:
         secret_key="k" * 40,
         var_dir=tmp_path,
         bank_iban="DE89 3704 0044 0532 0130 00",
-        organisation_tax_id="ESG12345678",
+        organisation_tax_id="ESG12345674",
         # Certificates need a signing key and real signatories in production too.
         open_badges_private_key=(tmp_path / "badge.pem").read_text(),
         certificate_signatories=[{"name": "Ana Real", "title": "Director"}],
@@ -52,3 +52,14 @@ def test_a_mistyped_iban_is_refused(tmp_path: Path) -> None:
 
 def test_https_base_url_makes_cookies_secure(tmp_path: Path) -> None:
     assert Settings(base_url="https://courses.example.org", var_dir=tmp_path).https
+
+
+def test_the_sellers_tax_id_and_country_are_checked_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="DIPLOMAT_ORGANISATION_TAX_ID"):
+        Settings(var_dir=tmp_path, organisation_tax_id="G65318148")
+    with pytest.raises(ValidationError, match="DIPLOMAT_ORGANISATION_COUNTRY"):
+        Settings(var_dir=tmp_path, organisation_country="XQ")
+    with pytest.raises(ValidationError, match="DIPLOMAT_ORGANISATION_POSTCODE"):
+        Settings(var_dir=tmp_path, organisation_postcode=" ")
+    settings = Settings(var_dir=tmp_path, organisation_tax_id="ESG65318149")
+    assert settings.organisation_country == "ES"

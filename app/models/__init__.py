@@ -19,6 +19,7 @@ from app.models.attendance import (
     MarkSource,
 )
 from app.models.audit import AuditEntry
+from app.models.billing import BuyerBilling
 from app.models.cancellations import (
     Cancellation,
     CancellationChannel,
@@ -51,6 +52,7 @@ __all__ = [
     "AttendanceStatus",
     "AuditEntry",
     "BackgroundJob",
+    "BuyerBilling",
     "Cancellation",
     "CancellationChannel",
     "CardCheckout",

@@ -61,6 +61,8 @@ class Edition(SQLModel, table=True):
     # Tax on registration fees: a rate per edition, with the legal note shown on invoices.
     tax_rate: Decimal = Field(default=Decimal("0.00"), sa_type=Amount)
     tax_note: str = Field(default="", sa_type=String(300))
+    # At a 0 % rate: the VATEX code of the exemption that applies (app/services/billing/vat.py).
+    vat_exemption: str = Field(default="VATEX-EU-132-1I", sa_type=String(30))
 
     cancellation_cutoff_days: int = 30
     refund_percent: Decimal = Field(default=Decimal("75.00"), sa_type=Amount)

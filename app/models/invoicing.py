@@ -73,6 +73,10 @@ class InvoiceLine(SQLModel, table=True):
     net: Decimal = Field(sa_type=Amount)
     tax: Decimal = Field(sa_type=Amount)
     gross: Decimal = Field(sa_type=Amount)
+    # EN 16931 VAT category (UNCL 5305: S standard, E exempt) and, when exempt, why.
+    vat_category: str = Field(default="S", sa_type=String(2))
+    vat_exemption_code: str = Field(default="", sa_type=String(30))
+    vat_exemption_reason: str = Field(default="", sa_type=String(300))
 
 
 class Payment(SQLModel, table=True):

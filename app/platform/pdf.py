@@ -72,12 +72,15 @@ def render_pdf(
     *,
     fetcher: StaticOnlyFetcher | None = None,
     language: str | None = None,
+    pdf_variant: str | None = None,
 ) -> bytes:
     """Render `template` from `templates/pdf/` with plain values to PDF bytes.
 
-    Without `language` the document is in English.
+    Without `language` the document is in English; `pdf_variant` asks for e.g. "pdf/a-3b".
     """
     html = render_html(template, context, language=language)
     document = HTML(string=html, base_url=BASE_URL, url_fetcher=fetcher or StaticOnlyFetcher())
-    pdf: bytes = document.write_pdf()
+    pdf: bytes = (
+        document.write_pdf(pdf_variant=pdf_variant) if pdf_variant else document.write_pdf()
+    )
     return pdf

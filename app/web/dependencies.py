@@ -100,6 +100,12 @@ def seller_from(settings: Settings) -> Seller:
         bic=settings.bank_bic,
         due_days=settings.invoice_due_days,
         tax_records=TaxRecordSettings.from_settings(settings),
+        street=settings.organisation_street,
+        city=settings.organisation_city,
+        postcode=settings.organisation_postcode,
+        country_code=settings.organisation_country,
+        electronic_address=settings.organisation_electronic_address,
+        electronic_address_scheme=settings.organisation_electronic_address_scheme,
     )
 
 

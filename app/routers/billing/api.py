@@ -9,12 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from app.models import Invoice, PaymentMethod, TaxRecord
+from app.services.billing import einvoices, payments, verifactu
 from app.services.billing import invoices as invoicing
-from app.services.billing import payments, verifactu
 from app.services.editions.editions import get_edition
 from app.services.errors import NotFound
 from app.services.schemas import DateIn, MoneyIn, MoneyOut
 from app.web.dependencies import ApiAdmin, SellerDep, SessionDep, StorageDep
+from app.web.errors import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["invoices"])
 
@@ -29,6 +30,10 @@ class InvoiceLineOut(BaseModel):
     net: MoneyOut
     tax: MoneyOut
     gross: MoneyOut
+    # EN 16931 VAT category (S standard, E exempt) and, when exempt, the VATEX code and words.
+    vat_category: str
+    vat_exemption_code: str
+    vat_exemption_reason: str
 
 
 class PaymentOut(BaseModel):
@@ -163,6 +168,27 @@ def invoice_pdf(number: str, session: SessionDep, storage: StorageDep, admin: Ap
     invoice = invoicing.get_invoice(session, number)
     invoicing.ensure_invoice_pdf(session, invoice, storage)
     return pdf_response(invoice, storage)
+
+
+@router.get(
+    "/invoices/{number}/ubl",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}, **error_responses(409)},
+)
+def invoice_ubl(number: str, session: SessionDep, admin: ApiAdmin) -> Response:
+    """The invoice or credit note as a UBL 2.1 EN 16931 e-invoice, from the stored copy."""
+    return ubl_response(session, invoicing.get_invoice(session, number))
+
+
+def ubl_response(session: Session, invoice: Invoice) -> Response:
+    """A stored invoice's UBL e-invoice as a download."""
+    return Response(
+        einvoices.invoice_ubl(session, invoice),
+        media_type="application/xml",
+        headers={
+            "Content-Disposition": f'attachment; filename="{einvoices.ubl_filename(invoice)}"'
+        },
+    )
 
 
 def pdf_response(invoice: Invoice, storage: Any) -> Response:

@@ -14,9 +14,16 @@ from sqlmodel import Session, col, select
 from app.models import Application, Edition, Invoice, StaffUser
 from app.platform import jobs
 from app.platform.i18n import N_, gettext, ngettext, translate, translate_fields
-from app.routers.billing.api import pdf_response
+from app.routers.billing.api import pdf_response, ubl_response
+from app.services.billing import (
+    buyers,
+    money_overview,
+    payments,
+    statements,
+    verifactu,
+    verifactu_sender,
+)
 from app.services.billing import invoices as invoicing
-from app.services.billing import money_overview, payments, statements, verifactu, verifactu_sender
 from app.services.editions.editions import (
     applications_are_open,
     edition_today,
@@ -26,6 +33,7 @@ from app.services.editions.editions import (
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registrations.application_export import safe_cell
 from app.web.dependencies import (
+    FormDep,
     PageAdmin,
     SellerDep,
     SessionDep,
@@ -131,6 +139,11 @@ def invoice_register(
             "filter_labels": {key: gettext(label) for key, label in FILTER_LABELS.items()},
             "groups": groups,
             "tax_records_on": request.app.state.settings.verifactu_enabled,
+            # Each group's stored buyer, to fill its invoice form's buyer fields.
+            "group_billing": {
+                g.group.code: buyers.form_values(buyers.group_billing(session, g.group.id or 0))
+                for g in groups
+            },
             "back": str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
             "flash": pop_flash(request),
         },
@@ -195,6 +208,12 @@ def invoice_register_csv(
 
 
 # One invoice
+
+
+@router.get("/invoices/{number}.xml")
+def invoice_ubl(number: str, session: SessionDep, user: PageAdmin) -> Response:
+    """The invoice's UBL e-invoice (EN 16931), from the stored copy."""
+    return ubl_response(session, invoicing.get_invoice(session, number))
 
 
 @router.get("/invoices/{number}.pdf")
@@ -426,6 +445,7 @@ def issue_group_invoice(
     storage: StorageDep,
     seller: SellerDep,
     user: PageAdmin,
+    form: FormDep,
     edition: Annotated[str, Query(max_length=80)] = "",
     purchase_order: Annotated[str, Form(max_length=100)] = "",
     billing_address: Annotated[str, Form(max_length=500)] = "",
@@ -438,6 +458,20 @@ def issue_group_invoice(
     target = _safe_back(back, register)
     if chosen is None:
         flash(request, gettext("Choose the group's edition; no invoice was issued."))
+        return see_other(target)
+    try:
+        billing = buyers.billing_from_form(form)
+        if billing is not None:
+            group = buyers.edition_group(session, edition=chosen, code=code)
+            buyers.save_group_billing(session, group=group, data=billing, actor=user.email)
+    except (InvalidInput, NotFound) as exc:
+        session.rollback()
+        problems = "; ".join(f"{name}: {message}" for name, message in exc.fields.items())
+        flash(
+            request,
+            gettext("No invoice was issued: %(reason)s")
+            % {"reason": f"{translate(exc.message)} {problems}"},
+        )
         return see_other(target)
     try:
         invoice = invoicing.issue_group_invoice(

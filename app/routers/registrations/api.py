@@ -11,6 +11,7 @@ from sqlmodel import Session
 from app.models import Application, ApplicationStatus, Edition
 from app.routers.teaching.api import application_attendance
 from app.routers.teaching.final_work import api_eligibility, api_final_work
+from app.services.billing import buyers
 from app.services.billing.payments import participant_balance, participant_invoices
 from app.services.billing.refunds import refund_summary, refunds_of
 from app.services.certificates.issuing import summary as certificate_summary
@@ -272,6 +273,25 @@ def applications(
 def application(application_id: int, session: SessionDep, admin: ApiAdmin) -> ApplicationDetail:
     """One application with its quote and, as they come, invoices, attendance and certificate."""
     return application_detail(session, service.get_application(session, application_id))
+
+
+@router.patch(
+    "/applications/{application_id}/billing",
+    response_model=buyers.BillingIn,
+    responses=error_responses(404),
+)
+def set_billing(
+    application_id: int, data: buyers.BillingIn, session: SessionDep, admin: ApiAdmin
+) -> dict[str, Any]:
+    """Who the application's next invoice is made out to; issued invoices keep their copy.
+    A tax id that fails its country's check is refused (422, naming `tax_id`)."""
+    row = buyers.save_application_billing(
+        session,
+        application=service.get_application(session, application_id),
+        data=data,
+        actor=admin.email,
+    )
+    return buyers.billing_values(row)
 
 
 @router.post(

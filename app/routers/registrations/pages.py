@@ -20,6 +20,7 @@ from app.models import (
 )
 from app.platform.i18n import N_, gettext, translate
 from app.platform.mail import retry_failed
+from app.services.billing import buyers
 from app.services.editions.editions import applications_are_open, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registrations import application_export as exports
@@ -42,6 +43,7 @@ from app.services.registrations.review import (
 )
 from app.services.registry.organisations import membership_status
 from app.web.dependencies import (
+    FormDep,
     PageAdmin,
     SellerDep,
     SessionDep,
@@ -537,6 +539,9 @@ def _detail_context(
         "conflict": None,
         "notes_conflict": None,
         "flash": None,
+        "billing": buyers.form_values(buyers.application_billing(session, application.id or 0)),
+        "billing_errors": {},
+        "billing_id": "office",
     }
     context.update(extra)
     return context
@@ -738,6 +743,37 @@ def application_notes(
         )
     flash(request, gettext("Notes saved."))
     return see_other(f"{LIST_PATH}/{application_id}#notes")
+
+
+@router.post("/applications/{application_id}/billing", response_model=None)
+def application_billing(
+    application_id: int, request: Request, session: SessionDep, user: PageAdmin, form: FormDep
+) -> Response:
+    """Who the application's next invoice is made out to (issued invoices keep their copy)."""
+    application = get_application(session, application_id)
+    try:
+        data = buyers.billing_from_form(form)
+        if data is None:
+            raise InvalidInput(
+                "Give the legal name.", fields={"legal_name": gettext("Give the legal name.")}
+            )
+        buyers.save_application_billing(
+            session, application=application, data=data, actor=user.email
+        )
+    except InvalidInput as exc:
+        session.rollback()
+        return _detail_page(
+            request,
+            session,
+            user,
+            get_application(session, application_id),
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            billing=buyers.submitted_values(form),
+            billing_errors=buyers.form_errors(exc),
+        )
+    session.commit()
+    flash(request, gettext("Invoice details saved for the next invoice."))
+    return see_other(f"{LIST_PATH}/{application_id}#invoice-details")
 
 
 @router.post("/applications/{application_id}/new-link", response_model=None)

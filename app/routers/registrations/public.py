@@ -11,6 +11,8 @@ from starlette.datastructures import FormData, UploadFile
 
 from app.models import Edition, Organisation
 from app.platform.i18n import N_, current_language, gettext, translate
+from app.routers.billing.api import ubl_response
+from app.services.billing import buyers
 from app.services.billing import invoices as invoicing
 from app.services.billing.payments import participant_balance, participant_invoices
 from app.services.billing.quotes import quote_for_edition
@@ -62,6 +64,9 @@ class ApplyForm:
     options: list[Organisation] = field(default_factory=list)
     quote: Quote | None = None
     cv_was_chosen: bool = False
+    # Who the invoice is made out to, when someone else pays (optional).
+    billing: dict[str, str] = field(default_factory=dict)
+    billing_errors: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> str:
         """A typed value, or empty."""
@@ -257,8 +262,16 @@ def submit(
             service.check_cv(cv)
         except InvalidInput as exc:
             form.errors.update(exc.fields)
+    form.billing = buyers.submitted_values(raw)
+    billing = None
+    try:
+        billing = buyers.billing_from_form(raw)
+        if billing is not None:
+            buyers.checked_values(billing)
+    except InvalidInput as exc:
+        form.billing_errors = buyers.form_errors(exc)
     data = _validate(session, edition, form)
-    if data is None or form.errors:
+    if data is None or form.errors or form.billing_errors:
         return _render_form(request, edition, form, status_code=422)
     try:
         submitted = service.submit_application(
@@ -279,6 +292,11 @@ def submit(
     except InvalidInput as exc:
         form.errors.update(exc.fields or {"organisation_id": exc.message})
         return _render_form(request, edition, form, status_code=422)
+    if billing is not None:
+        buyers.save_application_billing(
+            session, application=submitted.application, data=billing, actor=data.email
+        )
+        session.commit()
     token = submitted.portal_url.rsplit("/", 1)[-1]
     return RedirectResponse(f"/portal/{token}?submitted=1", status_code=status.HTTP_303_SEE_OTHER)
 
@@ -286,9 +304,22 @@ def submit(
 @router.get("/portal/{token}", response_class=HTMLResponse)
 def portal(token: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The applicant's own page: one application, its status, quote and next steps."""
+    return _portal_page(token, request, session, settings)
+
+
+def _portal_page(
+    token: str,
+    request: Request,
+    session: Session,
+    settings: Any,
+    billing: dict[str, Any] | None = None,
+    billing_errors: dict[str, str] | None = None,
+) -> Response:
     application = service.application_for_token(session, token, secret_key=settings.secret_key)
     edition = session.get(Edition, application.edition_id)
     invoices = participant_invoices(session, application.id or 0)
+    if billing is None:
+        billing = buyers.form_values(buyers.application_billing(session, application.id or 0))
     return templates.TemplateResponse(
         request,
         "registrations/applicants/portal.html",
@@ -302,7 +333,43 @@ def portal(token: str, request: Request, session: SessionDep, settings: Settings
             "balance": participant_balance(session, application.id or 0, invoices),
             "flash": request.session.pop("flash", None),
             "stripe_enabled": settings.stripe_enabled,
+            "billing": billing,
+            "billing_errors": billing_errors or {},
+            "billing_id": "portal",
         },
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT if billing_errors else status.HTTP_200_OK,
+    )
+
+
+@router.post("/portal/{token}/billing", response_class=HTMLResponse)
+def portal_billing(
+    token: str, request: Request, session: SessionDep, settings: SettingsDep, form: FormDep
+) -> Response:
+    """The applicant's invoice details: who their next invoice is made out to."""
+    application = service.application_for_token(session, token, secret_key=settings.secret_key)
+    try:
+        data = buyers.billing_from_form(form)
+        if data is None:
+            raise InvalidInput(
+                "Give the legal name.", fields={"legal_name": gettext("Give the legal name.")}
+            )
+        buyers.save_application_billing(
+            session, application=application, data=data, actor=application.email
+        )
+    except InvalidInput as exc:
+        session.rollback()
+        return _portal_page(
+            token,
+            request,
+            session,
+            settings,
+            billing=buyers.submitted_values(form),
+            billing_errors=buyers.form_errors(exc),
+        )
+    session.commit()
+    request.session["flash"] = gettext("Your invoice details are saved for your next invoice.")
+    return RedirectResponse(
+        f"/portal/{token}#invoice-details", status_code=status.HTTP_303_SEE_OTHER
     )
 
 
@@ -357,6 +424,19 @@ def invoice_pdf(
             "Content-Disposition": f'attachment; filename="{invoice.kind}-{invoice.number}.pdf"'
         },
     )
+
+
+@router.get("/portal/{token}/invoices/{number}.xml")
+def invoice_ubl(token: str, number: str, session: SessionDep, settings: SettingsDep) -> Response:
+    """The UBL e-invoice of an invoice or credit note with a line for this application."""
+    application = service.application_for_token(session, token, secret_key=settings.secret_key)
+    invoice = next(
+        (i for i in participant_invoices(session, application.id or 0) if i.number == number),
+        None,
+    )
+    if invoice is None:
+        raise NotFound("There is no such invoice for this application.")
+    return ubl_response(session, invoice)
 
 
 @router.get("/editions/{slug}/portal-link", response_class=HTMLResponse)

@@ -31,11 +31,13 @@ from app.platform.audit import record_change
 from app.platform.pdf import render_pdf
 from app.platform.storage import Storage
 from app.services.billing import verifactu
+from app.services.billing.buyers import application_billing, buyer_copy, group_billing
 from app.services.billing.numbering import format_number, next_number
 from app.services.billing.quotes import quote_for_edition
+from app.services.billing.vat import LineVat, line_vat
 from app.services.editions.fees import Quote
 from app.services.errors import Conflict, DomainError, NotFound
-from app.services.registry.countries import country_name
+from app.services.registry.countries import alpha_2, country_name
 
 BUYER_FIELDS = (
     "name",
@@ -46,6 +48,8 @@ BUYER_FIELDS = (
     "tax_id",
     "email",
     "po_number",
+    "buyer_reference",
+    "leitweg_id",
 )
 INVOICE_SERIES = ("invoice", "")
 CREDIT_NOTE_SERIES = ("credit_note", "CN")
@@ -70,6 +74,13 @@ class Seller:
     due_days: int = 14
     # A Spanish issuer's VERI*FACTU records; None: an office outside Spain records none.
     tax_records: verifactu.TaxRecordSettings | None = None
+    # The registered address and electronic address e-invoices carry (EN 16931 BG-5, BT-34).
+    street: str = ""
+    city: str = ""
+    postcode: str = ""
+    country_code: str = ""
+    electronic_address: str = ""
+    electronic_address_scheme: str = "EM"
 
 
 class NothingToInvoice(DomainError):
@@ -87,7 +98,17 @@ def due_date(edition: Edition, issue_date: date, due_days: int) -> date:
 
 
 def _seller_copy(seller: Seller) -> dict[str, Any]:
-    return {"name": seller.name, "address": seller.address, "tax_id": seller.tax_id}
+    return {
+        "name": seller.name,
+        "address": seller.address,
+        "tax_id": seller.tax_id,
+        "street": seller.street,
+        "city": seller.city,
+        "postcode": seller.postcode,
+        "country_code": seller.country_code,
+        "electronic_address": seller.electronic_address,
+        "electronic_address_scheme": seller.electronic_address_scheme,
+    }
 
 
 def _instructions(seller: Seller, number: str) -> dict[str, Any]:
@@ -154,6 +175,7 @@ def _issue(
     number = format_number(
         prefix, issue_date.year, next_number(session, series=series, year=issue_date.year)
     )
+    vat = line_vat(tax_rate=edition.tax_rate, exemption=edition.vat_exemption)
     built = []
     for application, description, net, details in lines:
         tax = percent_of(net, edition.tax_rate)
@@ -186,18 +208,36 @@ def _issue(
     )
     session.add(invoice)
     session.flush()
+    credited = credits or [None] * len(built)
+    # A credit note repeats the VAT treatment of the lines it negates, whatever the edition
+    # says today.
+    originals = {
+        line.id: line
+        for line in session.exec(
+            select(InvoiceLine).where(col(InvoiceLine.id).in_([c for c in credited if c]))
+        ).all()
+    }
     for position, (application, description, net, tax, gross, details) in enumerate(built, start=1):
+        original = originals.get(credited[position - 1])
+        line_tax = vat
+        if original is not None:
+            line_tax = LineVat(
+                original.vat_category, original.vat_exemption_code, original.vat_exemption_reason
+            )
         session.add(
             InvoiceLine(
                 invoice_id=invoice.id or 0,
                 position=position,
                 application_id=application.id if application else None,
-                credits_line_id=(credits or [None] * len(built))[position - 1],
+                credits_line_id=credited[position - 1],
                 description=description,
                 details=details,
                 net=net,
                 tax=tax,
                 gross=gross,
+                vat_category=line_tax.category,
+                vat_exemption_code=line_tax.exemption_code,
+                vat_exemption_reason=line_tax.exemption_reason,
             )
         )
     session.flush()
@@ -225,15 +265,21 @@ def _issue(
     return invoice
 
 
-def _individual_buyer(application: Application) -> dict[str, Any]:
-    return {
+def _individual_buyer(session: Session, application: Application) -> dict[str, Any]:
+    buyer: dict[str, Any] = {
         "name": application.full_name,
         "organisation": application.organisation_name,
         "country": country_name(application.country),
+        "country_code": alpha_2(application.country),
         "email": application.email,
         "address": "",
         "po_number": "",
     }
+    billing = application_billing(session, application.id or 0)
+    if billing is not None:
+        # Someone else pays (an employer, a city council): the invoice is theirs, for this person.
+        buyer.update(buyer_copy(billing), attention=application.full_name)
+    return buyer
 
 
 def _details(quote: Quote) -> list[dict[str, Any]]:
@@ -270,7 +316,7 @@ def issue_invoice(
     return _issue(
         session,
         edition=edition,
-        buyer=_individual_buyer(application),
+        buyer=_individual_buyer(session, application),
         lines=[
             (application, _line_description(application, edition), quote.total, _details(quote))
         ],
@@ -342,16 +388,27 @@ def issue_group_invoice(
         lines.append(
             (application, _line_description(application, edition), quote.total, _details(quote))
         )
-    buyer = {
+    buyer: dict[str, Any] = {
         "name": organisation.name,
         "organisation": organisation.name,
         "country": country_name(organisation.country),
+        "country_code": alpha_2(organisation.country),
         "email": group.contact_email,
         "address": billing_address,
         "po_number": purchase_order,
         "tax_id": buyer_tax_id,
         "attention": group.contact_name,
     }
+    billing = group_billing(session, group.id or 0)
+    if billing is not None:
+        buyer.update(buyer_copy(billing))
+        # What the office types on the invoice form wins over the stored buyer data.
+        overrides = {
+            "address": billing_address,
+            "po_number": purchase_order,
+            "tax_id": buyer_tax_id,
+        }
+        buyer.update({key: value for key, value in overrides.items() if value})
     return _issue(
         session,
         edition=edition,
@@ -436,6 +493,7 @@ def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
     """Plain values of a stored invoice for its PDF: never live data."""
     refers_to = session.get(Invoice, invoice.refers_to_id) if invoice.refers_to_id else None
     tax_record = verifactu.issue_record(verifactu.records_of(session, invoice))
+    lines = invoice_lines(session, invoice)
     return {
         "tax_qr": {
             "image": verifactu.qr_data_uri(tax_record.qr_url),
@@ -456,7 +514,8 @@ def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
         "due_date": invoice.due_date.isoformat(),
         "currency": invoice.currency,
         "seller": dict(invoice.seller),
-        "buyer": {key: invoice.buyer.get(key, "") for key in BUYER_FIELDS},
+        "buyer": {key: invoice.buyer.get(key, "") for key in BUYER_FIELDS}
+        | {"dir3": invoice.buyer.get("dir3") or {}},
         "instructions": dict(invoice.payment_instructions),
         "tax_rate": f"{invoice.tax_rate.normalize():f}",
         "tax_note": invoice.tax_note,
@@ -472,8 +531,10 @@ def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
                 "tax": i18n.amount(line.tax),
                 "gross": i18n.amount(line.gross),
             }
-            for line in invoice_lines(session, invoice)
+            for line in lines
         ],
+        # The law's words for each exemption applied (art. 6.1.j Real Decreto 1619/2012).
+        "exemptions": sorted({ln.vat_exemption_reason for ln in lines if ln.vat_exemption_reason}),
     }
 
 
@@ -494,11 +555,20 @@ def invoice_language(session: Session, invoice: Invoice) -> str:
 
 
 def render_invoice_pdf(session: Session, invoice: Invoice) -> bytes:
-    """The invoice's PDF, from the stored copy, in its participants' language."""
+    """The invoice's PDF, from the stored copy, in its participants' language: a Factur-X
+    invoice (PDF/A-3 with its CII e-invoice embedded) that people and software read alike."""
+    from app.services.billing import einvoices
+
     language = invoice_language(session, invoice)
     with i18n.use_language(language):
         document = invoice_document(session, invoice)
-    return render_pdf("invoice.html", document, language=language)
+    pdf = render_pdf("invoice.html", document, language=language, pdf_variant="pdf/a-3b")
+    try:
+        cii = einvoices.invoice_cii(session, invoice)
+    except einvoices.NotAnEInvoice:
+        # Issued before the seller's registered address was kept: a plain PDF/A-3, as then.
+        return pdf
+    return einvoices.factur_x(pdf, cii, language=language)
 
 
 def invoice_pdf_key(invoice: Invoice) -> str:
@@ -518,12 +588,3 @@ def ensure_invoice_pdf(session: Session, invoice: Invoice, storage: Storage) -> 
     pdf = render_invoice_pdf(session, invoice)
     storage.put(key, pdf)
     return pdf
-
-
-def render_invoice_attachment(
-    session: Session, attachment: dict[str, Any], storage: Storage
-) -> None:
-    """Store the PDF of an invoice attached to an e-mail (invoices are rendered on first use)."""
-    number = attachment.get("invoice_number")
-    if number:
-        ensure_invoice_pdf(session, get_invoice(session, number), storage)

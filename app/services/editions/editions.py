@@ -23,6 +23,7 @@ from app.models import (
     SessionKind,
 )
 from app.platform.audit import record_change
+from app.services.billing.vat import DEFAULT_EXEMPTION, EXEMPTIONS
 from app.services.editions.fees import FeeSchedule
 from app.services.editions.fees import GroupTier as PricingTier
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -171,6 +172,13 @@ class ModuleIn(BaseModel):
     sessions: list[SessionIn] = Field(min_length=1, max_length=50)
 
 
+def _valid_exemption(code: str) -> str:
+    """A VATEX code the office can apply (ValueError names the choices)."""
+    if code.strip().upper() not in EXEMPTIONS:
+        raise ValueError(f"must be one of {', '.join(EXEMPTIONS)}")
+    return code.strip().upper()
+
+
 class EditionFields(BaseModel):
     """Fields shared by creating and changing an edition (all optional here)."""
 
@@ -196,6 +204,8 @@ class EditionFields(BaseModel):
     refund_within_days: int | None = Field(default=None, ge=0, le=365)
     tax_rate: PercentIn | None = None
     tax_note: str | None = Field(default=None, max_length=300)
+    # At a 0 % rate, the exemption that applies, as a VATEX code (billing/vat.py lists them).
+    vat_exemption: str | None = Field(default=None, max_length=30)
     fee_includes: list[str] | None = Field(default=None, max_length=50)
     fee_excludes: list[str] | None = Field(default=None, max_length=50)
     modules: list[ModuleIn] | None = Field(default=None, max_length=20)
@@ -203,6 +213,7 @@ class EditionFields(BaseModel):
 
     _tz = field_validator("timezone")(lambda v: None if v is None else _valid_timezone(v))
     _cur = field_validator("currency")(lambda v: None if v is None else _valid_currency(v))
+    _vat = field_validator("vat_exemption")(lambda v: None if v is None else _valid_exemption(v))
 
 
 class EditionCreate(EditionFields):
@@ -410,6 +421,7 @@ def edition_snapshot(edition: Edition) -> dict[str, Any]:
         "refund_within_days": edition.refund_within_days,
         "tax_rate": str(edition.tax_rate),
         "tax_note": edition.tax_note,
+        "vat_exemption": edition.vat_exemption,
         "fee_includes": list(edition.fee_includes),
         "fee_excludes": list(edition.fee_excludes),
         "retention_days": edition.retention_days,
@@ -435,6 +447,7 @@ _SIMPLE_FIELDS = (
     "refund_within_days",
     "tax_rate",
     "tax_note",
+    "vat_exemption",
     "fee_includes",
     "fee_excludes",
     "retention_days",
@@ -481,6 +494,7 @@ def create_edition(session: Session, *, data: EditionCreate, actor: str) -> Edit
         refund_within_days=30 if data.refund_within_days is None else data.refund_within_days,
         tax_rate=Decimal("0") if data.tax_rate is None else data.tax_rate,
         tax_note=data.tax_note or "",
+        vat_exemption=data.vat_exemption or DEFAULT_EXEMPTION,
         fee_includes=(
             list(DEFAULT_FEE_INCLUDES) if data.fee_includes is None else data.fee_includes
         ),

@@ -29,6 +29,7 @@ from app.platform.pdf import render_pdf
 from app.platform.rows import has_sequences, insert_rows, new_row, next_id, reserve_id
 from app.platform.signed_links import GROUP_SALT, PORTAL_SALT, link_expiry, make_token, read_token
 from app.platform.storage import Storage, new_key
+from app.services.billing.einvoices import ubl_attachments
 from app.services.billing.invoices import Seller, issue_invoice
 from app.services.billing.numbering import format_number, next_number
 from app.services.billing.quotes import quote_as_json, quote_for_edition
@@ -708,6 +709,7 @@ def decide(
                     invoice_number=invoice.number,
                 )
             )
+            attachments.extend(ubl_attachments(invoice))
     context["invoice"] = invoice
     context["waived"] = application.status == ApplicationStatus.confirmed.value
     subjects = {

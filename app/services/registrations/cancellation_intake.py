@@ -36,6 +36,7 @@ from app.platform.audit import record_change
 from app.platform.i18n import N_, localized
 from app.platform.mail import Attachment, queue_email
 from app.platform.storage import Storage, new_key
+from app.services.billing.einvoices import ubl_attachments
 from app.services.billing.invoices import Seller, _issue, invoice_lines
 from app.services.billing.refunds import (
     _credited_line_ids,
@@ -634,6 +635,7 @@ def cancel_registration(
         for kind, doc in (("credit-note", credit_note), ("invoice", fee_invoice))
         if doc is not None and doc.pdf_key
     ]
+    attachments += [*ubl_attachments(credit_note), *ubl_attachments(fee_invoice)]
     queue_email(
         session,
         kind="cancellation_accepted",

@@ -22,6 +22,7 @@ from app.platform.audit import record_change
 from app.platform.i18n import N_, localized
 from app.platform.mail import Attachment, queue_email
 from app.platform.storage import Storage
+from app.services.billing.einvoices import ubl_attachments
 from app.services.billing.invoices import Seller, issue_invoice
 from app.services.errors import Conflict, NotFound
 from app.services.registrations.applications import (
@@ -330,6 +331,7 @@ def accept_offer(
             now=now,
         )
         attachments.append(Attachment(f"invoice-{invoice.number}.pdf", invoice.pdf_key or ""))
+        attachments.extend(ubl_attachments(invoice))
     url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
     queue_email(
         session,

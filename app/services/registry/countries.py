@@ -48,6 +48,11 @@ def _alpha_2() -> dict[str, str]:
     return codes
 
 
+def alpha_2(iso3: str) -> str:
+    """The ISO alpha-2 code of a stored alpha-3 code ("" for an economy ISO does not name)."""
+    return _alpha_2().get(iso3, "")
+
+
 def local_country_name(iso3: str, language: str | None = None) -> str:
     """The name of a stored alpha-3 code in `language` (default: the one in force).
 
