@@ -50,7 +50,7 @@ from app.routers.teaching import api as teaching_api
 from app.routers.teaching import final_work, logistics
 from app.routers.teaching import pages as teaching_pages
 from app.services.billing import card_payments, verifactu_sender
-from app.services.billing.einvoices import render_invoice_attachment
+from app.services.billing.invoice_files import render_invoice_attachment
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.services.office import personal_data
 from app.services.office.staff import LoginFailed, LoginThrottled

@@ -220,7 +220,7 @@ def make_tls_files(folder: Path) -> TlsFiles:
         pem(server_key, _certificate("127.0.0.1", server_key, authority, server=True))
     )
     files.client.write_bytes(
-        pem(client_key, _certificate("G08012345 Metropolis", client_key, authority))
+        pem(client_key, _certificate("G08012346 Metropolis", client_key, authority))
     )
     return files
 

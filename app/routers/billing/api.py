@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from app.models import Invoice, PaymentMethod, TaxRecord
-from app.services.billing import einvoices, payments, verifactu
+from app.services.billing import einvoices, invoice_files, payments, verifactu
 from app.services.billing import invoices as invoicing
 from app.services.editions.editions import get_edition
 from app.services.errors import NotFound
@@ -166,7 +166,7 @@ def get_invoice(number: str, session: SessionDep, admin: ApiAdmin) -> InvoiceOut
 def invoice_pdf(number: str, session: SessionDep, storage: StorageDep, admin: ApiAdmin) -> Response:
     """The PDF of an invoice, as stored when it was issued."""
     invoice = invoicing.get_invoice(session, number)
-    invoicing.ensure_invoice_pdf(session, invoice, storage)
+    invoice_files.ensure_invoice_pdf(session, invoice, storage)
     return pdf_response(invoice, storage)
 
 

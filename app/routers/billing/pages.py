@@ -17,6 +17,7 @@ from app.platform.i18n import N_, gettext, ngettext, translate, translate_fields
 from app.routers.billing.api import pdf_response, ubl_response
 from app.services.billing import (
     buyers,
+    invoice_files,
     money_overview,
     payments,
     statements,
@@ -220,7 +221,7 @@ def invoice_ubl(number: str, session: SessionDep, user: PageAdmin) -> Response:
 def invoice_pdf(number: str, session: SessionDep, storage: StorageDep, user: PageAdmin) -> Response:
     """The invoice's PDF, rendered once from the stored copy and kept."""
     invoice = invoicing.get_invoice(session, number)
-    invoicing.ensure_invoice_pdf(session, invoice, storage)
+    invoice_files.ensure_invoice_pdf(session, invoice, storage)
     return pdf_response(invoice, storage)
 
 

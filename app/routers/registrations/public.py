@@ -12,7 +12,7 @@ from starlette.datastructures import FormData, UploadFile
 from app.models import Edition, Organisation
 from app.platform.i18n import N_, current_language, gettext, translate
 from app.routers.billing.api import ubl_response
-from app.services.billing import buyers
+from app.services.billing import buyers, invoice_files
 from app.services.billing import invoices as invoicing
 from app.services.billing.payments import participant_balance, participant_invoices
 from app.services.billing.quotes import quote_for_edition
@@ -418,7 +418,7 @@ def invoice_pdf(
     if invoice is None:
         raise NotFound("There is no such invoice for this application.")
     return Response(
-        invoicing.ensure_invoice_pdf(session, invoice, storage),
+        invoice_files.ensure_invoice_pdf(session, invoice, storage),
         media_type="application/pdf",
         headers={
             "Content-Disposition": f'attachment; filename="{invoice.kind}-{invoice.number}.pdf"'

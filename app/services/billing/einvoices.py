@@ -16,7 +16,7 @@ from sqlmodel import Session
 from app.models import Invoice, InvoiceKind, InvoiceLine
 from app.platform.mail import Attachment
 from app.platform.storage import Storage
-from app.services.billing.invoices import ensure_invoice_pdf, get_invoice, invoice_lines
+from app.services.billing.invoices import invoice_lines
 from app.services.errors import Conflict, InvalidInput
 from app.services.registry.countries import alpha_2, parse_country
 
@@ -582,17 +582,3 @@ def ubl_attachments(invoice: Invoice | None) -> list[Attachment]:
             invoice_number=invoice.number,
         )
     ]
-
-
-def render_invoice_attachment(
-    session: Session, attachment: dict[str, Any], storage: Storage
-) -> None:
-    """Store the PDF or the UBL file of an invoice attached to an e-mail (both are rendered on
-    first use)."""
-    number = attachment.get("invoice_number")
-    if number:
-        invoice = get_invoice(session, number)
-        if attachment["key"].endswith(".xml"):
-            ensure_invoice_ubl(session, invoice, storage)
-        else:
-            ensure_invoice_pdf(session, invoice, storage)

@@ -28,14 +28,13 @@ from app.models import (
 from app.money import ZERO, percent_of
 from app.platform import i18n
 from app.platform.audit import record_change
-from app.platform.pdf import render_pdf
 from app.platform.storage import Storage
 from app.services.billing import verifactu
 from app.services.billing.buyers import application_billing, buyer_copy, group_billing
 from app.services.billing.numbering import format_number, next_number
 from app.services.billing.quotes import quote_for_edition
-from app.services.billing.vat import LineVat, line_vat
 from app.services.editions.fees import Quote
+from app.services.editions.vat import LineVat, line_vat
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.registry.countries import alpha_2, country_name
 
@@ -554,37 +553,6 @@ def invoice_language(session: Session, invoice: Invoice) -> str:
     return i18n.normalise_language(languages.pop()) if len(languages) == 1 else "en"
 
 
-def render_invoice_pdf(session: Session, invoice: Invoice) -> bytes:
-    """The invoice's PDF, from the stored copy, in its participants' language: a Factur-X
-    invoice (PDF/A-3 with its CII e-invoice embedded) that people and software read alike."""
-    from app.services.billing import einvoices
-
-    language = invoice_language(session, invoice)
-    with i18n.use_language(language):
-        document = invoice_document(session, invoice)
-    pdf = render_pdf("invoice.html", document, language=language, pdf_variant="pdf/a-3b")
-    try:
-        cii = einvoices.invoice_cii(session, invoice)
-    except einvoices.NotAnEInvoice:
-        # Issued before the seller's registered address was kept: a plain PDF/A-3, as then.
-        return pdf
-    return einvoices.factur_x(pdf, cii, language=language)
-
-
 def invoice_pdf_key(invoice: Invoice) -> str:
     """Where an invoice's PDF is kept: one file per number, never replaced by other content."""
     return f"invoices/{invoice.kind}-{invoice.number}.pdf"
-
-
-def ensure_invoice_pdf(session: Session, invoice: Invoice, storage: Storage) -> bytes:
-    """The stored PDF of an invoice, rendered from the frozen copy the first time it is asked for.
-
-    Two renders of the same stored invoice give the same document, so a race between two
-    first requests is harmless.
-    """
-    key = invoice.pdf_key or invoice_pdf_key(invoice)
-    if storage.exists(key):
-        return storage.get(key)
-    pdf = render_invoice_pdf(session, invoice)
-    storage.put(key, pdf)
-    return pdf

@@ -23,9 +23,9 @@ from app.models import (
     SessionKind,
 )
 from app.platform.audit import record_change
-from app.services.billing.vat import DEFAULT_EXEMPTION, EXEMPTIONS
 from app.services.editions.fees import FeeSchedule
 from app.services.editions.fees import GroupTier as PricingTier
+from app.services.editions.vat import DEFAULT_EXEMPTION, EXEMPTIONS
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.schemas import DateIn, FiscalYear, InstantIn, MoneyIn, PercentIn
 
@@ -204,7 +204,7 @@ class EditionFields(BaseModel):
     refund_within_days: int | None = Field(default=None, ge=0, le=365)
     tax_rate: PercentIn | None = None
     tax_note: str | None = Field(default=None, max_length=300)
-    # At a 0 % rate, the exemption that applies, as a VATEX code (billing/vat.py lists them).
+    # At a 0 % rate, the exemption that applies, as a VATEX code (editions/vat.py lists them).
     vat_exemption: str | None = Field(default=None, max_length=30)
     fee_includes: list[str] | None = Field(default=None, max_length=50)
     fee_excludes: list[str] | None = Field(default=None, max_length=50)

@@ -179,7 +179,7 @@ def test_the_tax_records_page_says_the_chain_is_intact(
     storage = LocalStorage(tmp_path)
     admitted(session, storage, admin_user, open_edition(session))
     spanish = test_app.state.settings.model_copy(
-        update={"verifactu_enabled": True, "organisation_tax_id": "ESG08012345"}
+        update={"verifactu_enabled": True, "organisation_tax_id": "ESG08012346"}
     )
     original = test_app.state.settings
     test_app.state.settings = spanish

@@ -17,9 +17,10 @@ from app.models import Application, Edition, Invoice, OutboxMessage, StaffUser
 from app.platform import mail
 from app.platform.pdf import render_html
 from app.platform.storage import LocalStorage
-from app.services.billing import buyers, einvoices, payments
+from app.services.billing import buyers, einvoices, invoice_files, payments
 from app.services.billing import invoices as invoicing
 from app.services.billing.einvoices import CAC, CBC
+from app.services.billing.invoice_files import render_invoice_attachment
 from app.services.editions.editions import EditionCreate
 from app.services.errors import InvalidInput
 from app.services.registrations import applications as applications_service
@@ -280,7 +281,7 @@ def test_the_pdf_is_a_factur_x_invoice_with_the_cii_embedded(
     edition = open_edition(session)
     application = admit(session, storage, admin_user, apply(session, storage, edition))
     invoice = invoice_of(session, application)
-    pdf = invoicing.ensure_invoice_pdf(session, invoice, storage)
+    pdf = invoice_files.ensure_invoice_pdf(session, invoice, storage)
     filename, xml = get_xml_from_pdf(pdf, check_xsd=True)
     assert filename == "factur-x.xml"
     assert get_level(etree.fromstring(xml)) == "en16931"
@@ -315,7 +316,8 @@ def test_a_buyer_who_asks_for_it_gets_the_ubl_with_the_invoice_email(
     ]
     outbox = messages["asks@bcn.example"]
     invoice = invoice_of(session, asking)
-    mail._render_invoices(session, outbox, storage)
+    for attachment in outbox.attachments:
+        render_invoice_attachment(session, attachment, storage)
     built = mail.build_message(outbox, sender="office@example.org", storage=storage)
     files = {part.get_filename(): part.get_content() for part in built.iter_attachments()}
     assert set(files) == {f"invoice-{invoice.number}.pdf", f"invoice-{invoice.number}.xml"}
@@ -356,7 +358,7 @@ def test_the_invoice_shows_the_buyers_tax_id_address_and_the_exemption_wording(
     assert "Exempt from VAT: vocational training (art. 20.1.9 Ley 37/1992" in html
     text = "".join(
         page.extract_text()
-        for page in PdfReader(BytesIO(invoicing.render_invoice_pdf(session, invoice))).pages
+        for page in PdfReader(BytesIO(invoice_files.render_invoice_pdf(session, invoice))).pages
     )
     assert "P0801900B" in text and "20.1.9" in text
 
@@ -482,6 +484,6 @@ def test_an_invoice_issued_without_the_sellers_address_has_no_e_invoice_but_a_pd
     invoice = invoice_of(session, application)
     with pytest.raises(einvoices.NotAnEInvoice):
         einvoices.invoice_ubl(session, invoice)
-    pdf = invoicing.render_invoice_pdf(session, invoice)
+    pdf = invoice_files.render_invoice_pdf(session, invoice)
     assert pdf.startswith(b"%PDF")
     assert get_xml_from_pdf(pdf, check_xsd=False) == (False, False)

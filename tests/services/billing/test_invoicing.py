@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 from app.db import writer_engine
 from app.models import Application, Invoice, OutboxMessage, Payment, StaffUser
 from app.platform.storage import LocalStorage
+from app.services.billing import invoice_files, payments
 from app.services.billing import invoices as invoicing
-from app.services.billing import payments
 from app.services.errors import Conflict, InvalidInput
 from app.services.registrations import applications as service
 from tests.factories import application_payload, make_organisation, open_edition
@@ -80,7 +80,7 @@ def test_admitting_a_paying_participant_issues_a_frozen_invoice_with_its_pdf(
     assert invoice.buyer["name"] == "Ama Banda"
     assert invoice.payment_instructions["reference"] == invoice.number
     assert invoice.seller["tax_id"] == "ESG00000000"
-    assert invoicing.ensure_invoice_pdf(session, invoice, storage).startswith(b"%PDF")
+    assert invoice_files.ensure_invoice_pdf(session, invoice, storage).startswith(b"%PDF")
     assert storage.exists(invoice.pdf_key or "")
     assert application.status == "admitted"
     mail = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "decision_admit")).one()

@@ -19,8 +19,8 @@ from app.clock import utcnow
 from app.config import Settings
 from app.models import Invoice, StaffUser, TaxRecord, TaxRecordSubmission
 from app.platform.storage import LocalStorage
+from app.services.billing import invoice_files, verifactu
 from app.services.billing import invoices as invoicing
-from app.services.billing import verifactu
 from app.services.billing.voiding import void_invoice
 from tests.factories import open_edition
 from tests.services.billing.test_invoicing import admit, apply
@@ -302,7 +302,7 @@ def test_the_invoice_and_its_credit_note_print_the_tax_qr_code_and_legend(
     outcome = cancel(session, storage, application)
     assert outcome.credit_note is not None
     for document in (invoice, outcome.credit_note):
-        pdf = invoicing.render_invoice_pdf(session, document)
+        pdf = invoice_files.render_invoice_pdf(session, document)
         (tmp_path / "i.pdf").write_bytes(pdf)
         subprocess.run(
             [
@@ -322,7 +322,7 @@ def test_the_invoice_and_its_credit_note_print_the_tax_qr_code_and_legend(
         record = verifactu.issue_record(verifactu.records_of(session, document))
         assert record is not None
         assert found == [
-            "https://prewww2.aeat.es/wlpl/TIKE-CONT/ValidarQR?nif=G08012345"
+            "https://prewww2.aeat.es/wlpl/TIKE-CONT/ValidarQR?nif=G08012346"
             f"&numserie={document.number}&fecha={verifactu.aeat_date(document.issue_date)}"
             f"&importe={document.total:.2f}"
         ]
@@ -341,15 +341,15 @@ def test_an_office_outside_spain_prints_no_tax_qr_code(
     invoice = session.exec(select(Invoice).where(Invoice.edition_id == edition.id)).one()
     assert application.id is not None
     assert invoicing.invoice_document(session, invoice)["tax_qr"] is None
-    pdf = invoicing.render_invoice_pdf(session, invoice)
+    pdf = invoice_files.render_invoice_pdf(session, invoice)
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
     assert "VERI*FACTU" not in text
 
 
 def test_a_spanish_office_needs_its_nif_and_in_production_its_certificate(tmp_path: Path) -> None:
     spanish = {"verifactu_enabled": True, "environment": "test"}
-    settings = Settings(**spanish, organisation_tax_id="ES G08012345")
-    assert settings.verifactu_issuer_nif == "G08012345"
+    settings = Settings(**spanish, organisation_tax_id="ES G08012346")
+    assert settings.verifactu_issuer_nif == "G08012346"
     assert settings.verifactu_qr_url == "https://prewww2.aeat.es/wlpl/TIKE-CONT/ValidarQR"
     assert settings.verifactu_service_url.startswith("https://prewww1.aeat.es/")
     with pytest.raises(ValueError, match="DIPLOMAT_ORGANISATION_TAX_ID"):
@@ -359,7 +359,7 @@ def test_a_spanish_office_needs_its_nif_and_in_production_its_certificate(tmp_pa
         "environment": "production",
         "secret_key": "s" * 40,
         "bank_iban": "DE89 3704 0044 0532 0130 00",
-        "organisation_tax_id": "ESG08012345",
+        "organisation_tax_id": "ESG08012346",
         "open_badges_private_key": Settings().open_badges_private_key,
         "certificate_signatories": [{"name": "Real Person", "title": "Director"}],
         "verifactu_environment": "production",

@@ -178,7 +178,7 @@ def test_a_record_that_breaks_the_schema_is_kept_out_of_the_message_with_the_rea
             issue_date=invoice.issue_date,
             invoice_type="R1",
             corrective_type="I",
-            corrected=[{"issuer_tax_id": "G08012345", "number": number, "issue_date": "2026-1-1"}],
+            corrected=[{"issuer_tax_id": "G08012346", "number": number, "issue_date": "2026-1-1"}],
             description="Broken",
             without_recipient=True,
             breakdown=verifactu.breakdown(invoice),
@@ -223,7 +223,7 @@ def test_the_office_chores_send_the_records_when_sending_is_on(
 
     [number] = issue(1)
     spanish = settings.model_copy(
-        update={"verifactu_enabled": True, "organisation_tax_id": "ESG08012345"}
+        update={"verifactu_enabled": True, "organisation_tax_id": "ESG08012346"}
     )
     run_chores(fresh_engine, spanish.model_copy(update={"verifactu_sending": False}))
     assert aeat.messages == []
@@ -244,7 +244,7 @@ def test_records_go_over_tls_with_the_offices_certificate_and_not_without_it(
         signed = SenderSettings(url=aeat.url, certificate_file=tls.client, ca_file=tls.ca)
         done = send_due(fresh_engine, settings=signed, now=utcnow() + timedelta(minutes=2))
         assert done.accepted == 1
-        assert aeat.clients == ["G08012345 Metropolis"] and aeat.messages == [[number]]
+        assert aeat.clients == ["G08012346 Metropolis"] and aeat.messages == [[number]]
 
 
 def test_records_claimed_by_a_sender_that_died_are_sent_by_the_next_one_once(

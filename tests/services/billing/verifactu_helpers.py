@@ -14,7 +14,7 @@ from app.services.registrations import cancellation_intake as cancellations
 from tests.services.billing.test_invoicing import BASE, SECRET, SELLER, admit, apply
 from tests.services.registrations.test_cancellations import BEFORE, OFFICE, written
 
-ISSUER_NIF = "G08012345"
+ISSUER_NIF = "G08012346"
 TAX_RECORDS = TaxRecordSettings(
     issuer_tax_id=ISSUER_NIF,
     issuer_name="Metropolis",

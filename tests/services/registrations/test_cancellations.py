@@ -26,8 +26,8 @@ from app.models import (
     StaffUser,
 )
 from app.platform.storage import LocalStorage
+from app.services.billing import invoice_files, payments
 from app.services.billing import invoices as invoicing
-from app.services.billing import payments
 from app.services.billing import refunds as refund_service
 from app.services.errors import Conflict, InvalidInput
 from app.services.registrations import applications as applications_service
@@ -199,7 +199,7 @@ def test_credit_note_and_fee_invoice_add_up_to_the_retained_amount(
     transfers = session.exec(select(Payment).where(Payment.source == "transfer")).all()
     assert sorted(p.amount for p in transfers) == [Decimal("-375.00"), Decimal("375.00")]
     assert {p.method for p in transfers} == {"other"}
-    assert invoicing.ensure_invoice_pdf(session, fee, storage).startswith(b"%PDF")
+    assert invoice_files.ensure_invoice_pdf(session, fee, storage).startswith(b"%PDF")
     mail = mails(session, "cancellation_accepted")[0]
     assert {a["filename"] for a in mail.attachments} == {
         f"credit-note-{credit.number}.pdf",
