@@ -1,6 +1,7 @@
 """The catalogs: every message in the templates and code is translated, placeholders intact."""
 
 import re
+import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -14,7 +15,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from app.platform import i18n
-from app.quote_text import quote_label, quote_reason
+from app.platform.stored_messages import quote_label, quote_reason
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -186,20 +187,56 @@ def test_course_texts_fall_back_to_english_where_none_was_entered() -> None:
     assert i18n.localized(Texts(), "title", "en") == Texts.title
 
 
-def test_stored_quote_lines_are_shown_in_the_readers_language() -> None:
+def test_quote_lines_stored_before_ids_were_kept_still_read_in_the_readers_language() -> None:
     reason = (
         "Standard rate: Ciudad X is not a Metropolis member. Malawi is low income in the "
         "World Bank classification for FY2023, but a low-income waiver needs membership in "
         "good standing."
     )
+    legacy_line = {"code": "standard_rate", "label": "Group discount (12.5 %)", "reason": reason}
     with i18n.use_language("en"):
-        assert quote_reason(reason) == reason
+        assert quote_reason(legacy_line) == reason
     with i18n.use_language("fr"):
-        assert quote_label("Group discount (12.5 %)") == "Remise de groupe (12,5 %)"
-        assert quote_reason(reason).startswith(
+        assert quote_label(legacy_line) == "Remise de groupe (12,5 %)"
+        assert quote_reason(legacy_line).startswith(
             "Tarif standard : Ciudad X n'est pas membre de Metropolis. Malawi est un pays"
         )
-        assert quote_reason("Something new.") == "Something new."
+        assert quote_reason({"reason": "Something new."}) == "Something new."
+
+
+def test_stored_quote_lines_are_shown_from_their_message_in_the_readers_language() -> None:
+    from app.services.billing.quotes import quote_line_json, stored_quote_in_english
+    from app.services.editions.fees import CountryFacts, FeeSchedule, GroupTier, quote_fee
+
+    quote = quote_fee(
+        schedule=FeeSchedule(
+            standard=Decimal("1500"),
+            member=Decimal("1000"),
+            group_tiers=(GroupTier(min_size=3, percent=Decimal("12.5")),),
+        ),
+        currency="EUR",
+        dues_year=2024,
+        income_fy=2023,
+        organisation=None,
+        country=CountryFacts(iso3="MWI", name="Malawi", income_group="L"),
+        group_size=3,
+    )
+    # Stored and read back as JSON, as an application keeps its quote.
+    stored = json.loads(json.dumps([quote_line_json(line) for line in quote.lines]))
+    standard, group = stored
+    assert group["label"] == "Group discount (12.5 %)"  # the English the API answers
+    assert "messages" not in stored_quote_in_english({"lines": stored})["lines"][0]
+    with i18n.use_language("en"):
+        assert quote_reason(standard) == standard["reason"]
+    with i18n.use_language("fr"):
+        assert quote_label(group) == "Remise de groupe (12,5 %)"
+        assert quote_reason(standard).startswith(
+            "Tarif standard : l'organisation ne figure pas dans le registre des membres"
+        )
+        assert "Malawi est un pays" in quote_reason(standard)
+    with i18n.use_language("es"):
+        assert quote_label(group) == "Descuento de grupo (12,5 %)"
+        assert quote_label(quote.lines[1]) == "Descuento de grupo (12,5 %)"  # a quote made now
 
 
 def test_staff_pages_are_in_the_catalogs(messages: dict[str | tuple[str, ...], str]) -> None:

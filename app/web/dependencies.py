@@ -17,7 +17,7 @@ from app.config import Settings
 from app.models import Role, StaffUser
 from app.platform import i18n
 from app.platform.storage import Storage
-from app.quote_text import quote_label, quote_reason
+from app.platform.stored_messages import quote_label, quote_reason
 from app.services.billing.invoices import Seller
 from app.services.office.staff import user_for_token
 from app.services.registry.countries import local_country_name

@@ -31,7 +31,7 @@ from app.platform.audit import record_change
 from app.platform.pdf import render_pdf
 from app.platform.storage import Storage
 from app.services.billing.numbering import format_number, next_number
-from app.services.billing.quotes import quote_for_edition
+from app.services.billing.quotes import quote_for_edition, quote_line_json
 from app.services.editions.fees import Quote
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.registry.countries import country_name
@@ -229,10 +229,7 @@ def _individual_buyer(application: Application) -> dict[str, Any]:
 
 
 def _details(quote: Quote) -> list[dict[str, Any]]:
-    return [
-        {"code": q.code, "label": q.label, "amount": f"{q.amount:.2f}", "reason": q.reason}
-        for q in quote.lines
-    ]
+    return [quote_line_json(q) for q in quote.lines]
 
 
 def issue_invoice(

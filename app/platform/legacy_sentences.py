@@ -1,14 +1,16 @@
-"""Messages the services write in English, shown in the reader's language.
+"""Rows stored before messages kept their id: their English sentences, read back per language.
 
-The services word their refusals, reasons and errors in English, with the values already in
+Cancellation reasons and quote lines were once stored as English sentences with the values in
 (`Cancelled before the deadline (...): 75 % of the 1500.00 paid is refunded by 19 October
-2024; ...`), and some are stored that way (a cancellation's reason). Each pattern below is a
-catalog message whose `%(name)s` places match those values; a page recognises the English
-text, translates the pattern and puts the values back, with dates and sums written the
-reader's way. Text that matches no pattern is shown as written.
+2024; ...`). Rows written since keep the message id and its values (`app.platform.i18n.Message`)
+and never come here. For the older rows, each pattern below is a catalog message whose
+`%(name)s` places match those values: the English text is recognised, the pattern translated
+and the values put back, with dates and sums written the reader's way. Text that matches no
+pattern is shown as stored.
 """
 
 import re
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -20,6 +22,7 @@ from app.platform.i18n import (
     N_,
     current_language,
     day_month_year,
+    gettext,
     money,
     translations,
 )
@@ -228,9 +231,9 @@ def _value(name: str, value: str) -> str:
     """A captured value written the reader's way: a message, a sum, a percentage, a date."""
     catalog = translations(current_language())
     if name == "reason":
-        return message_text(value)
+        return legacy_sentence_text(value)
     if name == "missed":
-        return "; ".join(message_text(part) for part in value.split("; "))
+        return "; ".join(legacy_sentence_text(part) for part in value.split("; "))
     if name == "items":
         parts = [catalog.gettext(part) for part in _LIST.split(value)]
         if len(parts) < 2:
@@ -255,8 +258,9 @@ def _value(name: str, value: str) -> str:
     return _dates(value)
 
 
-def message_text(text: str | None) -> str:
-    """A service's English message in the language now; as written when no pattern fits."""
+def legacy_sentence_text(text: str | None) -> str:
+    """A sentence stored in English before ids were kept, in the language now; as stored
+    when no pattern fits."""
     if not text:
         return ""
     language = current_language()
@@ -272,3 +276,131 @@ def message_text(text: str | None) -> str:
             values = {name: _value(name, value) for name, value in found.groupdict().items()}
             return catalog.gettext(message) % values
     return text
+
+
+# Quote lines (app.services.editions.fees) stored with English labels and reasons.
+
+_Pattern = tuple[re.Pattern[str], str]
+
+
+def _number(value: str) -> str:
+    """A percentage or year as the reader writes decimals."""
+    return value.replace(".", ",") if current_language() != DEFAULT_LANGUAGE else value
+
+
+LABELS: tuple[_Pattern, ...] = (
+    (re.compile(r"Member rate"), N_("Member rate")),
+    (re.compile(r"Standard rate"), N_("Standard rate")),
+    (
+        re.compile(r"Low-income fee waiver \((?P<percent>[\d.]+) %\)"),
+        N_("Low-income fee waiver (%(percent)s %%)"),
+    ),
+    (
+        re.compile(r"Group discount \((?P<percent>[\d.]+) %\)"),
+        N_("Group discount (%(percent)s %%)"),
+    ),
+)
+
+SENTENCES: tuple[_Pattern, ...] = (
+    (
+        re.compile(
+            r"Member rate: (?P<organisation>.+) is a Metropolis member "
+            r"with dues paid through (?P<year>\d+)\."
+        ),
+        N_("Member rate: %(organisation)s is a Metropolis member with dues paid through %(year)s."),
+    ),
+    (
+        re.compile(r"Standard rate: the organisation is not in the Metropolis member registry\."),
+        N_("Standard rate: the organisation is not in the Metropolis member registry."),
+    ),
+    (
+        re.compile(r"Standard rate: (?P<organisation>.+) is not a Metropolis member\."),
+        N_("Standard rate: %(organisation)s is not a Metropolis member."),
+    ),
+    (
+        re.compile(
+            r"Standard rate: (?P<organisation>.+) has no membership dues on record; "
+            r"the member rate needs dues paid through (?P<year>\d+)\."
+        ),
+        N_(
+            "Standard rate: %(organisation)s has no membership dues on record; "
+            "the member rate needs dues paid through %(year)s."
+        ),
+    ),
+    (
+        re.compile(
+            r"Standard rate: (?P<organisation>.+)'s membership dues are paid through "
+            r"(?P<paid>\d+); the member rate needs dues paid through (?P<year>\d+)\."
+        ),
+        N_(
+            "Standard rate: the membership dues of %(organisation)s are paid through "
+            "%(paid)s; the member rate needs dues paid through %(year)s."
+        ),
+    ),
+    (
+        re.compile(
+            r"(?P<country>.+) is low income in the World Bank classification for "
+            r"(?P<fy>FY\d+), but a low-income waiver needs membership in good standing\."
+        ),
+        N_(
+            "%(country)s is low income in the World Bank classification for %(fy)s, "
+            "but a low-income waiver needs membership in good standing."
+        ),
+    ),
+    (
+        re.compile(
+            r"Fee waived: (?P<country>.+) is low income in the World Bank "
+            r"classification for (?P<fy>FY\d+)\."
+        ),
+        N_("Fee waived: %(country)s is low income in the World Bank classification for %(fy)s."),
+    ),
+    (
+        re.compile(
+            r"Fee (?P<percent>[\d.]+) % waived: (?P<country>.+) is low income in the World Bank "
+            r"classification for (?P<fy>FY\d+)\."
+        ),
+        N_(
+            "Fee %(percent)s %% waived: %(country)s is low income in the World Bank "
+            "classification for %(fy)s."
+        ),
+    ),
+    (
+        re.compile(r"Group of (?P<size>\d+) from one organisation: (?P<percent>[\d.]+) % off\."),
+        N_("Group of %(size)s from one organisation: %(percent)s %% off."),
+    ),
+)
+# A standard-rate reason may be followed by the low-income sentence: split there.
+_SECOND_SENTENCE = re.compile(r"(?<=\.) (?=[^.]+ is low income in the World Bank)")
+
+
+def _translated(text: str, patterns: tuple[_Pattern, ...]) -> str | None:
+    for pattern, message in patterns:
+        found = pattern.fullmatch(text)
+        if found is not None:
+            values = {
+                name: _number(value) if name == "percent" else value
+                for name, value in found.groupdict().items()
+            }
+            return gettext(message) % values
+    return None
+
+
+def _shown(text: str | None, translate: Callable[[str], str]) -> str:
+    if not text or current_language() == DEFAULT_LANGUAGE:
+        return text or ""
+    return translate(text)
+
+
+def legacy_quote_label(label: str | None) -> str:
+    """A stored quote line's English label (no id kept) in the reader's language."""
+    return _shown(label, lambda text: _translated(text, LABELS) or text)
+
+
+def legacy_quote_reason(reason: str | None) -> str:
+    """A stored quote line's English reason (no id kept) in the reader's language."""
+
+    def translate(text: str) -> str:
+        parts = _SECOND_SENTENCE.split(text)
+        return " ".join(_translated(part, SENTENCES) or part for part in parts)
+
+    return _shown(reason, translate)
