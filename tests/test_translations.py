@@ -1,7 +1,7 @@
 """The catalogs: every message in the templates and code is translated, placeholders intact."""
 
-import re
 import json
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -436,7 +436,8 @@ def test_templates_show_no_english_outside_the_catalog() -> None:
 
 
 def test_a_stored_cancellation_reason_reads_in_the_readers_language() -> None:
-    from app.message_text import message_text
+    from app.models import Cancellation
+    from app.platform.stored_messages import cancellation_reason
     from app.services.registrations.cancellation_policy import PolicyFacts, decide_cancellation
 
     policy = PolicyFacts(start_date=date(2024, 11, 18), timezone="Europe/Madrid")
@@ -445,19 +446,45 @@ def test_a_stored_cancellation_reason_reads_in_the_readers_language() -> None:
         received_at=datetime(2024, 9, 2, 10, tzinfo=UTC),
         payments_received=Decimal("1500"),
     )
+    assert decision.reason == (
+        "Cancelled before the deadline (19 October 2024, 00:00 (Europe/Madrid)): 75 % of the "
+        "1500.00 paid is refunded by 2 October 2024; 375.00 is retained."
+    )
+    # Stored as the row keeps it: the English reason and its message as JSON.
+    stored = json.loads(json.dumps(decision.reason.as_json()))
+    recorded = Cancellation.model_construct(reason=str(decision.reason), reason_message=stored)
     with i18n.use_language("en"):
-        assert message_text(decision.reason) == decision.reason
+        assert cancellation_reason(recorded) == decision.reason
     with i18n.use_language("fr"):
-        french = i18n.translate(decision.reason)
+        french = cancellation_reason(recorded)
     assert french.startswith("Annulation reçue avant la date limite (19 octobre 2024, 00:00")
     assert "1\u202f500,00" in french and "2 octobre 2024" in french and "375,00" in french
     with i18n.use_language("es"):
-        spanish = i18n.translate(decision.reason)
+        spanish = cancellation_reason(recorded)
     assert "19 de octubre de 2024" in spanish and "1.500,00" in spanish
+
+
+def test_a_cancellation_recorded_before_ids_were_kept_reads_in_the_readers_language() -> None:
+    from app.models import Cancellation
+    from app.platform.stored_messages import cancellation_reason
+
+    legacy = Cancellation.model_construct(
+        reason=(
+            "Cancelled before the deadline (19 October 2024, 00:00 (Europe/Madrid)): 75 % of the "
+            "1500.00 paid is refunded by 2 October 2024; 375.00 is retained."
+        ),
+        reason_message=None,
+    )
+    with i18n.use_language("en"):
+        assert cancellation_reason(legacy) == legacy.reason
     with i18n.use_language("fr"):
-        assert message_text("Something the office wrote by hand.") == (
-            "Something the office wrote by hand."
+        french = cancellation_reason(legacy)
+        by_hand = cancellation_reason(
+            Cancellation.model_construct(reason="Something the office wrote by hand.")
         )
+    assert french.startswith("Annulation reçue avant la date limite (19 octobre 2024, 00:00")
+    assert "1\u202f500,00" in french and "375,00" in french
+    assert by_hand == "Something the office wrote by hand."
 
 
 def test_service_errors_with_values_are_translated_around_their_values() -> None:

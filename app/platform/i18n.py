@@ -430,16 +430,12 @@ def _value_json(value: Value) -> Any:
     if isinstance(value, Listing):
         return {"listing": [_value_json(item) for item in value.items], "joiner": value.joiner}
     kind = next(name for name, kind in _KINDS.items() if isinstance(value, kind))
-    if isinstance(value, Moment):
-        return {kind: value.value.isoformat(), "zone": value.zone}
     raw = value.value
-    return {
-        kind: raw
-        if isinstance(raw, str)
-        else format(raw, "f")
-        if isinstance(raw, Decimal)
-        else raw.isoformat()
-    }
+    written = format(raw, "f") if isinstance(raw, Decimal) else raw
+    written = written.isoformat() if isinstance(written, date) else written  # and datetimes
+    if isinstance(value, Moment):
+        return {kind: written, "zone": value.zone}
+    return {kind: written}
 
 
 def _value_from_json(data: Any) -> Value:
@@ -450,16 +446,18 @@ def _value_from_json(data: Any) -> Value:
     if "listing" in data:
         items = tuple(_value_from_json(item) for item in data["listing"])
         return Listing(items, str(data.get("joiner", "")))
-    for name in ("amount", "number"):
-        if name in data:
-            return _KINDS[name](Decimal(str(data[name])))
+    if "amount" in data:
+        return Amount(Decimal(str(data["amount"])))
+    if "number" in data:
+        return Number(Decimal(str(data["number"])))
     if "day" in data:
         return Day(date.fromisoformat(data["day"]))
     if "moment" in data:
         return Moment(datetime.fromisoformat(data["moment"]), str(data.get("zone", "")))
-    for name in ("day_and_clock", "clock"):
-        if name in data:
-            return _KINDS[name](datetime.fromisoformat(data[name]))
+    if "day_and_clock" in data:
+        return DayAndClock(datetime.fromisoformat(data["day_and_clock"]))
+    if "clock" in data:
+        return Clock(datetime.fromisoformat(data["clock"]))
     return Term(str(data.get("term", "")))
 
 

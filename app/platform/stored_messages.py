@@ -28,6 +28,11 @@ def stored_text(stored: Any, english: str | None) -> str:
     return legacy_sentence_text(english)
 
 
+def cancellation_reason(cancellation: Any) -> str:
+    """A recorded cancellation's reason (accepted or refused) in the language now."""
+    return stored_text(cancellation.reason_message, cancellation.reason)
+
+
 def quote_part_json(label: Message, reason: Message) -> dict[str, Any]:
     """The messages of a quote line, to be stored under `MESSAGES_KEY`."""
     return {"label": label.as_json(), "reason": reason.as_json()}
