@@ -488,21 +488,92 @@ def test_a_cancellation_recorded_before_ids_were_kept_reads_in_the_readers_langu
 
 
 def test_service_errors_with_values_are_translated_around_their_values() -> None:
+    from app.services.registrations.cancellation_intake import CancellationRequest, missing_items
+
+    monday = datetime(2024, 11, 18, 9, 15, tzinfo=UTC)
+    throttled = i18n.Message(
+        i18n.N_(
+            "Too many wrong codes. Try again at %(time)s, or ask your tutor to mark you present."
+        ),
+        {"time": i18n.Clock(monday.replace(hour=10, minute=45))},
+    )
+    opens = i18n.Message(
+        i18n.N_("Check-in for “%(session)s” opens at %(when)s, 15 minutes before it starts."),
+        {"session": "Urban mobility", "when": i18n.DayAndClock(monday)},
+    )
+    missing = i18n.Message(
+        i18n.N_("The cancellation cannot be recorded: it does not give %(items)s."),
+        {
+            "items": i18n.Listing(
+                (
+                    i18n.Term(i18n.N_("the name of the course")),
+                    i18n.Term(i18n.N_("contact information")),
+                )
+            )
+        },
+    )
+    assert opens == (
+        "Check-in for “Urban mobility” opens at Monday 18 November, 09:15, 15 minutes "
+        "before it starts."
+    )
+    assert missing == (
+        "The cancellation cannot be recorded: it does not give the name of the course and "
+        "contact information."
+    )
+    request = CancellationRequest(
+        channel="email",
+        received_at=monday,
+        course_name="",
+        full_name="Ama Banda",
+        registration_date=date(2024, 5, 1),
+        contact="ama@example.org",
+    )
     with i18n.use_language("es"):
-        throttled = i18n.translate(
-            "Too many wrong codes. Try again at 10:45, or ask your tutor to mark you present."
-        )
-        opens = i18n.translate(
-            "Check-in for “Urban mobility” opens at Monday 18 November, 09:15, 15 minutes "
-            "before it starts."
-        )
-        missing = i18n.translate(
-            "The cancellation cannot be recorded: it does not give the name of the course and "
-            "contact information."
-        )
-    assert "10:45" in throttled and "Too many" not in throttled
-    assert "“Urban mobility”" in opens and "lunes 18 de noviembre, 09:15" in opens
-    assert "el nombre del curso y los datos de contacto" in missing
+        assert "10:45" in i18n.translate(throttled) and "Too many" not in i18n.translate(throttled)
+        assert "“Urban mobility”" in i18n.translate(opens)
+        assert "lunes 18 de noviembre, 09:15" in i18n.translate(opens)
+        assert "el nombre del curso y los datos de contacto" in i18n.translate(missing)
+        assert "el nombre del curso" in i18n.translate(missing_items(request)["course_name"])
+
+
+def test_a_message_reads_as_its_english_and_keeps_its_id_and_values() -> None:
+    import copy
+
+    refund = i18n.Message(
+        i18n.N_(
+            "A refund of %(sum)s due by %(day)s is still owed to them and %(needs)s: "
+            "complete the refund first."
+        ),
+        {
+            "sum": i18n.Money(Decimal("1500"), "EUR"),
+            "day": "2024-10-19",
+            "needs": i18n.Term(i18n.N_("it goes back to the card that paid")),
+        },
+    )
+    english = (
+        "A refund of 1,500.00 EUR due by 2024-10-19 is still owed to them and it goes back to "
+        "the card that paid: complete the refund first."
+    )
+    assert refund == english and isinstance(refund, str)
+    assert json.dumps({"detail": refund}) == json.dumps({"detail": english})  # as the API answers
+    with pytest.raises(AttributeError):
+        refund.values = {}  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        refund.values["sum"] = "nothing"  # type: ignore[index]
+    for kept in (
+        copy.deepcopy(refund),
+        i18n.Message.from_json(json.loads(json.dumps(refund.as_json()))),
+    ):
+        assert kept == english and kept is not None and kept.id == refund.id
+        with i18n.use_language("fr"):
+            assert kept.text() == i18n.translate(refund)
+    with i18n.use_language("fr"):
+        french = i18n.translate(refund)
+    assert "1\u202f500,00\u00a0€" in french and "carte" in french and "refund" not in french
+    assert i18n.Message.from_json("A sentence stored before ids were kept.") is None
+    assert i18n.translate("Something the office wrote by hand.") == (
+        "Something the office wrote by hand."
+    )
 
 
 def test_country_names_follow_the_language_and_fall_back_to_english() -> None:

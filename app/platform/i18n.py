@@ -251,6 +251,18 @@ class Amount:
 
 
 @dataclass(frozen=True)
+class Money:
+    """A sum with its currency: `1,500.00 EUR` in English, `1500,00 €` in Spanish."""
+
+    value: Decimal
+    currency: str
+
+    def text(self) -> str:
+        """The sum and currency the reader's way."""
+        return money(self.value, self.currency)
+
+
+@dataclass(frozen=True)
 class Number:
     """A percentage or other decimal: `12.5` in English, `12,5` in Spanish and French."""
 
@@ -342,9 +354,12 @@ class Listing:
         }
 
 
-Value = Union[str, int, "Message", Amount, Number, Day, Moment, DayAndClock, Clock, Term, Listing]
+Value = Union[
+    str, int, "Message", Amount, Money, Number, Day, Moment, DayAndClock, Clock, Term, Listing
+]
 _KINDS: dict[str, type[Any]] = {
     "amount": Amount,
+    "money": Money,
     "number": Number,
     "day": Day,
     "moment": Moment,
@@ -435,6 +450,8 @@ def _value_json(value: Value) -> Any:
     written = written.isoformat() if isinstance(written, date) else written  # and datetimes
     if isinstance(value, Moment):
         return {kind: written, "zone": value.zone}
+    if isinstance(value, Money):
+        return {kind: written, "currency": value.currency}
     return {kind: written}
 
 
@@ -448,6 +465,8 @@ def _value_from_json(data: Any) -> Value:
         return Listing(items, str(data.get("joiner", "")))
     if "amount" in data:
         return Amount(Decimal(str(data["amount"])))
+    if "money" in data:
+        return Money(Decimal(str(data["money"])), str(data.get("currency", "")))
     if "number" in data:
         return Number(Decimal(str(data["number"])))
     if "day" in data:
@@ -471,10 +490,7 @@ def translate(message: str | None) -> str:
         return ""
     if isinstance(message, Message):
         return message.text()
-    # Services not yet writing Messages: their English read back (to go with those services).
-    from app.platform.legacy_sentences import legacy_sentence_text
-
-    return legacy_sentence_text(message)
+    return gettext(message)
 
 
 def translate_fields(fields: dict[str, str]) -> dict[str, str]:

@@ -25,12 +25,36 @@ def stored_text(stored: Any, english: str | None) -> str:
     message = Message.from_json(stored)
     if message is not None:
         return message.text()
+    if isinstance(english, Message):  # not stored yet: made in this request
+        return english.text()
     return legacy_sentence_text(english)
 
 
 def cancellation_reason(cancellation: Any) -> str:
     """A recorded cancellation's reason (accepted or refused) in the language now."""
     return stored_text(cancellation.reason_message, cancellation.reason)
+
+
+def reasons_kept(entry: dict[str, Any]) -> dict[str, Any]:
+    """A row's list of `reasons` with their messages kept beside them, to be stored."""
+    reasons = entry.get("reasons") or []
+    return {
+        **entry,
+        "reason_messages": [
+            reason.as_json() if isinstance(reason, Message) else None for reason in reasons
+        ],
+    }
+
+
+def stored_reasons(entry: Any) -> list[str]:
+    """A stored row's `reasons` in the language now (rows stored before: the fallback)."""
+    reasons = _part(entry, "reasons") or []
+    kept = _part(entry, "reason_messages") or []
+    if len(kept) != len(reasons):
+        kept = [None] * len(reasons)
+    return [
+        stored_text(message, str(reason)) for message, reason in zip(kept, reasons, strict=True)
+    ]
 
 
 def quote_part_json(label: Message, reason: Message) -> dict[str, Any]:

@@ -17,7 +17,12 @@ from app.config import Settings
 from app.models import Role, StaffUser
 from app.platform import i18n
 from app.platform.storage import Storage
-from app.platform.stored_messages import cancellation_reason, quote_label, quote_reason
+from app.platform.stored_messages import (
+    cancellation_reason,
+    quote_label,
+    quote_reason,
+    stored_reasons,
+)
 from app.services.billing.invoices import Seller
 from app.services.office.staff import user_for_token
 from app.services.registry.countries import local_country_name
@@ -69,6 +74,7 @@ templates.env.filters.update(
     quote_label=quote_label,
     quote_reason=quote_reason,
     cancellation_reason=cancellation_reason,
+    stored_reasons=stored_reasons,
 )
 templates.env.globals.update(
     csrf_token=csrf_token, language_links=language_links, short_date=short_date
