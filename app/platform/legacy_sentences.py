@@ -1,6 +1,7 @@
 """Rows stored before messages kept their id: their English sentences, read back per language.
 
-Cancellation reasons and quote lines were once stored as English sentences with the values in
+Cancellation reasons, quote lines (with applications and under invoice lines) and the reasons
+a certificate run gave for skipping someone were once stored as English sentences with the values in
 (`Cancelled before the deadline (...): 75 % of the 1500.00 paid is refunded by 19 October
 2024; ...`). Rows written since keep the message id and its values (`app.platform.i18n.Message`)
 and never come here. For the older rows, each pattern below is a catalog message whose
@@ -15,8 +16,6 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
-from babel import Locale
-
 from app.platform.i18n import (
     DEFAULT_LANGUAGE,
     N_,
@@ -28,8 +27,10 @@ from app.platform.i18n import (
 )
 from app.platform.i18n import amount as plain_amount
 
+# Only the sentences that were stored: a cancellation's reason (accepted or refused) and the
+# reasons a certificate run kept for the participants it skipped.
 MESSAGES: tuple[str, ...] = (
-    # The cancellation policy (app.services.registrations.cancellation_policy, cancellations)
+    # The cancellation policy (app.services.registrations.cancellation_policy, cancellation_intake)
     N_(
         "Cancellations are accepted only before %(deadline)s, %(days)s days before the course "
         "starts; this one was received on %(received)s. The registration stands and nothing "
@@ -44,73 +45,9 @@ MESSAGES: tuple[str, ...] = (
         "%(reason)s The %(excess)s paid beyond the price is refunded in full as well "
         "(%(refund)s in all)."
     ),
-    N_("This application is %(status)s; there is no place to cancel."),
-    N_(
-        "This place was already cancelled on %(day)s; nothing more happens and nothing more "
-        "is refunded."
-    ),
-    N_("The cancellation does not give %(item)s."),
-    N_("The cancellation cannot be recorded: it does not give %(items)s."),
-    N_("%(first)s and %(last)s"),
-    N_(
-        "No fee invoice of exactly %(amount)s exists at a tax rate of %(rate)s %%; issue it by "
-        "hand."
-    ),
-    N_("The credit note for %(number)s would not match it; nothing done."),
-    N_("The cancellation fee would not be %(amount)s; nothing done."),
-    N_("There is no refund %(id)s."),
-    N_("Refund %(id)s was already marked as paid on %(day)s; nothing changed."),
-    N_(
-        "Refund %(id)s was already marked as paid on %(day)s (reference %(reference)s); "
-        "nothing changed."
-    ),
-    N_("an earlier day"),
-    N_(
-        "Refund %(id)s goes back to the card through Stripe; it is marked as paid when Stripe "
-        "confirms it."
-    ),
-    N_("Refund %(id)s is paid by bank transfer, not back to a card."),
-    # Checking in to a session (app.services.teaching.check_in)
-    N_("Too many wrong codes. Try again at %(time)s, or ask your tutor to mark you present."),
-    N_("Check-in for “%(session)s” opens at %(when)s, 15 minutes before it starts."),
-    N_(
-        "Check-in for “%(session)s” closed when it ended, at %(when)s. Ask your tutor to "
-        "correct your mark."
-    ),
-    N_(
-        "That is the code of another session (“%(other)s”, %(when)s). Enter the code shown "
-        "at “%(session)s”."
-    ),
-    # Verifying a certificate number (app.services.certificates.numbers)
-    N_("Enter the number printed on the certificate, like %(example)s."),
-    N_(
-        "A certificate number has only digits and the letters A to Z except U (like "
-        "%(example)s); %(shown)s cannot be part of it."
-    ),
-    N_(
-        "A certificate number has %(length)s characters besides the dashes, like %(example)s; "
-        "this one has %(count)s, so %(what)s."
-    ),
-    # Final work (app.services.teaching.final_work)
-    N_("Final work is handed in by participants; this application is %(status)s."),
-    N_("This file is not a PDF document (whatever its name says)."),
-    N_("%(name)s is not a PDF document (whatever its name says)."),
-    N_("At most %(count)s characters."),
-    N_("%(name)s has not uploaded a final work yet."),
-    N_(
-        "Someone else changed this final work meanwhile: it is now %(status)s. Nothing was "
-        "changed; look at it again and decide."
-    ),
-    # Seats offered from the waiting list (app.services.registrations.waitlist)
-    N_("You have already %(status)s this seat."),
-    # Eligibility for the certificate and the participants at risk
-    # (app.services.certificates.eligibility)
+    # Eligibility for the certificate (app.services.certificates.eligibility)
     N_("registration is not confirmed (status: %(status)s)"),
     N_("invoice %(number)s has %(sum)s outstanding"),
-    N_(
-        "invoice %(number)s is %(days)s days overdue (%(sum)s outstanding); the place is not "
-        "guaranteed"
-    ),
     N_("absent from %(session)s"),
     N_("excused from %(session)s"),
     N_("%(session)s has not taken place yet"),
@@ -120,39 +57,6 @@ MESSAGES: tuple[str, ...] = (
         "%(needed)s needed (%(missed)s)"
     ),
     N_("final work was rejected: %(note)s"),
-    N_("Write at least %(count)s characters: it is kept."),
-    N_("Only confirmed participants can be made eligible; this application is %(status)s."),
-    # Erasing personal data (app.services.office.personal_data)
-    N_("it is paid to the bank account they gave (IBAN and holder)"),
-    N_("it goes back to the card that paid"),
-    N_(
-        "A refund of %(sum)s due by %(day)s is still owed to them and %(needs)s: complete the "
-        "refund first."
-    ),
-    N_(
-        "Invoice %(number)s still has %(sum)s to pay: record the payment or cancel the "
-        "registration (credit note) first."
-    ),
-    N_(
-        "A payment of %(sum)s on invoice %(number)s is flagged and not resolved (%(flag)s): "
-        "money may be owed back to them."
-    ),
-    N_(
-        "They are %(status)s for %(course)s (%(start)s to %(end)s), which has not ended: record "
-        "their cancellation first."
-    ),
-    N_(
-        "A seat offered to them is open until %(until)s: let them answer or let it run out, so "
-        "the seat passes on."
-    ),
-    N_("Write why the data is erased."),
-    N_(
-        "Write the reason for the erasure (at least %(count)s characters), e.g. the date and "
-        "channel of the person's request."
-    ),
-    N_("Keep the reason to %(count)s characters."),
-    N_("The personal data of %(reference)s cannot be erased yet."),
-    N_("The personal data of %(reference)s was erased meanwhile; nothing is left to erase."),
 )
 
 _MONTHS = {
@@ -198,16 +102,8 @@ def _patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
     return tuple(compiled)
 
 
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_DAY_AND_CLOCK = re.compile(
-    r"\b(" + "|".join(_WEEKDAYS) + r") (\d{1,2}) (" + "|".join(_MONTHS) + r")(?! \d{4})"
-)
-_LIST = re.compile(r", (?:and )?| and ")
-
-
 def _dates(text: str) -> str:
-    """English dates (`19 October 2024`, `Monday 18 November`) in the reader's words."""
-    language = current_language()
+    """English dates (`19 October 2024`) in the reader's words."""
 
     def local(found: re.Match[str]) -> str:
         try:
@@ -216,15 +112,7 @@ def _dates(text: str) -> str:
             return found.group(0)
         return day_month_year(day)
 
-    def weekday(found: re.Match[str]) -> str:
-        names = Locale(language)
-        day_name = names.days["format"]["wide"][_WEEKDAYS.index(found.group(1))]
-        month_name = names.months["format"]["wide"][_MONTHS[found.group(3)]]
-        if language == "es":
-            return f"{day_name} {found.group(2)} de {month_name}"
-        return f"{day_name} {found.group(2)} {month_name}"
-
-    return _DAY_AND_CLOCK.sub(weekday, _DATE.sub(local, text))
+    return _DATE.sub(local, text)
 
 
 def _value(name: str, value: str) -> str:
@@ -234,14 +122,6 @@ def _value(name: str, value: str) -> str:
         return legacy_sentence_text(value)
     if name == "missed":
         return "; ".join(legacy_sentence_text(part) for part in value.split("; "))
-    if name == "items":
-        parts = [catalog.gettext(part) for part in _LIST.split(value)]
-        if len(parts) < 2:
-            return parts[0]
-        return catalog.gettext("%(first)s and %(last)s") % {
-            "first": ", ".join(parts[:-1]),
-            "last": parts[-1],
-        }
     translated = catalog.gettext(value)
     if translated != value:
         return translated
