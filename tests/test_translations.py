@@ -624,3 +624,19 @@ def test_a_participant_cancels_in_french_and_reads_each_message_in_french(
     )
     assert "Nous verserons votre remboursement de 750,00\u00a0€" in good.text
     assert "se terminant par 1332" in good.text
+
+
+def test_reasons_a_certificate_run_stored_read_in_the_readers_language() -> None:
+    from app.platform.stored_messages import reasons_kept, stored_reasons
+
+    absent = i18n.Message(i18n.N_("absent from %(session)s"), {"session": "Lesson 2"})
+    kept = json.loads(json.dumps(reasons_kept({"name": "Ama Banda", "reasons": [absent]})))
+    before = {"name": "Ama Banda", "reasons": ["absent from Lesson 2"]}  # stored before ids
+    assert kept["reasons"] == ["absent from Lesson 2"]
+    with i18n.use_language("es"):
+        spanish = i18n.gettext("absent from %(session)s") % {"session": "Lesson 2"}
+        assert spanish != "absent from Lesson 2"
+        assert stored_reasons(kept) == [spanish]
+        assert stored_reasons(before) == [spanish]
+    with i18n.use_language("en"):
+        assert stored_reasons(kept) == stored_reasons(before) == ["absent from Lesson 2"]
