@@ -392,8 +392,13 @@ class Message(str):
     def __new__(cls, message_id: str, values: Mapping[str, Value] | None = None) -> "Message":
         """The message `message_id` (a `%(name)s` format) with `values`."""
         frozen = MappingProxyType(dict(values or {}))
-        with use_language(DEFAULT_LANGUAGE):
+        # The English text, whatever the language of the request that made it (the context
+        # variable directly: a quote makes six of these on the submission path).
+        token = _language.set(DEFAULT_LANGUAGE)
+        try:
             english = _formatted(message_id, frozen)
+        finally:
+            _language.reset(token)
         message = super().__new__(cls, english)
         object.__setattr__(message, "_parts", (message_id, frozen))
         return message
@@ -416,6 +421,7 @@ class Message(str):
 
     def text(self) -> str:
         """The message in the language now, its values written the reader's way."""
+        # The empty id would fetch the catalog's header, not a message.
         return _formatted(gettext(self.id) if self.id else self.id, self.values)
 
     def as_json(self) -> dict[str, Any]:
@@ -432,8 +438,7 @@ class Message(str):
 
 
 def _formatted(message_id: str, values: Mapping[str, Value]) -> str:
-    if not values:
-        return message_id
+    # Always a format, as `_()` in templates: "%%" is a percent sign even without values.
     return message_id % {name: value_text(value) for name, value in values.items()}
 
 
