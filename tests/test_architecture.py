@@ -82,10 +82,6 @@ def parsed() -> dict[str, ast.Module]:
     return modules()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.message_text and app.quote_text are still loose; the messages flow removes them",
-)
 def test_every_module_has_a_place(parsed: dict[str, ast.Module]) -> None:
     roots = {"app", "app.services", "app.routers"}
     assert sorted(n for n in parsed if n not in roots and place(n) is None) == []
@@ -116,10 +112,6 @@ def test_imports_run_one_way(parsed: dict[str, ast.Module]) -> None:
     assert wrong == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.platform.i18n and app.message_text import each other (the messages flow ends it)",
-)
 def test_no_import_circles(parsed: dict[str, ast.Module]) -> None:
     known = set(parsed)
     graph = {

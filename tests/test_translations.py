@@ -1,5 +1,6 @@
 """The catalogs: every message in the templates and code is translated, placeholders intact."""
 
+import json
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -14,7 +15,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from app.platform import i18n
-from app.quote_text import quote_label, quote_reason
+from app.platform.stored_messages import quote_label, quote_reason
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -186,20 +187,56 @@ def test_course_texts_fall_back_to_english_where_none_was_entered() -> None:
     assert i18n.localized(Texts(), "title", "en") == Texts.title
 
 
-def test_stored_quote_lines_are_shown_in_the_readers_language() -> None:
+def test_quote_lines_stored_before_ids_were_kept_still_read_in_the_readers_language() -> None:
     reason = (
         "Standard rate: Ciudad X is not a Metropolis member. Malawi is low income in the "
         "World Bank classification for FY2023, but a low-income waiver needs membership in "
         "good standing."
     )
+    legacy_line = {"code": "standard_rate", "label": "Group discount (12.5 %)", "reason": reason}
     with i18n.use_language("en"):
-        assert quote_reason(reason) == reason
+        assert quote_reason(legacy_line) == reason
     with i18n.use_language("fr"):
-        assert quote_label("Group discount (12.5 %)") == "Remise de groupe (12,5 %)"
-        assert quote_reason(reason).startswith(
+        assert quote_label(legacy_line) == "Remise de groupe (12,5 %)"
+        assert quote_reason(legacy_line).startswith(
             "Tarif standard : Ciudad X n'est pas membre de Metropolis. Malawi est un pays"
         )
-        assert quote_reason("Something new.") == "Something new."
+        assert quote_reason({"reason": "Something new."}) == "Something new."
+
+
+def test_stored_quote_lines_are_shown_from_their_message_in_the_readers_language() -> None:
+    from app.services.billing.quotes import quote_line_json, stored_quote_in_english
+    from app.services.editions.fees import CountryFacts, FeeSchedule, GroupTier, quote_fee
+
+    quote = quote_fee(
+        schedule=FeeSchedule(
+            standard=Decimal("1500"),
+            member=Decimal("1000"),
+            group_tiers=(GroupTier(min_size=3, percent=Decimal("12.5")),),
+        ),
+        currency="EUR",
+        dues_year=2024,
+        income_fy=2023,
+        organisation=None,
+        country=CountryFacts(iso3="MWI", name="Malawi", income_group="L"),
+        group_size=3,
+    )
+    # Stored and read back as JSON, as an application keeps its quote.
+    stored = json.loads(json.dumps([quote_line_json(line) for line in quote.lines]))
+    standard, group = stored
+    assert group["label"] == "Group discount (12.5 %)"  # the English the API answers
+    assert "messages" not in stored_quote_in_english({"lines": stored})["lines"][0]
+    with i18n.use_language("en"):
+        assert quote_reason(standard) == standard["reason"]
+    with i18n.use_language("fr"):
+        assert quote_label(group) == "Remise de groupe (12,5 %)"
+        assert quote_reason(standard).startswith(
+            "Tarif standard : l'organisation ne figure pas dans le registre des membres"
+        )
+        assert "Malawi est un pays" in quote_reason(standard)
+    with i18n.use_language("es"):
+        assert quote_label(group) == "Descuento de grupo (12,5 %)"
+        assert quote_label(quote.lines[1]) == "Descuento de grupo (12,5 %)"  # a quote made now
 
 
 def test_staff_pages_are_in_the_catalogs(messages: dict[str | tuple[str, ...], str]) -> None:
@@ -403,7 +440,8 @@ def test_templates_show_no_english_outside_the_catalog() -> None:
 
 
 def test_a_stored_cancellation_reason_reads_in_the_readers_language() -> None:
-    from app.message_text import message_text
+    from app.models import Cancellation
+    from app.platform.stored_messages import cancellation_reason
     from app.services.registrations.cancellation_policy import PolicyFacts, decide_cancellation
 
     policy = PolicyFacts(start_date=date(2024, 11, 18), timezone="Europe/Madrid")
@@ -412,37 +450,134 @@ def test_a_stored_cancellation_reason_reads_in_the_readers_language() -> None:
         received_at=datetime(2024, 9, 2, 10, tzinfo=UTC),
         payments_received=Decimal("1500"),
     )
+    assert decision.reason == (
+        "Cancelled before the deadline (19 October 2024, 00:00 (Europe/Madrid)): 75 % of the "
+        "1500.00 paid is refunded by 2 October 2024; 375.00 is retained."
+    )
+    # Stored as the row keeps it: the English reason and its message as JSON.
+    stored = json.loads(json.dumps(decision.reason.as_json()))
+    recorded = Cancellation.model_construct(reason=str(decision.reason), reason_message=stored)
     with i18n.use_language("en"):
-        assert message_text(decision.reason) == decision.reason
+        assert cancellation_reason(recorded) == decision.reason
     with i18n.use_language("fr"):
-        french = i18n.translate(decision.reason)
+        french = cancellation_reason(recorded)
     assert french.startswith("Annulation reçue avant la date limite (19 octobre 2024, 00:00")
     assert "1\u202f500,00" in french and "2 octobre 2024" in french and "375,00" in french
     with i18n.use_language("es"):
-        spanish = i18n.translate(decision.reason)
+        spanish = cancellation_reason(recorded)
     assert "19 de octubre de 2024" in spanish and "1.500,00" in spanish
+
+
+def test_a_cancellation_recorded_before_ids_were_kept_reads_in_the_readers_language() -> None:
+    from app.models import Cancellation
+    from app.platform.stored_messages import cancellation_reason
+
+    legacy = Cancellation.model_construct(
+        reason=(
+            "Cancelled before the deadline (19 October 2024, 00:00 (Europe/Madrid)): 75 % of the "
+            "1500.00 paid is refunded by 2 October 2024; 375.00 is retained."
+        ),
+        reason_message=None,
+    )
+    with i18n.use_language("en"):
+        assert cancellation_reason(legacy) == legacy.reason
     with i18n.use_language("fr"):
-        assert message_text("Something the office wrote by hand.") == (
-            "Something the office wrote by hand."
+        french = cancellation_reason(legacy)
+        by_hand = cancellation_reason(
+            Cancellation.model_construct(reason="Something the office wrote by hand.")
         )
+    assert french.startswith("Annulation reçue avant la date limite (19 octobre 2024, 00:00")
+    assert "1\u202f500,00" in french and "375,00" in french
+    assert by_hand == "Something the office wrote by hand."
 
 
 def test_service_errors_with_values_are_translated_around_their_values() -> None:
+    from app.services.registrations.cancellation_intake import CancellationRequest, missing_items
+
+    monday = datetime(2024, 11, 18, 9, 15, tzinfo=UTC)
+    throttled = i18n.Message(
+        i18n.N_(
+            "Too many wrong codes. Try again at %(time)s, or ask your tutor to mark you present."
+        ),
+        {"time": i18n.Clock(monday.replace(hour=10, minute=45))},
+    )
+    opens = i18n.Message(
+        i18n.N_("Check-in for “%(session)s” opens at %(when)s, 15 minutes before it starts."),
+        {"session": "Urban mobility", "when": i18n.DayAndClock(monday)},
+    )
+    missing = i18n.Message(
+        i18n.N_("The cancellation cannot be recorded: it does not give %(items)s."),
+        {
+            "items": i18n.Listing(
+                (
+                    i18n.Term(i18n.N_("the name of the course")),
+                    i18n.Term(i18n.N_("contact information")),
+                )
+            )
+        },
+    )
+    assert opens == (
+        "Check-in for “Urban mobility” opens at Monday 18 November, 09:15, 15 minutes "
+        "before it starts."
+    )
+    assert missing == (
+        "The cancellation cannot be recorded: it does not give the name of the course and "
+        "contact information."
+    )
+    request = CancellationRequest(
+        channel="email",
+        received_at=monday,
+        course_name="",
+        full_name="Ama Banda",
+        registration_date=date(2024, 5, 1),
+        contact="ama@example.org",
+    )
     with i18n.use_language("es"):
-        throttled = i18n.translate(
-            "Too many wrong codes. Try again at 10:45, or ask your tutor to mark you present."
-        )
-        opens = i18n.translate(
-            "Check-in for “Urban mobility” opens at Monday 18 November, 09:15, 15 minutes "
-            "before it starts."
-        )
-        missing = i18n.translate(
-            "The cancellation cannot be recorded: it does not give the name of the course and "
-            "contact information."
-        )
-    assert "10:45" in throttled and "Too many" not in throttled
-    assert "“Urban mobility”" in opens and "lunes 18 de noviembre, 09:15" in opens
-    assert "el nombre del curso y los datos de contacto" in missing
+        assert "10:45" in i18n.translate(throttled) and "Too many" not in i18n.translate(throttled)
+        assert "“Urban mobility”" in i18n.translate(opens)
+        assert "lunes 18 de noviembre, 09:15" in i18n.translate(opens)
+        assert "el nombre del curso y los datos de contacto" in i18n.translate(missing)
+        assert "el nombre del curso" in i18n.translate(missing_items(request)["course_name"])
+
+
+def test_a_message_reads_as_its_english_and_keeps_its_id_and_values() -> None:
+    import copy
+
+    refund = i18n.Message(
+        i18n.N_(
+            "A refund of %(sum)s due by %(day)s is still owed to them and %(needs)s: "
+            "complete the refund first."
+        ),
+        {
+            "sum": i18n.Money(Decimal("1500"), "EUR"),
+            "day": "2024-10-19",
+            "needs": i18n.Term(i18n.N_("it goes back to the card that paid")),
+        },
+    )
+    english = (
+        "A refund of 1,500.00 EUR due by 2024-10-19 is still owed to them and it goes back to "
+        "the card that paid: complete the refund first."
+    )
+    assert refund == english and isinstance(refund, str)
+    assert json.dumps({"detail": refund}) == json.dumps({"detail": english})  # as the API answers
+    with pytest.raises(AttributeError):
+        refund.values = {}  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        refund.values["sum"] = "nothing"  # type: ignore[index]
+    for kept in (
+        copy.deepcopy(refund),
+        i18n.Message.from_json(json.loads(json.dumps(refund.as_json()))),
+    ):
+        assert kept == english and kept is not None and kept.id == refund.id
+        with i18n.use_language("fr"):
+            assert kept.text() == i18n.translate(refund)
+    with i18n.use_language("fr"):
+        french = i18n.translate(refund)
+    assert "1\u202f500,00\u00a0€" in french and "carte" in french and "refund" not in french
+    assert i18n.Message.from_json("A sentence stored before ids were kept.") is None
+    assert i18n.translate("Something the office wrote by hand.") == (
+        "Something the office wrote by hand."
+    )
 
 
 def test_country_names_follow_the_language_and_fall_back_to_english() -> None:
@@ -493,3 +628,19 @@ def test_a_participant_cancels_in_french_and_reads_each_message_in_french(
     )
     assert "Nous verserons votre remboursement de 750,00\u00a0€" in good.text
     assert "se terminant par 1332" in good.text
+
+
+def test_reasons_a_certificate_run_stored_read_in_the_readers_language() -> None:
+    from app.platform.stored_messages import reasons_kept, stored_reasons
+
+    absent = i18n.Message(i18n.N_("absent from %(session)s"), {"session": "Lesson 2"})
+    kept = json.loads(json.dumps(reasons_kept({"name": "Ama Banda", "reasons": [absent]})))
+    before = {"name": "Ama Banda", "reasons": ["absent from Lesson 2"]}  # stored before ids
+    assert kept["reasons"] == ["absent from Lesson 2"]
+    with i18n.use_language("es"):
+        spanish = i18n.gettext("absent from %(session)s") % {"session": "Lesson 2"}
+        assert spanish != "absent from Lesson 2"
+        assert stored_reasons(kept) == [spanish]
+        assert stored_reasons(before) == [spanish]
+    with i18n.use_language("en"):
+        assert stored_reasons(kept) == stored_reasons(before) == ["absent from Lesson 2"]

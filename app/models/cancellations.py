@@ -3,8 +3,9 @@
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Column, String, Text
+from sqlalchemy import JSON, Column, String, Text
 from sqlmodel import Field, SQLModel
 
 from app.clock import utcnow
@@ -59,6 +60,9 @@ class Cancellation(SQLModel, table=True):
     contact: str = Field(sa_type=String(300))
     accepted: bool
     reason: str = Field(sa_column=Column(Text, nullable=False))
+    # The reason's message id and values (`Message.as_json`), so it is shown in the reader's
+    # language; None on rows recorded before it was kept (their English `reason` is shown).
+    reason_message: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     deadline: datetime = Field(sa_type=UTCDateTime)
     paid: Decimal = Field(sa_type=Amount)
     refund_amount: Decimal = Field(sa_type=Amount)

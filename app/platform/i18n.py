@@ -7,14 +7,16 @@ use the CLDR formats Babel carries (`1500,00 €` / `1 500,00 €`, `sábado, 19
 
 import gettext as gettext_module
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Union
 
 from babel.dates import format_date, format_datetime
 from babel.messages.mofile import write_mo
@@ -231,15 +233,269 @@ def session_start(value: datetime) -> str:
     return str(format_datetime(value, "EEE d MMM, HH:mm", locale=language))
 
 
-def translate(message: str | None) -> str:
-    """A message held in a variable (marked with `N_` where it is written) in the language now.
+# Messages with their values: a service says what happened as a catalog id and the values that
+# go in it; the page, e-mail or document that shows it writes it in its reader's language.
 
-    Unlike `_()` in a template it applies no `%` formatting, so any text is safe to pass. A
-    service's message with its values in (`app.message_text`) is recognised as well.
+
+@dataclass(frozen=True)
+class Amount:
+    """A sum without currency: `1500.00` in a sentence in English, `1500,00` in Spanish."""
+
+    value: Decimal
+
+    def text(self) -> str:
+        """The sum the reader's way."""
+        if current_language() == DEFAULT_LANGUAGE:
+            return format_amount(self.value)
+        return amount(self.value)
+
+
+@dataclass(frozen=True)
+class Money:
+    """A sum with its currency: `1,500.00 EUR` in English, `1500,00 €` in Spanish."""
+
+    value: Decimal
+    currency: str
+
+    def text(self) -> str:
+        """The sum and currency the reader's way."""
+        return money(self.value, self.currency)
+
+
+@dataclass(frozen=True)
+class Number:
+    """A percentage or other decimal: `12.5` in English, `12,5` in Spanish and French."""
+
+    value: Decimal
+
+    def text(self) -> str:
+        """The number the reader's way."""
+        written = format(self.value.normalize(), "f")
+        return written if current_language() == DEFAULT_LANGUAGE else written.replace(".", ",")
+
+
+@dataclass(frozen=True)
+class Day:
+    """A calendar day: `19 October 2024`, `19 de octubre de 2024`."""
+
+    value: date
+
+    def text(self) -> str:
+        """The day the reader's way."""
+        return day_month_year(self.value)
+
+
+@dataclass(frozen=True)
+class Moment:
+    """An instant on a named clock: `19 October 2024, 00:00 (Europe/Madrid)`."""
+
+    value: datetime
+    zone: str
+
+    def text(self) -> str:
+        """The day and time the reader's way, with the clock's name."""
+        return f"{datetime_words(self.value)} ({self.zone})"
+
+
+@dataclass(frozen=True)
+class DayAndClock:
+    """A weekday, day, month and time of a session: `Monday 18 November, 09:15`."""
+
+    value: datetime
+
+    def text(self) -> str:
+        """The weekday, day and time the reader's way."""
+        language = current_language()
+        if language == DEFAULT_LANGUAGE:
+            return f"{self.value:%A} {self.value.day} {self.value:%B, %H:%M}"
+        pattern = "EEEE d 'de' MMMM, HH:mm" if language == "es" else "EEEE d MMMM, HH:mm"
+        return str(format_datetime(self.value, pattern, locale=language))
+
+
+@dataclass(frozen=True)
+class Clock:
+    """A time of day: `10:45`."""
+
+    value: datetime
+
+    def text(self) -> str:
+        """The time, written alike in every language."""
+        return f"{self.value:%H:%M}"
+
+
+@dataclass(frozen=True)
+class Term:
+    """A word from the catalog (marked with `N_`, or a stored status): translated, not formatted."""
+
+    value: str
+
+    def text(self) -> str:
+        """The word in the reader's language."""
+        if self.value in STORED_WORDS:
+            return stored_word(self.value)
+        return gettext(self.value)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Words or messages joined: `a, b and c` (`and` in the reader's language), or by `joiner`."""
+
+    items: tuple["Value", ...]
+    joiner: str = ""
+
+    def text(self) -> str:
+        """The items joined the reader's way."""
+        parts = [value_text(item) for item in self.items]
+        if self.joiner or len(parts) < 2:
+            return self.joiner.join(parts)
+        return gettext(N_("%(first)s and %(last)s")) % {
+            "first": ", ".join(parts[:-1]),
+            "last": parts[-1],
+        }
+
+
+Value = Union[
+    str, int, "Message", Amount, Money, Number, Day, Moment, DayAndClock, Clock, Term, Listing
+]
+_KINDS: dict[str, type[Any]] = {
+    "amount": Amount,
+    "money": Money,
+    "number": Number,
+    "day": Day,
+    "moment": Moment,
+    "day_and_clock": DayAndClock,
+    "clock": Clock,
+    "term": Term,
+    "listing": Listing,
+}
+
+
+def value_text(value: Value) -> str:
+    """One value of a message the reader's way (text and whole numbers as they are)."""
+    if isinstance(value, Message):
+        return value.text()
+    if isinstance(value, str | int):
+        return str(value)
+    return value.text()
+
+
+class Message(str):
+    """A catalog id with its values: reads as the English sentence, shown in any language.
+
+    It is the English text itself (so it is stored, compared, logged and answered by the API
+    as always) and keeps the id and values, so `text()` writes it in the reader's language:
+    `Message(N_("Refund of %(amount)s due by %(day)s"), {"amount": Amount(x), "day": Day(d)})`.
     """
-    from app.message_text import message_text  # it builds on this module's formats
 
-    return message_text(message)
+    _parts: tuple[str, Mapping[str, Value]]
+
+    def __new__(cls, message_id: str, values: Mapping[str, Value] | None = None) -> "Message":
+        """The message `message_id` (a `%(name)s` format) with `values`."""
+        frozen = MappingProxyType(dict(values or {}))
+        # The English text, whatever the language of the request that made it (the context
+        # variable directly: a quote makes six of these on the submission path).
+        token = _language.set(DEFAULT_LANGUAGE)
+        try:
+            english = _formatted(message_id, frozen)
+        finally:
+            _language.reset(token)
+        message = super().__new__(cls, english)
+        object.__setattr__(message, "_parts", (message_id, frozen))
+        return message
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a message is not changed once written")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Message, (self.id, dict(self.values)))
+
+    @property
+    def id(self) -> str:
+        """The catalog id (the English format with its `%(name)s` places)."""
+        return self._parts[0]
+
+    @property
+    def values(self) -> Mapping[str, Value]:
+        """The values that go in the places."""
+        return self._parts[1]
+
+    def text(self) -> str:
+        """The message in the language now, its values written the reader's way."""
+        # The empty id would fetch the catalog's header, not a message.
+        return _formatted(gettext(self.id) if self.id else self.id, self.values)
+
+    def as_json(self) -> dict[str, Any]:
+        """The id and values as JSON values, to be stored with a row."""
+        return {"id": self.id, "values": {k: _value_json(v) for k, v in self.values.items()}}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Message | None":
+        """A message stored by `as_json`; None for anything else (a row stored before)."""
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            return None
+        values = data.get("values") or {}
+        return cls(data["id"], {k: _value_from_json(v) for k, v in values.items()})
+
+
+def _formatted(message_id: str, values: Mapping[str, Value]) -> str:
+    # Always a format, as `_()` in templates: "%%" is a percent sign even without values.
+    return message_id % {name: value_text(value) for name, value in values.items()}
+
+
+def _value_json(value: Value) -> Any:
+    if isinstance(value, Message):
+        return {"message": value.as_json()}
+    if isinstance(value, str | int):
+        return value
+    if isinstance(value, Listing):
+        return {"listing": [_value_json(item) for item in value.items], "joiner": value.joiner}
+    kind = next(name for name, kind in _KINDS.items() if isinstance(value, kind))
+    raw = value.value
+    written = format(raw, "f") if isinstance(raw, Decimal) else raw
+    written = written.isoformat() if isinstance(written, date) else written  # and datetimes
+    if isinstance(value, Moment):
+        return {kind: written, "zone": value.zone}
+    if isinstance(value, Money):
+        return {kind: written, "currency": value.currency}
+    return {kind: written}
+
+
+def _value_from_json(data: Any) -> Value:
+    if not isinstance(data, dict):
+        return data if isinstance(data, str | int) else str(data)
+    if "message" in data:
+        return Message.from_json(data["message"]) or ""
+    if "listing" in data:
+        items = tuple(_value_from_json(item) for item in data["listing"])
+        return Listing(items, str(data.get("joiner", "")))
+    if "amount" in data:
+        return Amount(Decimal(str(data["amount"])))
+    if "money" in data:
+        return Money(Decimal(str(data["money"])), str(data.get("currency", "")))
+    if "number" in data:
+        return Number(Decimal(str(data["number"])))
+    if "day" in data:
+        return Day(date.fromisoformat(data["day"]))
+    if "moment" in data:
+        return Moment(datetime.fromisoformat(data["moment"]), str(data.get("zone", "")))
+    if "day_and_clock" in data:
+        return DayAndClock(datetime.fromisoformat(data["day_and_clock"]))
+    if "clock" in data:
+        return Clock(datetime.fromisoformat(data["clock"]))
+    return Term(str(data.get("term", "")))
+
+
+def translate(message: str | None) -> str:
+    """A message held in a variable in the language now: a `Message` with its values written
+    the reader's way, or a plain message (marked with `N_` where it is written) from the catalog.
+
+    Unlike `_()` in a template it applies no `%` formatting, so any text is safe to pass.
+    """
+    if not message:
+        return ""
+    if isinstance(message, Message):
+        return message.text()
+    return gettext(message)
 
 
 def translate_fields(fields: dict[str, str]) -> dict[str, str]:

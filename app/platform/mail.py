@@ -21,6 +21,7 @@ from app.models import Application, OutboxMessage
 from app.platform import i18n
 from app.platform.rows import insert_rows, new_row
 from app.platform.storage import Storage
+from app.platform.stored_messages import cancellation_reason, quote_label, quote_reason
 
 log = logging.getLogger("diplomat.mail")
 
@@ -44,6 +45,10 @@ _text = Environment(
 )
 i18n.install(_html)
 i18n.install(_text)
+for _environment in (_html, _text):
+    _environment.filters.update(
+        quote_label=quote_label, quote_reason=quote_reason, cancellation_reason=cancellation_reason
+    )
 
 
 def normalise_email(email: str) -> str:

@@ -10,7 +10,7 @@ from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from app.platform import i18n
-from app.quote_text import quote_label, quote_reason
+from app.platform.stored_messages import quote_label, quote_reason
 
 log = logging.getLogger("diplomat.pdf")
 

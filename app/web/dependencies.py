@@ -17,7 +17,12 @@ from app.config import Settings
 from app.models import Role, StaffUser
 from app.platform import i18n
 from app.platform.storage import Storage
-from app.quote_text import quote_label, quote_reason
+from app.platform.stored_messages import (
+    cancellation_reason,
+    quote_label,
+    quote_reason,
+    stored_reasons,
+)
 from app.services.billing.invoices import Seller
 from app.services.billing.verifactu import TaxRecordSettings
 from app.services.office.staff import user_for_token
@@ -65,7 +70,12 @@ percent = i18n.percent
 
 i18n.install(templates.env)
 templates.env.filters.update(
-    local=local, country_name=local_country_name, quote_label=quote_label, quote_reason=quote_reason
+    local=local,
+    country_name=local_country_name,
+    quote_label=quote_label,
+    quote_reason=quote_reason,
+    cancellation_reason=cancellation_reason,
+    stored_reasons=stored_reasons,
 )
 templates.env.globals.update(
     csrf_token=csrf_token, language_links=language_links, short_date=short_date

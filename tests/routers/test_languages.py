@@ -196,3 +196,58 @@ def test_the_invoice_of_a_french_applicant_is_a_french_document(
     assert "Facture" in text
     assert "Total dû" in text
     assert "Comment payer" in text
+    assert "Tarif standard" in text and "Standard rate" not in text
+
+
+def test_the_price_is_explained_in_the_readers_language(
+    client: TestClient, session: Session
+) -> None:
+    from tests.factories import make_edition, make_organisation
+
+    make_edition(session)
+    org = make_organisation(session)
+    asked = {"organisation_id": org.id, "group_size": "1"}
+    spanish = client.get("/editions/diploma-test/price", params={**asked, "lang": "es"})
+    assert "Cuota exenta: Malawi es de ingreso bajo" in spanish.text
+    assert "Exención por ingreso bajo (100 %)" in spanish.text
+    assert "Fee waived" not in spanish.text
+    french = client.get("/editions/diploma-test/price", params={**asked, "lang": "fr"})
+    assert "Frais exonérés : Malawi est un pays à faible revenu" in french.text
+    english = client.get("/editions/diploma-test/price", params={**asked, "lang": "en"})
+    assert "Fee waived: Malawi is low income in the World Bank classification" in english.text
+
+
+def test_the_portal_shows_the_stored_quote_in_the_readers_language(
+    client: TestClient, session: Session
+) -> None:
+    open_edition(session)
+    client.get("/?lang=es")
+    location = post_form(client, form_data(country="FRA")).headers["location"].split("?")[0]
+    application = session.exec(select(Application)).one()
+    standard = application.quote["lines"][0]
+    assert standard["label"] == "Standard rate" and "messages" in standard
+    assert "Tarifa estándar" in client.get(location).text
+    french = client.get(f"{location}?lang=fr").text
+    assert "Tarif standard" in french and "Standard rate" not in french
+    assert "Standard rate" in client.get(f"{location}?lang=en").text
+
+
+def test_a_quote_stored_before_its_messages_were_kept_is_still_shown_in_spanish(
+    client: TestClient, session: Session
+) -> None:
+    open_edition(session)
+    client.get("/?lang=es")
+    location = post_form(client, form_data(country="FRA")).headers["location"].split("?")[0]
+    application = session.exec(select(Application)).one()
+    # The quote as applications stored it before: English labels and reasons only.
+    application.quote = {
+        **application.quote,
+        "lines": [
+            {k: v for k, v in line.items() if k != "messages"}
+            for line in application.quote["lines"]
+        ],
+    }
+    session.add(application)
+    session.commit()
+    page = client.get(location).text
+    assert "Tarifa estándar" in page and "Standard rate" not in page

@@ -5,10 +5,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, status
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session
 
 from app.models import Invoice, PaymentMethod, TaxRecord
+from app.platform.stored_messages import MESSAGES_KEY
 from app.services.billing import einvoices, invoice_files, payments, verifactu
 from app.services.billing import invoices as invoicing
 from app.services.editions.editions import get_edition
@@ -34,6 +35,12 @@ class InvoiceLineOut(BaseModel):
     vat_category: str
     vat_exemption_code: str
     vat_exemption_reason: str
+
+    @field_validator("details")
+    @classmethod
+    def _english_details(cls, details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The API answers the English label and reason; the kept messages are for pages."""
+        return [{k: v for k, v in d.items() if k != MESSAGES_KEY} for d in details]
 
 
 class PaymentOut(BaseModel):

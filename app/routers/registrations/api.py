@@ -13,6 +13,7 @@ from app.routers.teaching.api import application_attendance
 from app.routers.teaching.final_work import api_eligibility, api_final_work
 from app.services.billing import buyers
 from app.services.billing.payments import participant_balance, participant_invoices
+from app.services.billing.quotes import stored_quote_in_english
 from app.services.billing.refunds import refund_summary, refunds_of
 from app.services.certificates.issuing import summary as certificate_summary
 from app.services.editions.editions import get_edition, local_time
@@ -149,7 +150,7 @@ def application_detail(session: Session, application: Application) -> Applicatio
             "motivation": application.motivation,
             "has_cv": application.cv_key is not None,
             "language": application.language,
-            "quote": application.quote,
+            "quote": stored_quote_in_english(application.quote),
             "amount_due": f"{balance.due:.2f}",
             "amount_paid": f"{balance.paid:.2f}",
             "decided_at": application.decided_at,

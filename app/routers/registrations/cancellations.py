@@ -16,6 +16,7 @@ from starlette.datastructures import UploadFile
 from app.clock import utcnow
 from app.models import Application, Cancellation, Edition, Refund, RefundStatus
 from app.platform.i18n import N_, gettext, stored_money, translate
+from app.platform.stored_messages import cancellation_reason
 from app.services.billing import refunds as refund_service
 from app.services.editions.editions import applications_are_open, get_edition, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -112,7 +113,7 @@ def _edition_of(session: Session, application: Application) -> Edition:
 
 def _outcome_message(outcome: service.CancellationOutcome) -> str:
     cancellation = outcome.cancellation
-    reason = translate(cancellation.reason)
+    reason = cancellation_reason(cancellation)
     if not cancellation.accepted:
         return gettext(
             "Your request was received and recorded, but it cannot be accepted: "
@@ -454,7 +455,7 @@ def record_cancellation(
     except Conflict as exc:
         return again(values, {}, 409, exc.message)
     cancellation = outcome.cancellation
-    reason = translate(cancellation.reason)
+    reason = cancellation_reason(cancellation)
     if cancellation.accepted:
         message = gettext("Cancellation accepted and recorded. %(reason)s") % {"reason": reason}
     else:

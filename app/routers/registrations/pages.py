@@ -20,6 +20,7 @@ from app.models import (
 )
 from app.platform.i18n import N_, gettext, translate
 from app.platform.mail import retry_failed
+from app.platform.stored_messages import MESSAGES_KEY
 from app.services.billing import buyers
 from app.services.editions.editions import applications_are_open, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -473,6 +474,7 @@ class QuoteLine:
     label: str
     reason: str
     amount: Decimal
+    messages: dict[str, Any] | None = None
 
 
 def _quote_lines(quote: dict[str, Any]) -> list[QuoteLine]:
@@ -481,6 +483,7 @@ def _quote_lines(quote: dict[str, Any]) -> list[QuoteLine]:
             label=str(line.get("label", "")),
             reason=str(line.get("reason", "")),
             amount=Decimal(str(line.get("amount", "0"))),
+            messages=line.get(MESSAGES_KEY),
         )
         for line in quote.get("lines", [])
     ]

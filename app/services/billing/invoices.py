@@ -32,7 +32,7 @@ from app.platform.storage import Storage
 from app.services.billing import verifactu
 from app.services.billing.buyers import application_billing, buyer_copy, group_billing
 from app.services.billing.numbering import format_number, next_number
-from app.services.billing.quotes import quote_for_edition
+from app.services.billing.quotes import quote_for_edition, quote_line_json
 from app.services.editions.fees import Quote
 from app.services.editions.vat import LineVat, line_vat
 from app.services.errors import Conflict, DomainError, NotFound
@@ -282,10 +282,7 @@ def _individual_buyer(session: Session, application: Application) -> dict[str, A
 
 
 def _details(quote: Quote) -> list[dict[str, Any]]:
-    return [
-        {"code": q.code, "label": q.label, "amount": f"{q.amount:.2f}", "reason": q.reason}
-        for q in quote.lines
-    ]
+    return [quote_line_json(q) for q in quote.lines]
 
 
 def issue_invoice(

@@ -1,14 +1,20 @@
 """Quoting an edition's fee for an organisation or a country, from the stored registry."""
 
-from dataclasses import asdict
 from typing import Any
 
 from sqlmodel import Session
 
 from app.models import Edition, Organisation
 from app.money import format_money
+from app.platform.stored_messages import MESSAGES_KEY, quote_part_json
 from app.services.editions.editions import fee_schedule, group_tiers_loaded
-from app.services.editions.fees import CountryFacts, OrganisationFacts, Quote, quote_fee
+from app.services.editions.fees import (
+    CountryFacts,
+    OrganisationFacts,
+    Quote,
+    QuoteLine,
+    quote_fee,
+)
 from app.services.errors import InvalidInput
 from app.services.registry.countries import country_name, parse_country
 from app.services.registry.organisations import income_group_of
@@ -88,9 +94,35 @@ def quote_as_json(quote: Quote) -> dict[str, Any]:
     """A quote as plain JSON values (money as two-decimal strings), for the API and storage."""
     return {
         "currency": quote.currency,
-        "lines": [{**asdict(line), "amount": format_money(line.amount)} for line in quote.lines],
+        "lines": [quote_line_json(line) for line in quote.lines],
         "total": format_money(quote.total),
         "member_in_good_standing": quote.member_in_good_standing,
         "waived": quote.waived,
         "group_size": quote.group_size,
+    }
+
+
+def quote_line_json(line: QuoteLine) -> dict[str, Any]:
+    """A quote line as stored: its English label and reason (what the API answers) and their
+    messages, so pages and documents write them in the reader's language."""
+    return {
+        "code": line.code,
+        "label": str(line.label),
+        "amount": format_money(line.amount),
+        "reason": str(line.reason),
+        MESSAGES_KEY: quote_part_json(line.label, line.reason),
+    }
+
+
+def stored_quote_in_english(quote: dict[str, Any]) -> dict[str, Any]:
+    """A stored quote as the API answers it: English labels and reasons, no kept messages."""
+    lines = quote.get("lines")
+    if not isinstance(lines, list):
+        return quote
+    return {
+        **quote,
+        "lines": [
+            {k: v for k, v in line.items() if k != MESSAGES_KEY} if isinstance(line, dict) else line
+            for line in lines
+        ],
     }

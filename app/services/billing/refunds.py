@@ -27,7 +27,7 @@ from app.models import (
 )
 from app.money import CENT, ZERO, round_cents
 from app.platform.audit import record_change
-from app.platform.i18n import N_, stored_money, use_language
+from app.platform.i18n import N_, Message, Term, Value, stored_money, use_language
 from app.platform.mail import queue_email
 from app.services.billing.invoices import amount_paid, billed_total, invoice_lines
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -176,11 +176,30 @@ def refund_summary(refund: Refund) -> dict[str, Any]:
     }
 
 
+def _already_paid(refund: Refund, *, with_reference: bool = True) -> Message:
+    """Why a refund already paid is not marked again: when, and under which reference."""
+    day: Value = (
+        refund.completed_on.isoformat() if refund.completed_on else Term(N_("an earlier day"))
+    )
+    values: dict[str, Value] = {"id": refund.id or 0, "day": day}
+    if with_reference and refund.reference:
+        return Message(
+            N_(
+                "Refund %(id)s was already marked as paid on %(day)s (reference %(reference)s); "
+                "nothing changed."
+            ),
+            {**values, "reference": refund.reference},
+        )
+    return Message(
+        N_("Refund %(id)s was already marked as paid on %(day)s; nothing changed."), values
+    )
+
+
 def get_refund(session: Session, refund_id: int) -> Refund:
     """The refund with this id, or NotFound."""
     refund = session.get(Refund, refund_id)
     if refund is None:
-        raise NotFound(f"There is no refund {refund_id}.")
+        raise NotFound(Message(N_("There is no refund %(id)s."), {"id": refund_id}))
     return refund
 
 
@@ -260,11 +279,7 @@ def _mark_completed(
     if not result.rowcount:  # type: ignore[attr-defined]
         session.rollback()
         session.refresh(refund)
-        raise RefundAlreadyCompleted(
-            f"Refund {refund.id} was already marked as paid on "
-            f"{refund.completed_on.isoformat() if refund.completed_on else 'an earlier day'}"
-            f"{f' (reference {refund.reference})' if refund.reference else ''}; nothing changed."
-        )
+        raise RefundAlreadyCompleted(_already_paid(refund))
     session.refresh(refund)
     invoice = session.get(Invoice, refund.invoice_id)
     assert invoice is not None
@@ -357,15 +372,16 @@ def complete_refund(
         completed_on, reference, now=now, owed_on=_owed_on(session, refund)
     )
     if refund.status == RefundStatus.completed.value:
-        raise RefundAlreadyCompleted(
-            f"Refund {refund.id} was already marked as paid on "
-            f"{refund.completed_on.isoformat() if refund.completed_on else 'an earlier day'}; "
-            "nothing changed."
-        )
+        raise RefundAlreadyCompleted(_already_paid(refund, with_reference=False))
     if refund.method == RefundMethod.card.value:
         raise Conflict(
-            f"Refund {refund.id} goes back to the card through Stripe; it is marked as paid "
-            "when Stripe confirms it."
+            Message(
+                N_(
+                    "Refund %(id)s goes back to the card through Stripe; it is marked as paid "
+                    "when Stripe confirms it."
+                ),
+                {"id": refund.id or 0},
+            )
         )
     return _mark_completed(
         session,
@@ -400,7 +416,12 @@ def refund_by_card(
     now = now or utcnow()
     refund = get_refund(session, refund_id)
     if refund.method != RefundMethod.card.value:
-        raise Conflict(f"Refund {refund.id} is paid by bank transfer, not back to a card.")
+        raise Conflict(
+            Message(
+                N_("Refund %(id)s is paid by bank transfer, not back to a card."),
+                {"id": refund.id or 0},
+            )
+        )
     return _mark_completed(
         session,
         refund,

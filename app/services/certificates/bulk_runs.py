@@ -24,6 +24,7 @@ from app.models import CertificateRun, Edition
 from app.platform import jobs
 from app.platform.audit import record_change
 from app.platform.storage import Storage
+from app.platform.stored_messages import reasons_kept
 from app.services.certificates.issuing import CertificateOptions, issue_for_edition
 from app.services.errors import Conflict, NotFound
 
@@ -279,7 +280,7 @@ def execute_run(
             status=FINISHED,
             issued=issued,
             already_issued=max(result.already_issued - base_issued, 0),
-            skipped=result.skipped,
+            skipped=[reasons_kept(entry) for entry in result.skipped],
             heartbeat_at=finished,
             finished_at=finished,
         )

@@ -41,7 +41,7 @@ from app.models import (
 )
 from app.money import ZERO, round_cents
 from app.platform.audit import record_change
-from app.platform.i18n import N_
+from app.platform.i18n import N_, Listing, Message, Money, Term
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registrations.applications import get_application
 
@@ -68,10 +68,6 @@ class Eligibility:
 
 
 # Money
-
-
-def _money(amount: Decimal, currency: str) -> str:
-    return f"{round_cents(amount):,.2f} {currency}"
 
 
 def _outstanding_by_application(
@@ -158,11 +154,19 @@ def _outstanding_by_application(
 def _payment_reasons(
     application: Application, outstanding: list[tuple[Invoice, Decimal]]
 ) -> list[str]:
-    reasons = []
+    reasons: list[str] = []
     if application.status not in CONFIRMED:
-        reasons.append(f"registration is not confirmed (status: {application.status})")
+        reasons.append(
+            Message(
+                N_("registration is not confirmed (status: %(status)s)"),
+                {"status": Term(application.status)},
+            )
+        )
     reasons.extend(
-        f"invoice {invoice.number} has {_money(due, invoice.currency)} outstanding"
+        Message(
+            N_("invoice %(number)s has %(sum)s outstanding"),
+            {"number": invoice.number, "sum": Money(round_cents(due), invoice.currency)},
+        )
         for invoice, due in outstanding
     )
     return reasons
@@ -228,14 +232,16 @@ def _marks_by_application(
     return marks
 
 
-def _missed(course_session: CourseSession, label: str, status: str | None, now: datetime) -> str:
+def _missed(
+    course_session: CourseSession, label: str, status: str | None, now: datetime
+) -> Message:
     if status == AttendanceStatus.absent.value:
-        return f"absent from {label}"
+        return Message(N_("absent from %(session)s"), {"session": label})
     if status == AttendanceStatus.excused.value:
-        return f"excused from {label}"
+        return Message(N_("excused from %(session)s"), {"session": label})
     if course_session.ends_at > now:
-        return f"{label} has not taken place yet"
-    return f"no attendance recorded for {label}"
+        return Message(N_("%(session)s has not taken place yet"), {"session": label})
+    return Message(N_("no attendance recorded for %(session)s"), {"session": label})
 
 
 def required_sessions(count: int, min_percent: int) -> int:
@@ -266,8 +272,19 @@ def _attendance_reasons(
         if attended >= needed:
             continue
         reasons.append(
-            f"Lesson {module.position}: present at {attended} of {len(sessions)} sessions, "
-            f"at least {needed} needed ({'; '.join(words)})"
+            Message(
+                N_(
+                    "Lesson %(lesson)s: present at %(attended)s of %(count)s sessions, at least "
+                    "%(needed)s needed (%(missed)s)"
+                ),
+                {
+                    "lesson": module.position,
+                    "attended": attended,
+                    "count": len(sessions),
+                    "needed": needed,
+                    "missed": Listing(tuple(words), joiner="; "),
+                },
+            )
         )
     return reasons
 
@@ -282,7 +299,9 @@ def _final_work_reason(work: FinalWork | None) -> str | None:
         return None
     if work.status == FinalWorkStatus.rejected.value:
         note = " ".join(work.note.split())
-        return f"final work was rejected: {note}" if note else N_("final work was rejected")
+        if not note:
+            return N_("final work was rejected")
+        return Message(N_("final work was rejected: %(note)s"), {"note": note})
     if work.status == FinalWorkStatus.presented.value:
         return N_("final work was presented but is not yet accepted")
     return N_("final work not yet assessed")
@@ -395,12 +414,19 @@ def _written_reason(reason: str, field: str = "reason") -> str:
     if len(reason) < OVERRIDE_REASON_MIN:
         raise InvalidInput(
             N_("Write the reason for the record."),
-            fields={field: f"Write at least {OVERRIDE_REASON_MIN} characters: it is kept."},
+            fields={
+                field: Message(
+                    N_("Write at least %(count)s characters: it is kept."),
+                    {"count": OVERRIDE_REASON_MIN},
+                )
+            },
         )
     if len(reason) > OVERRIDE_REASON_MAX:
         raise InvalidInput(
             N_("The reason is too long."),
-            fields={field: f"At most {OVERRIDE_REASON_MAX} characters."},
+            fields={
+                field: Message(N_("At most %(count)s characters."), {"count": OVERRIDE_REASON_MAX})
+            },
         )
     return reason
 
@@ -426,8 +452,13 @@ def grant_override(
     # participants can be made eligible, so the edition's list always shows them.
     if application.status not in CONFIRMED:
         raise Conflict(
-            "Only confirmed participants can be made eligible; "
-            f"this application is {application.status}."
+            Message(
+                N_(
+                    "Only confirmed participants can be made eligible; this application is "
+                    "%(status)s."
+                ),
+                {"status": Term(application.status)},
+            )
         )
     unmet = evaluate(session, application, now=now).reasons
     override = override_of(session, application_id)

@@ -14,7 +14,7 @@ people cannot read aloud or type easily).
 import re
 import secrets
 
-from app.platform.i18n import N_
+from app.platform.i18n import N_, Message, Term
 from app.services.errors import InvalidInput
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -86,7 +86,12 @@ def normalise(typed: str) -> str:
     if not compact:
         raise InvalidNumber(
             N_("Enter the certificate number."),
-            fields={"number": f"Enter the number printed on the certificate, like {EXAMPLE}."},
+            fields={
+                "number": Message(
+                    N_("Enter the number printed on the certificate, like %(example)s."),
+                    {"example": EXAMPLE},
+                )
+            },
         )
     strange = sorted({c for c in compact if c not in VALUES})
     if strange:
@@ -94,9 +99,12 @@ def normalise(typed: str) -> str:
         raise InvalidNumber(
             N_("That is not a certificate number."),
             fields={
-                "number": (
-                    f"A certificate number has only digits and the letters A to Z except U "
-                    f"(like {EXAMPLE}); {shown} cannot be part of it."
+                "number": Message(
+                    N_(
+                        "A certificate number has only digits and the letters A to Z except U "
+                        "(like %(example)s); %(shown)s cannot be part of it."
+                    ),
+                    {"example": EXAMPLE, "shown": shown},
                 )
             },
         )
@@ -110,9 +118,17 @@ def normalise(typed: str) -> str:
         raise InvalidNumber(
             N_("That is not a complete certificate number."),
             fields={
-                "number": (
-                    f"A certificate number has {LENGTH} characters besides the dashes, like "
-                    f"{EXAMPLE}; this one has {len(compact)}, so {what}."
+                "number": Message(
+                    N_(
+                        "A certificate number has %(length)s characters besides the dashes, like "
+                        "%(example)s; this one has %(count)s, so %(what)s."
+                    ),
+                    {
+                        "length": LENGTH,
+                        "example": EXAMPLE,
+                        "count": len(compact),
+                        "what": Term(what),
+                    },
                 )
             },
         )

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from app.money import HUNDRED, ZERO, percent_of, round_cents
+from app.platform.i18n import N_, Message, Number
 from app.services.errors import InvalidInput
 
 STANDARD_RATE = "standard_rate"
@@ -53,12 +54,12 @@ class CountryFacts:
 
 @dataclass(frozen=True)
 class QuoteLine:
-    """One priced line of a quote, with the reason a person can read."""
+    """One priced line of a quote, with the reason a person can read (in any language)."""
 
     code: str
-    label: str
+    label: Message
     amount: Decimal
-    reason: str
+    reason: Message
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,17 @@ def quote_fee(
         lines.append(
             QuoteLine(
                 code=MEMBER_RATE,
-                label="Member rate",
+                label=Message(N_("Member rate")),
                 amount=rate,
-                reason=(
-                    f"Member rate: {organisation.name} is a Metropolis member "
-                    f"with dues paid through {organisation.dues_paid_through}."
+                reason=Message(
+                    N_(
+                        "Member rate: %(organisation)s is a Metropolis member with dues paid "
+                        "through %(year)s."
+                    ),
+                    {
+                        "organisation": organisation.name,
+                        "year": str(organisation.dues_paid_through),
+                    },
                 ),
             )
         )
@@ -138,30 +145,53 @@ def quote_fee(
         rate = round_cents(schedule.standard)
         reason = _standard_rate_reason(organisation, dues_year)
         if low_income:
-            reason += (
-                f" {country.name} is low income in the World Bank classification for {fy},"
-                " but a low-income waiver needs membership in good standing."
+            no_waiver = Message(
+                N_(
+                    "%(country)s is low income in the World Bank classification for %(fy)s, "
+                    "but a low-income waiver needs membership in good standing."
+                ),
+                {"country": country.name, "fy": fy},
             )
+            # Two sentences, each from the catalog: the pair itself is no catalog message.
+            reason = Message("%(first)s %(then)s", {"first": reason, "then": no_waiver})
         lines.append(
-            QuoteLine(code=STANDARD_RATE, label="Standard rate", amount=rate, reason=reason)
+            QuoteLine(
+                code=STANDARD_RATE,
+                label=Message(N_("Standard rate")),
+                amount=rate,
+                reason=reason,
+            )
         )
 
     base = rate
     if good_standing and low_income and schedule.waiver_percent > 0:
-        waiver_pct = _format_percent(schedule.waiver_percent)
+        waiver_pct = Number(schedule.waiver_percent)
         # ZERO - x rather than -x so a zero waiver is 0.00, not -0.00.
         waiver = ZERO - percent_of(rate, schedule.waiver_percent)
-        waived_how = (
-            "Fee waived" if schedule.waiver_percent == HUNDRED else f"Fee {waiver_pct} % waived"
-        )
+        low_income_country = {"country": country.name, "fy": fy}
         lines.append(
             QuoteLine(
                 code=LOW_INCOME_WAIVER,
-                label=f"Low-income fee waiver ({waiver_pct} %)",
+                label=Message(
+                    N_("Low-income fee waiver (%(percent)s %%)"), {"percent": waiver_pct}
+                ),
                 amount=waiver,
                 reason=(
-                    f"{waived_how}: {country.name} is low income in the World Bank "
-                    f"classification for {fy}."
+                    Message(
+                        N_(
+                            "Fee waived: %(country)s is low income in the World Bank "
+                            "classification for %(fy)s."
+                        ),
+                        low_income_country,
+                    )
+                    if schedule.waiver_percent == HUNDRED
+                    else Message(
+                        N_(
+                            "Fee %(percent)s %% waived: %(country)s is low income in the World "
+                            "Bank classification for %(fy)s."
+                        ),
+                        {**low_income_country, "percent": waiver_pct},
+                    )
                 ),
             )
         )
@@ -169,13 +199,16 @@ def quote_fee(
 
     discount_pct = group_discount_percent(schedule.group_tiers, group_size)
     if discount_pct > 0 and base > 0:
-        pct = _format_percent(discount_pct)
+        pct = Number(discount_pct)
         lines.append(
             QuoteLine(
                 code=GROUP_DISCOUNT,
-                label=f"Group discount ({pct} %)",
+                label=Message(N_("Group discount (%(percent)s %%)"), {"percent": pct}),
                 amount=ZERO - percent_of(base, discount_pct),
-                reason=f"Group of {group_size} from one organisation: {pct} % off.",
+                reason=Message(
+                    N_("Group of %(size)s from one organisation: %(percent)s %% off."),
+                    {"size": group_size, "percent": pct},
+                ),
             )
         )
 
@@ -190,20 +223,31 @@ def quote_fee(
     )
 
 
-def _standard_rate_reason(org: OrganisationFacts | None, dues_year: int) -> str:
+def _standard_rate_reason(org: OrganisationFacts | None, dues_year: int) -> Message:
     """Why a participant pays the standard rate."""
     if org is None:
-        return "Standard rate: the organisation is not in the Metropolis member registry."
-    if not org.is_member:
-        return f"Standard rate: {org.name} is not a Metropolis member."
-    if org.dues_paid_through is None:
-        return (
-            f"Standard rate: {org.name} has no membership dues on record; "
-            f"the member rate needs dues paid through {dues_year}."
+        return Message(
+            N_("Standard rate: the organisation is not in the Metropolis member registry.")
         )
-    return (
-        f"Standard rate: {org.name}'s membership dues are paid through "
-        f"{org.dues_paid_through}; the member rate needs dues paid through {dues_year}."
+    if not org.is_member:
+        return Message(
+            N_("Standard rate: %(organisation)s is not a Metropolis member."),
+            {"organisation": org.name},
+        )
+    if org.dues_paid_through is None:
+        return Message(
+            N_(
+                "Standard rate: %(organisation)s has no membership dues on record; "
+                "the member rate needs dues paid through %(year)s."
+            ),
+            {"organisation": org.name, "year": str(dues_year)},
+        )
+    return Message(
+        N_(
+            "Standard rate: %(organisation)s's membership dues are paid through %(paid)s; "
+            "the member rate needs dues paid through %(year)s."
+        ),
+        {"organisation": org.name, "paid": str(org.dues_paid_through), "year": str(dues_year)},
     )
 
 
@@ -247,11 +291,6 @@ def _schedule_faults(schedule: FeeSchedule) -> dict[str, str]:
 def _is_percent(value: Decimal) -> bool:
     """True for a finite percent from 0 to 100."""
     return value.is_finite() and ZERO <= value <= HUNDRED
-
-
-def _format_percent(value: Decimal) -> str:
-    """A percent without trailing zeros: 10.00 -> "10", 12.50 -> "12.5", 100 -> "100"."""
-    return format(value.normalize(), "f")
 
 
 def _message(prefix: str, faults: dict[str, str]) -> str:

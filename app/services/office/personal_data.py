@@ -46,7 +46,7 @@ from app.models import (
     SeatOffer,
 )
 from app.platform.audit import record_change
-from app.platform.i18n import N_
+from app.platform.i18n import N_, Message, Money, Term
 from app.platform.storage import Storage
 from app.services.billing.invoices import outstanding
 from app.services.billing.payments import participant_invoices
@@ -613,14 +613,22 @@ def erasure_blockers(session: Session, application: Application, *, now: datetim
         )
     ).all():
         needs = (
-            "it is paid to the bank account they gave (IBAN and holder)"
+            N_("it is paid to the bank account they gave (IBAN and holder)")
             if refund.method == "bank_transfer"
-            else "it goes back to the card that paid"
+            else N_("it goes back to the card that paid")
         )
         reasons.append(
-            f"A refund of {refund.amount:.2f} {refund.currency} due by "
-            f"{refund.due_by.isoformat()} is still owed to them and {needs}: complete the "
-            "refund first."
+            Message(
+                N_(
+                    "A refund of %(sum)s due by %(day)s is still owed to them and %(needs)s: "
+                    "complete the refund first."
+                ),
+                {
+                    "sum": Money(refund.amount, refund.currency),
+                    "day": refund.due_by.isoformat(),
+                    "needs": Term(needs),
+                },
+            )
         )
     for invoice in participant_invoices(session, application_id):
         if invoice.kind != InvoiceKind.invoice.value or invoice.group_id is not None:
@@ -629,8 +637,13 @@ def erasure_blockers(session: Session, application: Application, *, now: datetim
         due = outstanding(session, invoice)
         if due > 0:
             reasons.append(
-                f"Invoice {invoice.number} still has {due:.2f} {invoice.currency} to pay: record "
-                "the payment or cancel the registration (credit note) first."
+                Message(
+                    N_(
+                        "Invoice %(number)s still has %(sum)s to pay: record the payment or "
+                        "cancel the registration (credit note) first."
+                    ),
+                    {"number": invoice.number, "sum": Money(due, invoice.currency)},
+                )
             )
         unresolved = session.exec(
             select(Payment).where(
@@ -642,15 +655,32 @@ def erasure_blockers(session: Session, application: Application, *, now: datetim
         for payment in unresolved:
             flag = payment.flag_reason or "see the invoice"
             reasons.append(
-                f"A payment of {payment.amount:.2f} {invoice.currency} on invoice "
-                f"{invoice.number} is flagged and not resolved ({flag}): money may be owed "
-                "back to them."
+                Message(
+                    N_(
+                        "A payment of %(sum)s on invoice %(number)s is flagged and not resolved "
+                        "(%(flag)s): money may be owed back to them."
+                    ),
+                    {
+                        "sum": Money(payment.amount, invoice.currency),
+                        "number": invoice.number,
+                        "flag": flag,
+                    },
+                )
             )
     if application.status in REGISTERED and not edition_has_ended(edition, now):
         reasons.append(
-            f"They are {application.status} for {edition.title} ({edition.start_date.isoformat()}"
-            f" to {edition.end_date.isoformat()}), which has not ended: record their "
-            "cancellation first."
+            Message(
+                N_(
+                    "They are %(status)s for %(course)s (%(start)s to %(end)s), which has not "
+                    "ended: record their cancellation first."
+                ),
+                {
+                    "status": Term(application.status),
+                    "course": edition.title,
+                    "start": edition.start_date.isoformat(),
+                    "end": edition.end_date.isoformat(),
+                },
+            )
         )
     open_offer = session.exec(
         select(SeatOffer).where(
@@ -661,8 +691,13 @@ def erasure_blockers(session: Session, application: Application, *, now: datetim
     ).first()
     if open_offer is not None:
         reasons.append(
-            f"A seat offered to them is open until {open_offer.expires_at.isoformat()}: let "
-            "them answer or let it run out, so the seat passes on."
+            Message(
+                N_(
+                    "A seat offered to them is open until %(until)s: let them answer or let it "
+                    "run out, so the seat passes on."
+                ),
+                {"until": open_offer.expires_at.isoformat()},
+            )
         )
     return reasons
 
@@ -857,16 +892,25 @@ def written_reason(reason: str) -> str:
     text = " ".join(reason.split())
     if len(text) < REASON_MIN:
         raise InvalidInput(
-            "Write why the data is erased.",
+            N_("Write why the data is erased."),
             fields={
-                "reason": f"Write the reason for the erasure (at least {REASON_MIN} characters), "
-                "e.g. the date and channel of the person's request."
+                "reason": Message(
+                    N_(
+                        "Write the reason for the erasure (at least %(count)s characters), e.g. "
+                        "the date and channel of the person's request."
+                    ),
+                    {"count": REASON_MIN},
+                )
             },
         )
     if len(text) > REASON_MAX:
         raise InvalidInput(
-            "The reason is too long.",
-            fields={"reason": f"Keep the reason to {REASON_MAX} characters."},
+            N_("The reason is too long."),
+            fields={
+                "reason": Message(
+                    N_("Keep the reason to %(count)s characters."), {"count": REASON_MAX}
+                )
+            },
         )
     return text
 
@@ -892,14 +936,22 @@ def erase_application(
     reasons = erasure_blockers(session, application, now=now)
     if reasons:
         raise ErasureRefused(
-            f"The personal data of {application.reference} cannot be erased yet.",
+            Message(
+                N_("The personal data of %(reference)s cannot be erased yet."),
+                {"reference": application.reference},
+            ),
             reasons=reasons,
         )
     if not _claim(session, application_id, col(Application.erased_at), now):
         session.rollback()
         raise AlreadyErased(
-            f"The personal data of {application.reference} was erased meanwhile; nothing is "
-            "left to erase."
+            Message(
+                N_(
+                    "The personal data of %(reference)s was erased meanwhile; nothing is left to "
+                    "erase."
+                ),
+                {"reference": application.reference},
+            )
         )
     session.refresh(application)
     outcome = _erase_rows(session, application, actor=actor, reason=text, now=now)

@@ -33,7 +33,7 @@ from app.models import (
 )
 from app.money import CENT, HUNDRED, ZERO, percent_of, round_cents
 from app.platform.audit import record_change
-from app.platform.i18n import N_, localized
+from app.platform.i18n import N_, Amount, Day, Listing, Message, Term, localized
 from app.platform.mail import Attachment, queue_email
 from app.platform.storage import Storage, new_key
 from app.services.billing.einvoices import ubl_attachments
@@ -94,7 +94,7 @@ class Assessment:
     """What the policy says about cancelling a registration at a given instant, with the money."""
 
     accepted: bool
-    reason: str
+    reason: Message
     deadline: datetime
     paid: Decimal
     refund: Decimal
@@ -179,9 +179,12 @@ def assess(session: Session, *, application: Application, received_at: datetime)
             received_at.astimezone(ZoneInfo(edition.timezone)).date()
             + timedelta(days=edition.refund_within_days)
         )
-        reason += (
-            f" The {excess:.2f} paid beyond the price is refunded in full as well"
-            f" ({refund:.2f} in all)."
+        reason = Message(
+            N_(
+                "%(reason)s The %(excess)s paid beyond the price is refunded in full as well "
+                "(%(refund)s in all)."
+            ),
+            {"reason": reason, "excess": Amount(excess), "refund": Amount(refund)},
         )
     return Assessment(
         accepted=True,
@@ -215,7 +218,9 @@ def refusal_for_status(application: Application) -> str | None:
         )
     if status == ApplicationStatus.completed.value:
         return N_("The course is completed; a completed registration cannot be cancelled.")
-    return f"This application is {status}; there is no place to cancel."
+    return Message(
+        N_("This application is %(status)s; there is no place to cancel."), {"status": Term(status)}
+    )
 
 
 def missing_items(request: CancellationRequest) -> dict[str, str]:
@@ -230,7 +235,9 @@ def missing_items(request: CancellationRequest) -> dict[str, str]:
     for name, words in REQUIRED_ITEMS.items():
         value = values[name]
         if value is None or (isinstance(value, str) and not value.strip()):
-            missing[name] = f"The cancellation does not give {words}."
+            missing[name] = Message(
+                N_("The cancellation does not give %(item)s."), {"item": Term(words)}
+            )
     return missing
 
 
@@ -264,17 +271,14 @@ def _check_request(request: CancellationRequest, *, now: datetime) -> None:
     if faults:
         missing = [REQUIRED_ITEMS[name] for name in REQUIRED_ITEMS if name in faults]
         message = (
-            "The cancellation cannot be recorded: it does not give " + _words(missing) + "."
+            Message(
+                N_("The cancellation cannot be recorded: it does not give %(items)s."),
+                {"items": Listing(tuple(Term(item) for item in missing))},
+            )
             if missing
             else N_("The cancellation cannot be recorded.")
         )
         raise InvalidInput(message, fields=faults)
-
-
-def _words(items: list[str]) -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def portal_request(
@@ -316,8 +320,13 @@ def _fee_nets(retained: Decimal, tax_rate: Decimal) -> list[Decimal]:
     if below is not None and percent_of(CENT, tax_rate) == ZERO:
         return [below, CENT]
     raise DomainError(
-        f"No fee invoice of exactly {retained:.2f} exists at a tax rate of {tax_rate} %; "
-        "issue it by hand."
+        Message(
+            N_(
+                "No fee invoice of exactly %(amount)s exists at a tax rate of %(rate)s %%; issue "
+                "it by hand."
+            ),
+            {"amount": Amount(retained), "rate": str(tax_rate)},
+        )
     )
 
 
@@ -374,7 +383,12 @@ def _credit(
         credits=[line.id for line in lines],
     )
     if credit_note.total != -sum((line.gross for line in lines), ZERO):
-        raise DomainError(f"The credit note for {invoice.number} would not match it; nothing done.")
+        raise DomainError(
+            Message(
+                N_("The credit note for %(number)s would not match it; nothing done."),
+                {"number": invoice.number},
+            )
+        )
     all_lines = invoice_lines(session, invoice)
     if _credited_line_ids(session, [ln.id or 0 for ln in all_lines]) >= {
         ln.id for ln in all_lines if ln.id is not None
@@ -428,7 +442,12 @@ def _fee_invoice(
         refers_to=invoice,
     )
     if fee.total != retained:
-        raise DomainError(f"The cancellation fee would not be {retained:.2f}; nothing done.")
+        raise DomainError(
+            Message(
+                N_("The cancellation fee would not be %(amount)s; nothing done."),
+                {"amount": Amount(retained)},
+            )
+        )
     # The retained money moves from the cancelled invoice to the fee invoice it now pays.
     day = now.astimezone(ZoneInfo(edition.timezone)).date()
     for target, amount, words in (
@@ -593,6 +612,7 @@ def cancel_registration(
         contact=(request.contact or "").strip()[:300],
         accepted=True,
         reason=assessment.reason,
+        reason_message=assessment.reason.as_json(),
         deadline=assessment.deadline,
         paid=assessment.paid,
         refund_amount=assessment.refund,
@@ -709,6 +729,7 @@ def _record_refusal(
         contact=(request.contact or "").strip()[:300],
         accepted=False,
         reason=assessment.reason,
+        reason_message=assessment.reason.as_json(),
         deadline=assessment.deadline,
         paid=assessment.paid,
         refund_amount=ZERO,
@@ -755,7 +776,7 @@ def _record_refusal(
         after={
             "channel": request.channel,
             "received_at": cancellation.received_at.isoformat(),
-            "reason": assessment.reason,
+            "reason": str(assessment.reason),
         },
     )
     session.commit()
@@ -777,8 +798,13 @@ def _already_cancelled(
         return AlreadyCancelled(N_("This place is already cancelled; nothing more happens."))
     day = done.received_at.astimezone(ZoneInfo(edition.timezone)).date()
     return AlreadyCancelled(
-        f"This place was already cancelled on {day.day} {day:%B %Y}; nothing more happens "
-        "and nothing more is refunded."
+        Message(
+            N_(
+                "This place was already cancelled on %(day)s; nothing more happens and nothing "
+                "more is refunded."
+            ),
+            {"day": Day(day)},
+        )
     )
 
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from app.money import ZERO, percent_of
+from app.platform.i18n import N_, Amount, Day, Message, Moment, Number
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class CancellationDecision:
     """Accepted or refused, why, and the money: refund, retained, refund due date."""
 
     accepted: bool
-    reason: str
+    reason: Message
     deadline: datetime
     paid: Decimal
     refund: Decimal
@@ -57,15 +58,17 @@ def decide_cancellation(
     cutoff = deadline(policy)
     paid = max(payments_received - refunds_made, ZERO)
     local_day = received_at.astimezone(ZoneInfo(policy.timezone)).date()
-    cutoff_words = f"{cutoff.day} {cutoff:%B %Y}, 00:00 ({policy.timezone})"
+    cutoff_words = Moment(cutoff, policy.timezone)
     if received_at >= cutoff:
         return CancellationDecision(
             accepted=False,
-            reason=(
-                f"Cancellations are accepted only before {cutoff_words}, "
-                f"{policy.cutoff_days} days before the course starts; this one was received "
-                f"on {local_day.day} {local_day:%B %Y}. The registration stands and nothing is "
-                "refunded."
+            reason=Message(
+                N_(
+                    "Cancellations are accepted only before %(deadline)s, %(days)s days before "
+                    "the course starts; this one was received on %(received)s. The registration "
+                    "stands and nothing is refunded."
+                ),
+                {"deadline": cutoff_words, "days": policy.cutoff_days, "received": Day(local_day)},
             ),
             deadline=cutoff,
             paid=paid,
@@ -76,13 +79,22 @@ def decide_cancellation(
     refund = percent_of(paid, policy.refund_percent)
     due_by = local_day + timedelta(days=policy.refund_within_days)
     if paid == ZERO:
-        reason = "Cancelled before the deadline. Nothing was paid, so nothing is refunded."
+        reason = Message(
+            N_("Cancelled before the deadline. Nothing was paid, so nothing is refunded.")
+        )
     else:
-        percent = format(policy.refund_percent.normalize(), "f")
-        reason = (
-            f"Cancelled before the deadline ({cutoff_words}): {percent} % of the "
-            f"{paid:.2f} paid is refunded by {due_by.day} {due_by:%B %Y}; "
-            f"{paid - refund:.2f} is retained."
+        reason = Message(
+            N_(
+                "Cancelled before the deadline (%(deadline)s): %(percent)s %% of the %(paid)s "
+                "paid is refunded by %(due)s; %(retained)s is retained."
+            ),
+            {
+                "deadline": cutoff_words,
+                "percent": Number(policy.refund_percent),
+                "paid": Amount(paid),
+                "due": Day(due_by),
+                "retained": Amount(paid - refund),
+            },
         )
     return CancellationDecision(
         accepted=True,

@@ -19,7 +19,7 @@ from app.models import (
     SeatOffer,
 )
 from app.platform.audit import record_change
-from app.platform.i18n import N_, localized
+from app.platform.i18n import N_, Message, Term, localized
 from app.platform.mail import Attachment, queue_email
 from app.platform.storage import Storage
 from app.services.billing.einvoices import ubl_attachments
@@ -259,7 +259,9 @@ def _answerable(session: Session, application: Application, now: datetime) -> Se
                 "the waiting list. You stay on the list."
             )
         )
-    raise OfferClosed(f"You have already {last.status} this seat.")
+    raise OfferClosed(
+        Message(N_("You have already %(status)s this seat."), {"status": Term(last.status)})
+    )
 
 
 def _close(session: Session, offer: SeatOffer, status: OfferStatus, now: datetime) -> None:

@@ -27,7 +27,7 @@ from app.models import (
     Module,
 )
 from app.platform.audit import record_change
-from app.platform.i18n import N_
+from app.platform.i18n import N_, Clock, DayAndClock, Message
 from app.services.errors import DomainError, InvalidInput
 from app.services.teaching.attendance import (
     SHEET_STATUSES,
@@ -240,13 +240,12 @@ def _record(
     )
 
 
-def _clock(value: datetime, zone: ZoneInfo) -> str:
-    return value.astimezone(zone).strftime("%H:%M")
+def _clock(value: datetime, zone: ZoneInfo) -> Clock:
+    return Clock(value.astimezone(zone))
 
 
-def _day_and_clock(value: datetime, zone: ZoneInfo) -> str:
-    local = value.astimezone(zone)
-    return f"{local:%A} {local.day} {local:%B}, {local:%H:%M}"
+def _day_and_clock(value: datetime, zone: ZoneInfo) -> DayAndClock:
+    return DayAndClock(value.astimezone(zone))
 
 
 def check_in(
@@ -306,22 +305,34 @@ def check_in(
         )
         session.commit()
         raise CheckInThrottled(
-            f"Too many wrong codes. Try again at {_clock(until, zone)}, or ask your tutor to "
-            "mark you present.",
+            Message(
+                N_(
+                    "Too many wrong codes. Try again at %(time)s, or ask your tutor to mark you "
+                    "present."
+                ),
+                {"time": _clock(until, zone)},
+            ),
             retry_at=until,
         )
     window = check_in_window(course_session)
     if now < window.opens:
         raise refuse(
             REASON_EARLY,
-            f"Check-in for “{course_session.title}” opens at "
-            f"{_day_and_clock(window.opens, zone)}, 15 minutes before it starts.",
+            Message(
+                N_("Check-in for “%(session)s” opens at %(when)s, 15 minutes before it starts."),
+                {"session": course_session.title, "when": _day_and_clock(window.opens, zone)},
+            ),
         )
     if now >= window.closes:
         raise refuse(
             REASON_LATE,
-            f"Check-in for “{course_session.title}” closed when it ended, at "
-            f"{_day_and_clock(window.closes, zone)}. Ask your tutor to correct your mark.",
+            Message(
+                N_(
+                    "Check-in for “%(session)s” closed when it ended, at %(when)s. Ask your "
+                    "tutor to correct your mark."
+                ),
+                {"session": course_session.title, "when": _day_and_clock(window.closes, zone)},
+            ),
         )
     stored = code_for_session(session, course_session_id)
     if stored is None or not secrets.compare_digest(stored.code, code):
@@ -329,9 +340,17 @@ def check_in(
         if other is not None:
             raise refuse(
                 REASON_OTHER_SESSION,
-                f"That is the code of another session (“{other.title}”, "
-                f"{_day_and_clock(other.starts_at, zone)}). Enter the code shown at "
-                f"“{course_session.title}”.",
+                Message(
+                    N_(
+                        "That is the code of another session (“%(other)s”, %(when)s). Enter the "
+                        "code shown at “%(session)s”."
+                    ),
+                    {
+                        "other": other.title,
+                        "when": _day_and_clock(other.starts_at, zone),
+                        "session": course_session.title,
+                    },
+                ),
             )
         raise refuse(
             REASON_WRONG,

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from app.clock import utcnow
 from app.models import Application, ApplicationStatus, Edition, FinalWork, FinalWorkStatus
 from app.platform.audit import record_change
-from app.platform.i18n import N_, localized
+from app.platform.i18n import N_, Message, Term, Value, localized
 from app.platform.mail import queue_email
 from app.platform.storage import Storage, new_key
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -69,7 +69,11 @@ def check_final_work(data: bytes, filename: str) -> None:
     not_pdf = InvalidInput(
         N_("The file is not a PDF."),
         fields={
-            field: f"{filename or 'This file'} is not a PDF document (whatever its name says)."
+            field: Message(
+                N_("%(name)s is not a PDF document (whatever its name says)."), {"name": filename}
+            )
+            if filename
+            else N_("This file is not a PDF document (whatever its name says).")
         },
     )
     if not is_pdf(data):
@@ -140,7 +144,10 @@ def upload_final_work(
     now = now or utcnow()
     if application.status not in UPLOAD_STATUSES:
         raise Conflict(
-            f"Final work is handed in by participants; this application is {application.status}."
+            Message(
+                N_("Final work is handed in by participants; this application is %(status)s."),
+                {"status": Term(application.status)},
+            )
         )
     check_final_work(data, filename)
     application_id = application.id or 0
@@ -197,7 +204,8 @@ def _note(status: str, note: str) -> str:
     note = note.strip()
     if len(note) > NOTE_MAX:
         raise InvalidInput(
-            N_("The note is too long."), fields={"note": f"At most {NOTE_MAX} characters."}
+            N_("The note is too long."),
+            fields={"note": Message(N_("At most %(count)s characters."), {"count": NOTE_MAX})},
         )
     if status == FinalWorkStatus.rejected.value and not note:
         raise InvalidInput(
@@ -230,7 +238,11 @@ def assess_final_work(
     application = get_application(session, application_id)
     work = final_work_of(session, application_id)
     if work is None or work.file_key is None:
-        raise NotFound(f"{application.full_name} has not uploaded a final work yet.")
+        raise NotFound(
+            Message(
+                N_("%(name)s has not uploaded a final work yet."), {"name": application.full_name}
+            )
+        )
     if application.status == ApplicationStatus.completed.value:
         raise Conflict(
             N_("The certificate has been issued on this assessment; revoke it before changing it.")
@@ -245,11 +257,20 @@ def assess_final_work(
     if not result.rowcount:  # type: ignore[attr-defined]
         session.rollback()
         session.refresh(work)
+        now_status: Value = Term(STATUS_WORDS.get(work.status, work.status))
+        if work.assessed_by:
+            # The status and who set it: the pair itself is no catalog message.
+            now_status = Message(
+                "%(status)s (%(by)s)", {"status": now_status, "by": work.assessed_by}
+            )
         raise StaleFinalWork(
-            f"Someone else changed this final work meanwhile: it is now "
-            f"{STATUS_WORDS.get(work.status, work.status)}"
-            + (f" ({work.assessed_by})" if work.assessed_by else "")
-            + ". Nothing was changed; look at it again and decide.",
+            Message(
+                N_(
+                    "Someone else changed this final work meanwhile: it is now %(status)s. "
+                    "Nothing was changed; look at it again and decide."
+                ),
+                {"status": now_status},
+            ),
             current=work,
         )
     session.refresh(work)

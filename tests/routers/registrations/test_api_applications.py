@@ -166,3 +166,30 @@ def test_an_application_by_country_reads_once_and_writes_once_on_postgresql(
     alone = quote_as_json(quote_for_edition(session, edition=edition, country="MWI"))
     assert application.quote == alone
     assert "low income" in alone["lines"][0]["reason"]
+
+
+def test_the_api_answers_quote_and_invoice_lines_in_english_without_their_kept_messages(
+    client: TestClient, session: Session, admin_headers: dict[str, str]
+) -> None:
+    open_edition(session)
+    created = client.post(
+        URL, json=application_payload(country="FRA"), headers={"Accept-Language": "fr"}
+    ).json()
+    admitted = client.post(
+        f"/api/v1/applications/{created['id']}/decision",
+        json={"decision": "admit", "version": 1},
+        headers=admin_headers,
+    )
+    assert admitted.status_code == 200, admitted.text
+    detail = client.get(f"/api/v1/applications/{created['id']}", headers=admin_headers).json()
+    (line,) = detail["quote"]["lines"]
+    assert line == {
+        "code": "standard_rate",
+        "label": "Standard rate",
+        "amount": "1500.00",
+        "reason": "Standard rate: the organisation is not in the Metropolis member registry.",
+    }
+    number = detail["invoices"][0]["number"]
+    invoice = client.get(f"/api/v1/invoices/{number}", headers=admin_headers).json()
+    (details,) = invoice["lines"][0]["details"]
+    assert details == line
