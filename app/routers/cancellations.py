@@ -9,12 +9,11 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import object_session
 from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
 
 from app.clock import utcnow
-from app.models import Application, Cancellation, Edition, Refund, RefundStatus
+from app.models import Application, Cancellation, Edition, Refund
 from app.platform.i18n import N_, gettext, stored_money, translate
 from app.services.billing import refunds as refund_service
 from app.services.editions.editions import applications_are_open, get_edition, list_editions
@@ -48,51 +47,6 @@ CHANNEL_LABELS = {
     "email": N_("E-mail (reply to the place reservation)"),
     "portal": N_("Participant's page"),
 }
-
-
-# The portal panel: read-only, from the session that loaded the portal's application
-
-
-def cancellation_panel(request: Request, application: Application) -> dict[str, Any]:
-    """What the portal shows about cancelling, refunds and seat offers for one application."""
-    session = object_session(application)
-    if isinstance(session, Session):
-        return _panel(session, application)
-    with Session(request.app.state.engine) as fresh:
-        return _panel(fresh, application)
-
-
-def _panel(session: Session, application: Application) -> dict[str, Any]:
-    edition = session.get(Edition, application.edition_id)
-    assert edition is not None
-    zone = ZoneInfo(edition.timezone)
-    now = utcnow()
-    requests = service.cancellations_of(session, application.id or 0)
-    accepted = next((c for c in requests if c.accepted), None)
-    refunds = refund_service.refunds_of(session, application.id or 0)
-    offer = waitlist.open_offer(session, application.id or 0, now=now)
-    return {
-        "edition": edition,
-        "can_cancel": application.status in service.CANCELLABLE,
-        "deadline": service.policy_deadline(edition).astimezone(zone),
-        "cancellation": accepted,
-        "cancelled_on": accepted.received_at.astimezone(zone) if accepted else None,
-        "refused": [c for c in requests if not c.accepted],
-        "refunds": [
-            {
-                "refund": refund,
-                "needs_details": refund.status == RefundStatus.owed.value
-                and refund.method == "bank_transfer",
-            }
-            for refund in refunds
-        ],
-        "offer": offer,
-        "offer_expires": offer.expires_at.astimezone(zone) if offer else None,
-        "timezone": edition.timezone,
-    }
-
-
-templates.env.globals["cancellation_panel"] = cancellation_panel
 
 
 # Shared pieces
@@ -516,7 +470,7 @@ def _refunds_page(
     due = refund_service.refunds_due(session)
     return templates.TemplateResponse(
         request,
-        "admin/cancellations/refund_service.html",
+        "admin/cancellations/refunds.html",
         {
             "user": user,
             "active": "refunds",

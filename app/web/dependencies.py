@@ -1,5 +1,6 @@
 """What routers share: templates with their filters, and the dependency aliases."""
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,7 @@ from app.platform import i18n
 from app.platform.storage import Storage
 from app.quote_text import quote_label, quote_reason
 from app.services.billing.invoices import Seller
+from app.services.certificates.issuing import CertificateOptions
 from app.services.office.staff import user_for_token
 from app.services.registry.countries import local_country_name
 from app.web.language import language_links
@@ -99,6 +101,16 @@ def seller_from(settings: Settings) -> Seller:
         bic=settings.bank_bic,
         due_days=settings.invoice_due_days,
     )
+
+
+def certificate_options(request: Request) -> CertificateOptions:
+    """The certificate options of the serving application, built once per application."""
+    options: CertificateOptions | None = getattr(request.app.state, "certificate_options", None)
+    if options is None:
+        settings: Settings = request.app.state.settings
+        options = CertificateOptions.from_settings(settings, cpu_count=os.cpu_count())
+        request.app.state.certificate_options = options
+    return options
 
 
 async def submitted_form(request: Request) -> FormData:
