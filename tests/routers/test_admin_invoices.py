@@ -346,7 +346,7 @@ def test_a_payment_on_a_credit_note_is_refused_with_a_clear_message(
     edition = session.get(Edition, one_invoice.edition_id)
     assert edition is not None
     line = invoicing.invoice_lines(session, one_invoice)[0]
-    credit = invoicing._issue(
+    credit = invoicing.issue_document(
         session,
         edition=edition,
         buyer=one_invoice.buyer,

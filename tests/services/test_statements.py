@@ -281,7 +281,7 @@ def test_credit_notes_and_paid_invoices_are_never_matched(
     _, cancelled = invoiced(session, storage, admin_user, edition, "a@x.org")
     _, paid = invoiced(session, storage, admin_user, edition, "b@x.org")
     original_line = invoicing.invoice_lines(session, cancelled)[0]
-    credit = invoicing._issue(
+    credit = invoicing.issue_document(
         session,
         edition=edition,
         buyer=cancelled.buyer,

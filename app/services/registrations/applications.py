@@ -534,7 +534,7 @@ def get_application(session: Session, application_id: int) -> Application:
     return application
 
 
-def _change_status(
+def change_status(
     session: Session,
     application: Application,
     *,
@@ -568,7 +568,7 @@ def withdraw(
     session: Session, *, application: Application, now: datetime | None = None
 ) -> Application:
     """The applicant withdraws while the application is submitted or waitlisted."""
-    _change_status(
+    change_status(
         session,
         application,
         allowed_from=(ApplicationStatus.submitted.value, ApplicationStatus.waitlisted.value),
@@ -672,7 +672,7 @@ def decide(
     values: dict[str, Any] = {"decided_at": now, "decided_by": actor.email, "decision_note": note}
     if decision == "waitlist":
         values["waitlisted_at"] = now
-    _change_status(
+    change_status(
         session,
         application,
         allowed_from=allowed_from,
@@ -685,7 +685,7 @@ def decide(
     attachments: list[Attachment] = []
     invoice = None
     if decision == "admit":
-        _fix_fee_at_admission(session, application, edition, storage=storage, now=now)
+        fix_fee_at_admission(session, application, edition, storage=storage, now=now)
         if application.fee_waiver_key:
             attachments.append(
                 Attachment(
@@ -741,7 +741,7 @@ def decide(
     return application
 
 
-def _fix_fee_at_admission(
+def fix_fee_at_admission(
     session: Session, application: Application, edition: Edition, *, storage: Storage, now: datetime
 ) -> None:
     """A waived fee is confirmed now, with a numbered confirmation; others await their invoice."""

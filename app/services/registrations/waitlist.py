@@ -25,8 +25,8 @@ from app.platform.storage import Storage
 from app.services.billing.invoices import Seller, issue_invoice
 from app.services.errors import Conflict, NotFound
 from app.services.registrations.applications import (
-    _change_status,
-    _fix_fee_at_admission,
+    change_status,
+    fix_fee_at_admission,
     portal_url,
 )
 
@@ -299,7 +299,7 @@ def accept_offer(
     edition = session.get(Edition, application.edition_id)
     assert edition is not None
     _close(session, offer, OfferStatus.accepted, now)
-    _change_status(
+    change_status(
         session,
         application,
         allowed_from=(ApplicationStatus.waitlisted.value,),
@@ -311,7 +311,7 @@ def accept_offer(
             "decision_note": "Accepted a seat offered from the waiting list.",
         },
     )
-    _fix_fee_at_admission(session, application, edition, storage=storage, now=now)
+    fix_fee_at_admission(session, application, edition, storage=storage, now=now)
     attachments: list[Attachment] = []
     invoice = None
     if application.fee_waiver_key:
