@@ -273,7 +273,7 @@ def submit(
     try:
         submitted = service.submit_application(
             session,
-            edition=edition,
+            edition_slug=edition.slug,
             data=data,
             cv=cv,
             cv_filename=cv_name,

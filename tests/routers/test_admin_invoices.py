@@ -62,7 +62,7 @@ def storage(client: TestClient) -> Storage:
 def submit(session: Session, storage: Storage, edition: Edition, **overrides: Any) -> Application:
     return service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=service.ApplicationIn.model_validate(application_payload(**overrides)),
         cv=None,
         cv_filename=None,

@@ -39,7 +39,7 @@ def storage(tmp_path: Path) -> LocalStorage:
 def apply(session: Session, storage: LocalStorage, edition, **overrides) -> Application:  # type: ignore[no-untyped-def]
     return service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=service.ApplicationIn.model_validate(application_payload(**overrides)),
         cv=None,
         cv_filename=None,

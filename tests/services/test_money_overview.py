@@ -40,7 +40,7 @@ def submit(
 ) -> Application:
     return service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=service.ApplicationIn.model_validate(application_payload(**overrides)),
         cv=None,
         cv_filename=None,

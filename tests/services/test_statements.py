@@ -51,7 +51,7 @@ def invoiced(
     """An admitted participant and the invoice admission issued to them."""
     application = service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=service.ApplicationIn.model_validate(application_payload(email=email)),
         cv=None,
         cv_filename=None,

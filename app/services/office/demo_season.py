@@ -89,7 +89,7 @@ class Office:
         payload.update(extra)
         return applications_service.submit_application(
             self.session,
-            edition=self.edition,
+            edition_slug=self.edition.slug,
             data=applications_service.ApplicationIn.model_validate(payload),
             cv=None,
             cv_filename=None,

@@ -31,8 +31,8 @@ from app.platform.signed_links import GROUP_SALT, PORTAL_SALT, link_expiry, make
 from app.platform.storage import Storage, new_key
 from app.services.billing.invoices import Seller, issue_invoice
 from app.services.billing.numbering import format_number, next_number
-from app.services.billing.quotes import quote_as_json, quote_for_edition
-from app.services.editions.editions import applications_are_open, get_edition
+from app.services.billing.quotes import quote_as_json, quote_for_edition, quote_from_facts
+from app.services.editions.editions import applications_are_open, get_edition, get_edition_alone
 from app.services.editions.fees import Quote
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registry.countries import country_name, parse_country
@@ -103,10 +103,9 @@ class ApplicationIn(BaseModel):
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """What a submission reads before it writes, read with its edition
-    (`edition_for_submission`): the country, the new application's id where the database
-    reserves one, and the country's income group."""
+class _ReadWithEdition:
+    """What a submission reads before it writes, read with its edition: the country, the new
+    application's id where the database reserves one, and the country's income group."""
 
     iso3: str
     reserved_id: int | None
@@ -251,10 +250,10 @@ _EDITION_FOR_SUBMISSION = {
 }
 
 
-def edition_for_submission(
+def _edition_for_submission(
     session: Session, slug: str, data: ApplicationIn
-) -> tuple[Edition, Prepared | None]:
-    """The edition with this slug (or NotFound), for `submit_application`.
+) -> tuple[Edition, _ReadWithEdition | None]:
+    """The edition with this slug (or NotFound), and what was read with it.
 
     An applicant who gives a country rather than an organisation or a group code (the usual
     case) needs nothing else read before the application is written: the country's income
@@ -268,13 +267,16 @@ def edition_for_submission(
         except InvalidInput:
             iso3 = None
     if iso3 is None:
-        return get_edition(session, slug, group_tiers=bool(data.group_code)), None
+        # Only a group's applicant has a use for the group discounts.
+        if data.group_code:
+            return get_edition(session, slug), None
+        return get_edition_alone(session, slug), None
     sequence = has_sequences(session)
     row = session.execute(_EDITION_FOR_SUBMISSION[sequence], {"slug": slug, "iso3": iso3}).first()
     if row is None:
         raise NotFound(f"There is no edition {slug!r}.")
     edition, income_group = row[0], row[1]
-    return edition, Prepared(
+    return edition, _ReadWithEdition(
         iso3=iso3, reserved_id=row[2] if sequence else None, income_group=income_group
     )
 
@@ -282,7 +284,7 @@ def edition_for_submission(
 def submit_application(
     session: Session,
     *,
-    edition: Edition,
+    edition_slug: str,
     data: ApplicationIn,
     cv: bytes | None,
     cv_filename: str | None,
@@ -290,13 +292,10 @@ def submit_application(
     secret_key: str,
     base_url: str,
     now: datetime | None = None,
-    prepared: Prepared | None = None,
 ) -> SubmittedApplication:
-    """Store an application, its quote and the receipt e-mail in one transaction.
-
-    `prepared`: what `edition_for_submission` read with the edition, so it is not read
-    again.
-    """
+    """Store an application to the edition with this slug, its quote and the receipt e-mail
+    in one transaction (the form and the API alike)."""
+    edition, prepared = _edition_for_submission(session, edition_slug, data)
     now = now or utcnow()
     if not applications_are_open(edition, now=now):
         raise ApplicationsClosed("This edition is not taking applications now.")
@@ -342,13 +341,12 @@ def submit_application(
             income_group_query(),
             params={"iso3": iso3, "fiscal_year": edition.income_fy},
         )
-    quote = quote_for_edition(
-        session,
+    quote = quote_from_facts(
         edition=edition,
-        organisation_id=organisation.id if organisation else None,
-        country=iso3,
-        group_size=size,
+        organisation=organisation,
+        iso3=iso3,
         income_group=income_group,
+        group_size=size,
     )
     edition_id = edition.id or 0
     cv_key = None
