@@ -13,9 +13,12 @@ from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
 
 from app.clock import utcnow
+from app.config import Settings
 from app.models import Application, Cancellation, Edition, Refund
 from app.platform.i18n import N_, gettext, stored_money, translate
+from app.platform.storage import Storage
 from app.services.billing import refunds as refund_service
+from app.services.billing.invoices import Seller
 from app.services.editions.editions import applications_are_open, get_edition, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registrations import cancellation_intake as service
@@ -74,6 +77,18 @@ def _see_other(url: str) -> RedirectResponse:
 def _text(form: FormData, name: str, limit: int = 300) -> str:
     raw = form.get(name)
     return raw.strip()[:limit] if isinstance(raw, str) else ""
+
+
+def _office(settings: Settings, storage: Storage, seller: Seller) -> service.CancellationOffice:
+    """What the office lends to carrying out a cancellation, from the serving application."""
+    return service.CancellationOffice(
+        storage=storage,
+        seller=seller,
+        secret_key=settings.secret_key,
+        base_url=settings.base_url,
+        office_email=settings.mail_from,
+        offer_days=settings.waitlist_offer_days,
+    )
 
 
 def _edition_of(session: Session, application: Application) -> Edition:
@@ -146,12 +161,7 @@ def cancel_confirm(
             application_id=application.id or 0,
             request=service.portal_request(application, edition, now=now),
             actor=application.email,
-            storage=storage,
-            seller=seller,
-            secret_key=settings.secret_key,
-            base_url=settings.base_url,
-            office_email=settings.mail_from,
-            offer_days=settings.waitlist_offer_days,
+            office=_office(settings, storage, seller),
             now=now,
         )
     except Conflict as exc:
@@ -410,16 +420,11 @@ def record_cancellation(
                 full_name=values["full_name"],
                 registration_date=registration_date,
                 contact=values["contact"],
+                email_file=email_file,
+                email_filename=email_filename,
             ),
             actor=user.email,
-            storage=storage,
-            seller=seller,
-            secret_key=settings.secret_key,
-            base_url=settings.base_url,
-            office_email=settings.mail_from,
-            offer_days=settings.waitlist_offer_days,
-            email_file=email_file,
-            email_filename=email_filename,
+            office=_office(settings, storage, seller),
         )
     except InvalidInput as exc:
         return again(values, exc.fields, 422, exc.message)
@@ -672,12 +677,7 @@ def api_cancel(
             contact=data.contact,
         ),
         actor=admin.email,
-        storage=storage,
-        seller=seller,
-        secret_key=settings.secret_key,
-        base_url=settings.base_url,
-        office_email=settings.mail_from,
-        offer_days=settings.waitlist_offer_days,
+        office=_office(settings, storage, seller),
     )
     return CancellationOut(
         cancellation_id=outcome.cancellation.id or 0,

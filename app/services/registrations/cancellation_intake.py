@@ -86,6 +86,23 @@ class CancellationRequest:
     full_name: str | None
     registration_date: date | None
     contact: str | None
+    # The e-mail as the office saved it from its mail (.eml), kept with the record.
+    email_file: bytes | None = None
+    email_filename: str | None = None
+
+
+@dataclass(frozen=True)
+class CancellationOffice:
+    """What the office lends to carrying out a cancellation: where files are kept, the seller
+    on credit notes and fee invoices, the portal's links, the office's own address for its
+    note, and how many days a freed seat is offered to the waiting list."""
+
+    storage: Storage
+    seller: Seller
+    secret_key: str
+    base_url: str
+    office_email: str
+    offer_days: int
 
 
 @dataclass(frozen=True)
@@ -490,15 +507,7 @@ def cancel_registration(
     application_id: int,
     request: CancellationRequest,
     actor: str,
-    storage: Storage,
-    seller: Seller,
-    secret_key: str,
-    base_url: str,
-    office_email: str,
-    offer_days: int,
-    email_file: bytes | None = None,
-    email_filename: str | None = None,
-    expected_version: int | None = None,
+    office: CancellationOffice,
     now: datetime | None = None,
 ) -> CancellationOutcome:
     """Record a written cancellation and carry out the policy's answer in one transaction.
@@ -513,17 +522,9 @@ def cancel_registration(
     application = get_application(session, application_id)
     edition = session.get(Edition, application.edition_id)
     assert edition is not None
-    check_cancellation(
-        session,
-        application=application,
-        edition=edition,
-        request=request,
-        email_file=email_file,
-        email_filename=email_filename,
-        now=now,
-    )
+    check_cancellation(session, application=application, edition=edition, request=request, now=now)
     received_at = request.received_at.astimezone(UTC)
-    url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
+    url = portal_url(application, edition, secret_key=office.secret_key, base_url=office.base_url)
     first_look = assess(session, application=application, received_at=received_at)
     if not first_look.accepted:
         return _record_refusal(
@@ -533,14 +534,12 @@ def cancel_registration(
             request=request,
             assessment=first_look,
             actor=actor,
-            storage=storage,
-            email_file=email_file,
-            email_filename=email_filename,
-            office_email=office_email,
+            storage=office.storage,
+            office_email=office.office_email,
             url=url,
         )
     before = application.status
-    _release_the_place(session, application, edition, expected_version=expected_version)
+    _release_the_place(session, application, edition)
     billed = _lock_registration_invoice(session, application)
     # The money as it stands once this participant is locked in.
     assessment = assess(session, application=application, received_at=received_at)
@@ -552,10 +551,10 @@ def cancel_registration(
             invoice=assessment.invoice,
             lines=billed[1],
             application=application,
-            seller=seller,
+            seller=office.seller,
             actor=actor,
             now=now,
-            storage=storage,
+            storage=office.storage,
         )
         if assessment.retained > ZERO:
             fee_invoice = _invoice_the_retained_fee(
@@ -564,10 +563,10 @@ def cancel_registration(
                 invoice=assessment.invoice,
                 application=application,
                 assessment=assessment,
-                seller=seller,
+                seller=office.seller,
                 actor=actor,
                 now=now,
-                storage=storage,
+                storage=office.storage,
             )
     cancellation = _record_acceptance(
         session,
@@ -576,8 +575,7 @@ def cancel_registration(
         assessment=assessment,
         credit_note=credit_note,
         fee_invoice=fee_invoice,
-        email_key=_store_email(storage, email_file),
-        email_filename=email_filename if email_file else None,
+        email_key=_store_email(office.storage, request.email_file),
         status_before=before,
         actor=actor,
         now=now,
@@ -589,7 +587,7 @@ def cancel_registration(
         application=application,
         edition=edition,
         outcome=outcome,
-        office_email=office_email,
+        office_email=office.office_email,
         url=url,
     )
     # The freed seat goes to the waiting list in the same transaction.
@@ -597,9 +595,9 @@ def cancel_registration(
         session,
         edition=edition,
         now=now,
-        offer_days=offer_days,
-        secret_key=secret_key,
-        base_url=base_url,
+        offer_days=office.offer_days,
+        secret_key=office.secret_key,
+        base_url=office.base_url,
     )
     session.commit()
     return outcome
@@ -614,15 +612,13 @@ def check_cancellation(
     application: Application,
     edition: Edition,
     request: CancellationRequest,
-    email_file: bytes | None,
-    email_filename: str | None,
     now: datetime,
 ) -> None:
     """Refuse to record a request that lacks an item, a saved e-mail that is not one, and a
     place that is already cancelled or was never held."""
     _check_request(request, now=now)
-    if email_file is not None:
-        _check_email_file(email_file, email_filename or "")
+    if request.email_file is not None:
+        _check_email_file(request.email_file, request.email_filename or "")
     if application.status == ApplicationStatus.cancelled.value:
         raise _already_cancelled(session, application, edition)
     refusal = refusal_for_status(application)
@@ -634,8 +630,6 @@ def _release_the_place(
     session: Session,
     application: Application,
     edition: Edition,
-    *,
-    expected_version: int | None,
 ) -> None:
     """The application becomes cancelled, which frees its seat."""
     try:
@@ -645,7 +639,7 @@ def _release_the_place(
             application,
             allowed_from=CANCELLABLE,
             to=ApplicationStatus.cancelled.value,
-            expected_version=expected_version,
+            expected_version=None,
             values={},
         )
     except Conflict:
@@ -674,7 +668,6 @@ def _record_acceptance(
     credit_note: Invoice | None,
     fee_invoice: Invoice | None,
     email_key: str | None,
-    email_filename: str | None,
     status_before: str,
     actor: str,
     now: datetime,
@@ -702,7 +695,7 @@ def _record_acceptance(
         credit_note_id=credit_note.id if credit_note else None,
         fee_invoice_id=fee_invoice.id if fee_invoice else None,
         email_key=email_key,
-        email_filename=(email_filename or "")[:200] or None,
+        email_filename=(request.email_filename or "")[:200] or None if email_key else None,
         recorded_by=actor,
         created_at=now,
     )
@@ -805,8 +798,6 @@ def _record_refusal(
     assessment: Assessment,
     actor: str,
     storage: Storage,
-    email_file: bytes | None,
-    email_filename: str | None,
     office_email: str,
     url: str,
 ) -> CancellationOutcome:
@@ -824,8 +815,8 @@ def _record_refusal(
         paid=assessment.paid,
         refund_amount=ZERO,
         retained=ZERO,
-        email_key=_store_email(storage, email_file),
-        email_filename=(email_filename or "")[:200] or None if email_file else None,
+        email_key=_store_email(storage, request.email_file),
+        email_filename=(request.email_filename or "")[:200] or None if request.email_file else None,
         recorded_by=actor,
     )
     session.add(cancellation)
