@@ -13,7 +13,9 @@ from app.config import get_settings
 SQLITE_IMMEDIATE = "diplomat_sqlite_immediate"
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def configure_sqlite(engine: Engine) -> None:
+    """Set the pragmas every SQLite connection of this engine needs."""
+
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # WAL lets readers work while a writer commits; busy_timeout makes a second writer
@@ -44,7 +46,7 @@ def make_engine(url: str) -> Engine:
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
-        _configure_sqlite(engine)
+        configure_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 

@@ -66,7 +66,7 @@ def participant(
     storage = LocalStorage(Path(tempfile.mkdtemp(prefix="diplomat-attendance-")))
     application = applications_service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=applications_service.ApplicationIn.model_validate(application_payload(**overrides)),
         cv=None,
         cv_filename=None,

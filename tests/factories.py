@@ -192,7 +192,7 @@ def _submitted(
     if applications_service.applications_are_open(edition, now=now):
         return applications_service.submit_application(
             session,
-            edition=edition,
+            edition_slug=edition.slug,
             data=data,
             cv=None,
             cv_filename=None,

@@ -1,5 +1,6 @@
 """What routers share: templates with their filters, and the dependency aliases."""
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +26,7 @@ from app.platform.stored_messages import (
 )
 from app.services.billing.invoices import Seller
 from app.services.billing.verifactu import TaxRecordSettings
+from app.services.certificates.issuing import CertificateOptions
 from app.services.office.staff import user_for_token
 from app.services.registry.countries import local_country_name
 from app.web.language import language_links
@@ -117,6 +119,16 @@ def seller_from(settings: Settings) -> Seller:
         electronic_address=settings.organisation_electronic_address,
         electronic_address_scheme=settings.organisation_electronic_address_scheme,
     )
+
+
+def certificate_options(request: Request) -> CertificateOptions:
+    """The certificate options of the serving application, built once per application."""
+    options: CertificateOptions | None = getattr(request.app.state, "certificate_options", None)
+    if options is None:
+        settings: Settings = request.app.state.settings
+        options = CertificateOptions.from_settings(settings, cpu_count=os.cpu_count())
+        request.app.state.certificate_options = options
+    return options
 
 
 async def submitted_form(request: Request) -> FormData:

@@ -19,7 +19,7 @@ from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, create_engine
 
 from app.config import Settings
-from app.db import _configure_sqlite, pool_capacity
+from app.db import configure_sqlite, pool_capacity
 from app.main import create_app
 from tests.factories import open_edition
 
@@ -32,7 +32,7 @@ def small_pool(database_url: str) -> Iterator[Engine]:
         database_url, poolclass=QueuePool, pool_size=2, max_overflow=0, pool_timeout=5
     )
     if database_url.startswith("sqlite"):
-        _configure_sqlite(engine)
+        configure_sqlite(engine)
     yield engine
     engine.dispose()
 

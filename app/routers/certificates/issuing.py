@@ -1,14 +1,12 @@
 """Certificates: public verification, the portal's downloads, the office's pages, the JSON API
 and the Open Badges documents (key set, issuer, revocation list)."""
 
-import os
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 
 from app.clock import utcnow
@@ -20,7 +18,7 @@ from app.platform.rate_limit import Limit, RateLimited, hit
 from app.services.certificates import bulk_runs as runs
 from app.services.certificates import issuing as service
 from app.services.certificates import open_badges
-from app.services.certificates.eligibility import evaluate, evaluate_edition
+from app.services.certificates.eligibility import evaluate_edition
 from app.services.certificates.numbers import InvalidNumber, normalise
 from app.services.editions.editions import get_edition
 from app.services.errors import DomainError, InvalidInput, NotFound
@@ -32,6 +30,7 @@ from app.web.dependencies import (
     SessionDep,
     SettingsDep,
     StorageDep,
+    certificate_options,
     client_address,
     is_htmx,
     templates,
@@ -55,18 +54,6 @@ PRIVATE_FILE_HEADERS = {"Cache-Control": "private, no-store"}
 
 
 # Shared pieces
-
-
-def certificate_options(request: Request) -> service.CertificateOptions:
-    """The certificate options of the serving application, built once per application."""
-    options: service.CertificateOptions | None = getattr(
-        request.app.state, "certificate_options", None
-    )
-    if options is None:
-        settings: Settings = request.app.state.settings
-        options = service.CertificateOptions.from_settings(settings, cpu_count=os.cpu_count())
-        request.app.state.certificate_options = options
-    return options
 
 
 def run_launcher() -> runs.Launcher:
@@ -120,60 +107,6 @@ def _edition_of(session: Session, certificate: Certificate) -> Edition:
     edition = session.get(Edition, certificate.edition_id)
     assert edition is not None
     return edition
-
-
-# Panels included in other pages (read-only, from the session that loaded the application)
-
-
-def _session_of(request: Request, application: Application) -> tuple[Session, bool]:
-    found = object_session(application)
-    if isinstance(found, Session):
-        return found, False
-    return Session(request.app.state.engine), True
-
-
-def portal_certificate(request: Request, application: Application) -> dict[str, Any]:
-    """What the portal shows about the participant's certificate."""
-    session, own = _session_of(request, application)
-    try:
-        certificate = service.certificate_of(session, application.id or 0)
-        if certificate is None:
-            return {"certificate": None}
-        options = certificate_options(request)
-        edition = _edition_of(session, certificate)
-        return {
-            "certificate": certificate,
-            "verification_url": service.verification_url(options, certificate.number),
-            "linkedin_url": service.linkedin_url(options, certificate, edition),
-        }
-    finally:
-        if own:
-            session.close()
-
-
-def admin_certificate_panel(request: Request, application: Application) -> dict[str, Any]:
-    """The certificate section of an application's page: the certificate, or eligibility."""
-    session, own = _session_of(request, application)
-    try:
-        certificate = service.certificate_of(session, application.id or 0)
-        panel: dict[str, Any] = {"certificate": certificate, "errors": {}}
-        panel.update(_pop(request, "certificate_form") or {})
-        if certificate is None:
-            if application.status in service.PARTICIPANT_STATUSES:
-                panel["eligibility"] = evaluate(session, application)
-            return panel
-        options = certificate_options(request)
-        panel["versions"] = service.versions_of(session, certificate)
-        panel["verification_url"] = service.verification_url(options, certificate.number)
-        panel["timezone"] = _edition_of(session, certificate).timezone
-        return panel
-    finally:
-        if own:
-            session.close()
-
-
-templates.env.globals["portal_certificate"] = portal_certificate
-templates.env.globals["admin_certificate_panel"] = admin_certificate_panel
 
 
 # Public verification

@@ -231,7 +231,11 @@ def update_edition(
 @router.post("/editions/{slug}/quote", response_model=QuoteOut)
 def quote(slug: str, data: QuoteIn, session: ReadSessionDep) -> dict[str, object]:
     """What one participant would pay, with the reason for each line."""
-    edition = edition_service.get_edition(session, slug, group_tiers=data.group_size > 1)
+    edition = (
+        edition_service.get_edition(session, slug)
+        if data.group_size > 1
+        else edition_service.get_edition_alone(session, slug)
+    )
     return quote_as_json(
         quote_for_edition(
             session,

@@ -4,7 +4,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlmodel import Session
 
@@ -198,26 +197,20 @@ def submit(
     session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
-) -> JSONResponse:
+) -> ApplicationCreated:
     """Apply to an edition (a CV can be added through the form); the same e-mail twice is 409."""
-    edition, prepared = service.edition_for_submission(session, slug, data)
-    submitted = service.submit_application(
+    application = service.submit_application(
         session,
-        edition=edition,
+        edition_slug=slug,
         data=data,
         cv=None,
         cv_filename=None,
         storage=storage,
         secret_key=settings.secret_key,
         base_url=settings.base_url,
-        prepared=prepared,
-    )
-    application = submitted.application
-    # The answer is written here rather than validated against `ApplicationCreated` and
-    # serialised by the framework: three known fields, on the busiest write of the service.
-    return JSONResponse(
-        {"id": application.id, "reference": application.reference, "status": application.status},
-        status_code=status.HTTP_201_CREATED,
+    ).application
+    return ApplicationCreated(
+        id=application.id or 0, reference=application.reference, status=application.status
     )
 
 

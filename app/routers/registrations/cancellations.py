@@ -9,15 +9,17 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import object_session
 from sqlmodel import Session
 from starlette.datastructures import UploadFile
 
 from app.clock import utcnow
-from app.models import Application, Cancellation, Edition, Refund, RefundStatus
+from app.config import Settings
+from app.models import Application, Cancellation, Edition, Refund
 from app.platform.i18n import N_, gettext, stored_money, translate
+from app.platform.storage import Storage
 from app.platform.stored_messages import cancellation_reason
 from app.services.billing import refunds as refund_service
+from app.services.billing.invoices import Seller
 from app.services.editions.editions import applications_are_open, get_edition, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registrations import cancellation_intake as service
@@ -52,57 +54,24 @@ CHANNEL_LABELS = {
 }
 
 
-# The portal panel: read-only, from the session that loaded the portal's application
-
-
-def cancellation_panel(request: Request, application: Application) -> dict[str, Any]:
-    """What the portal shows about cancelling, refunds and seat offers for one application."""
-    session = object_session(application)
-    if isinstance(session, Session):
-        return _panel(session, application)
-    with Session(request.app.state.engine) as fresh:
-        return _panel(fresh, application)
-
-
-def _panel(session: Session, application: Application) -> dict[str, Any]:
-    edition = session.get(Edition, application.edition_id)
-    assert edition is not None
-    zone = ZoneInfo(edition.timezone)
-    now = utcnow()
-    requests = service.cancellations_of(session, application.id or 0)
-    accepted = next((c for c in requests if c.accepted), None)
-    refunds = refund_service.refunds_of(session, application.id or 0)
-    offer = waitlist.open_offer(session, application.id or 0, now=now)
-    return {
-        "edition": edition,
-        "can_cancel": application.status in service.CANCELLABLE,
-        "deadline": service.policy_deadline(edition).astimezone(zone),
-        "cancellation": accepted,
-        "cancelled_on": accepted.received_at.astimezone(zone) if accepted else None,
-        "refused": [c for c in requests if not c.accepted],
-        "refunds": [
-            {
-                "refund": refund,
-                "needs_details": refund.status == RefundStatus.owed.value
-                and refund.method == "bank_transfer",
-            }
-            for refund in refunds
-        ],
-        "offer": offer,
-        "offer_expires": offer.expires_at.astimezone(zone) if offer else None,
-        "timezone": edition.timezone,
-    }
-
-
-templates.env.globals["cancellation_panel"] = cancellation_panel
-
-
 # Shared pieces
 
 
 def _in_words(fields: dict[str, str]) -> dict[str, str]:
     """A service's messages per field in the request's language."""
     return {name: translate(message) for name, message in fields.items()}
+
+
+def _office(settings: Settings, storage: Storage, seller: Seller) -> service.CancellationOffice:
+    """What the office lends to carrying out a cancellation, from the serving application."""
+    return service.CancellationOffice(
+        storage=storage,
+        seller=seller,
+        secret_key=settings.secret_key,
+        base_url=settings.base_url,
+        office_email=settings.mail_from,
+        offer_days=settings.waitlist_offer_days,
+    )
 
 
 def _edition_of(session: Session, application: Application) -> Edition:
@@ -175,12 +144,7 @@ def cancel_confirm(
             application_id=application.id or 0,
             request=service.portal_request(application, edition, now=now),
             actor=application.email,
-            storage=storage,
-            seller=seller,
-            secret_key=settings.secret_key,
-            base_url=settings.base_url,
-            office_email=settings.mail_from,
-            offer_days=settings.waitlist_offer_days,
+            office=_office(settings, storage, seller),
             now=now,
         )
     except Conflict as exc:
@@ -439,16 +403,11 @@ def record_cancellation(
                 full_name=values["full_name"],
                 registration_date=registration_date,
                 contact=values["contact"],
+                email_file=email_file,
+                email_filename=email_filename,
             ),
             actor=user.email,
-            storage=storage,
-            seller=seller,
-            secret_key=settings.secret_key,
-            base_url=settings.base_url,
-            office_email=settings.mail_from,
-            offer_days=settings.waitlist_offer_days,
-            email_file=email_file,
-            email_filename=email_filename,
+            office=_office(settings, storage, seller),
         )
     except InvalidInput as exc:
         return again(values, exc.fields, 422, exc.message)
@@ -701,12 +660,7 @@ def api_cancel(
             contact=data.contact,
         ),
         actor=admin.email,
-        storage=storage,
-        seller=seller,
-        secret_key=settings.secret_key,
-        base_url=settings.base_url,
-        office_email=settings.mail_from,
-        offer_days=settings.waitlist_offer_days,
+        office=_office(settings, storage, seller),
     )
     return CancellationOut(
         cancellation_id=outcome.cancellation.id or 0,

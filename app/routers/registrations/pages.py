@@ -22,6 +22,13 @@ from app.platform.i18n import N_, gettext, translate
 from app.platform.mail import retry_failed
 from app.platform.stored_messages import MESSAGES_KEY
 from app.services.billing import buyers
+from app.services.certificates import eligibility
+from app.services.certificates.issuing import (
+    PARTICIPANT_STATUSES,
+    certificate_of,
+    verification_url,
+    versions_of,
+)
 from app.services.editions.editions import applications_are_open, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registrations import application_export as exports
@@ -43,6 +50,7 @@ from app.services.registrations.review import (
     beyond_capacity,
 )
 from app.services.registry.organisations import membership_status
+from app.services.teaching.final_work import final_work_of
 from app.web.dependencies import (
     FormDep,
     PageAdmin,
@@ -50,6 +58,7 @@ from app.web.dependencies import (
     SessionDep,
     SettingsDep,
     StorageDep,
+    certificate_options,
     is_htmx,
     templates,
 )
@@ -550,6 +559,47 @@ def _detail_context(
     return context
 
 
+def _eligibility_panel(
+    request: Request, session: Session, application: Application
+) -> dict[str, Any]:
+    """The certificate conditions, and the override form as it came back with its messages."""
+    form = request.session.pop("eligibility_form", None)
+    edition = session.get(Edition, application.edition_id)
+    assert edition is not None
+    return {
+        "form": form if isinstance(form, dict) else {},
+        "answer": eligibility.evaluate(session, application),
+        "override": eligibility.override_of(session, application.id or 0),
+        "history": eligibility.override_history(session, application.id or 0),
+        "work": final_work_of(session, application.id or 0),
+        "timezone": edition.timezone,
+        "reason_min": eligibility.OVERRIDE_REASON_MIN,
+        "can_override": application.status in eligibility.CONFIRMED,
+    }
+
+
+def _certificate_panel(
+    request: Request, session: Session, application: Application
+) -> dict[str, Any]:
+    """The certificate section: the certificate and its versions, or the eligibility."""
+    certificate = certificate_of(session, application.id or 0)
+    panel: dict[str, Any] = {"certificate": certificate, "errors": {}}
+    # What the certificate forms sent, when they came back with a message for a field.
+    form = request.session.pop("certificate_form", None)
+    panel.update(form if isinstance(form, dict) else {})
+    if certificate is None:
+        if application.status in PARTICIPANT_STATUSES:
+            panel["eligibility"] = eligibility.evaluate(session, application)
+        return panel
+    edition = session.get(Edition, certificate.edition_id)
+    assert edition is not None
+    options = certificate_options(request)
+    panel["versions"] = versions_of(session, certificate)
+    panel["verification_url"] = verification_url(options, certificate.number)
+    panel["timezone"] = edition.timezone
+    return panel
+
+
 def _detail_page(
     request: Request,
     session: Session,
@@ -559,11 +609,13 @@ def _detail_page(
     status_code: int = status.HTTP_200_OK,
     **extra: Any,
 ) -> Response:
+    context = _detail_context(session, user, application, **extra)
+    context.update(
+        eligibility=_eligibility_panel(request, session, application),
+        certificate_panel=_certificate_panel(request, session, application),
+    )
     return templates.TemplateResponse(
-        request,
-        "registrations/review/detail.html",
-        _detail_context(session, user, application, **extra),
-        status_code=status_code,
+        request, "registrations/review/detail.html", context, status_code=status_code
     )
 
 

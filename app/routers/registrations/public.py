@@ -9,17 +9,18 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
 
+from app.clock import utcnow
 from app.models import Edition, Organisation
 from app.platform.i18n import N_, current_language, gettext, translate
 from app.routers.billing.api import ubl_response
 from app.services.billing import buyers, invoice_files
-from app.services.billing import invoices as invoicing
-from app.services.billing.payments import participant_balance, participant_invoices
+from app.services.billing.payments import participant_invoices
 from app.services.billing.quotes import quote_for_edition
 from app.services.editions.editions import applications_are_open, get_edition
 from app.services.editions.fees import Quote
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registrations import applications as service
+from app.services.registrations.portal import portal_view
 from app.services.registry.countries import all_countries
 from app.services.registry.organisations import search_organisations
 from app.web.dependencies import (
@@ -27,6 +28,7 @@ from app.web.dependencies import (
     SessionDep,
     SettingsDep,
     StorageDep,
+    certificate_options,
     form_errors,
     read_upload,
     templates,
@@ -35,6 +37,10 @@ from app.web.kit import form_text
 from app.web.security import upload_body_limit, verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
+
+# The portal remembers, in this browser's signed session, which participant's page it opened,
+# so that scanning a session's QR code can lead straight back to it.
+REMEMBERED_PORTAL = "portal_token"
 
 FORM_FIELDS = (
     "given_name",
@@ -276,7 +282,7 @@ def submit(
     try:
         submitted = service.submit_application(
             session,
-            edition=edition,
+            edition_slug=edition.slug,
             data=data,
             cv=cv,
             cv_filename=cv_name,
@@ -316,23 +322,28 @@ def _portal_page(
     billing_errors: dict[str, str] | None = None,
 ) -> Response:
     application = service.application_for_token(session, token, secret_key=settings.secret_key)
-    edition = session.get(Edition, application.edition_id)
-    invoices = participant_invoices(session, application.id or 0)
+    view = portal_view(
+        session,
+        application=application,
+        now=utcnow(),
+        certificate_options=certificate_options(request),
+        card_payments=settings.stripe_enabled,
+        typed_check_in_code=request.query_params.get("checkin", ""),
+    )
+    if view.remembers_check_in:
+        request.session[REMEMBERED_PORTAL] = token
     if billing is None:
         billing = buyers.form_values(buyers.application_billing(session, application.id or 0))
     return templates.TemplateResponse(
         request,
         "registrations/applicants/portal.html",
         {
-            "application": application,
-            "edition": edition,
+            "portal": view,
+            "application": view.application,
+            "edition": view.edition,
             "token": token,
             "submitted": request.query_params.get("submitted") == "1",
-            "can_withdraw": application.status in ("submitted", "waitlisted"),
-            "invoices": [(i, invoicing.outstanding(session, i)) for i in invoices],
-            "balance": participant_balance(session, application.id or 0, invoices),
             "flash": request.session.pop("flash", None),
-            "stripe_enabled": settings.stripe_enabled,
             "billing": billing,
             "billing_errors": billing_errors or {},
             "billing_id": "portal",

@@ -6,7 +6,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 from starlette.datastructures import UploadFile
 
@@ -86,30 +85,6 @@ def _pdf(filename: str, data: bytes) -> Response:
 
 
 # The participant's portal
-
-
-def _portal_panel(session: Session, application: Application) -> dict[str, Any]:
-    work = service.final_work_of(session, application.id or 0)
-    return {
-        "work": work,
-        "edition": _edition_of(session, application),
-        "can_upload": application.status in service.UPLOAD_STATUSES
-        and (work is None or work.status != "accepted"),
-        "max_mb": service.FINAL_WORK_MAX_BYTES // (1024 * 1024),
-        "status_words": service.STATUS_WORDS,
-    }
-
-
-def final_work_panel(request: Request, application: Application) -> dict[str, Any]:
-    """What the portal shows about the participant's final work, read in the page's session."""
-    session = object_session(application)
-    if isinstance(session, Session):
-        return _portal_panel(session, application)
-    with Session(request.app.state.engine) as fresh:
-        return _portal_panel(fresh, application)
-
-
-templates.env.globals["final_work_panel"] = final_work_panel
 
 
 def _portal_with_errors(
@@ -332,40 +307,6 @@ def assess_final_work(
         else gettext("Final work of %(name)s recorded as %(status)s.")
     ) % {"name": application.full_name, "status": translate(values["status"])}
     return see_other(f"/admin/final-works?edition={edition.slug}#participant-{application_id}")
-
-
-# Eligibility on the office's page of an application
-
-
-def _eligibility_panel(
-    session: Session, application: Application, form: dict[str, Any]
-) -> dict[str, Any]:
-    edition = _edition_of(session, application)
-    return {
-        "form": form,
-        "answer": eligibility_service.evaluate(session, application),
-        "override": eligibility_service.override_of(session, application.id or 0),
-        "history": eligibility_service.override_history(session, application.id or 0),
-        "work": service.final_work_of(session, application.id or 0),
-        "timezone": edition.timezone,
-        "reason_min": eligibility_service.OVERRIDE_REASON_MIN,
-        "can_override": application.status in eligibility_service.CONFIRMED,
-    }
-
-
-def eligibility_panel(request: Request, application: Application) -> dict[str, Any]:
-    """The certificate conditions for the office's page of one application."""
-    # What the override forms sent, when they came back with a message for a field.
-    form = request.session.pop("eligibility_form", None)
-    form = form if isinstance(form, dict) else {}
-    session = object_session(application)
-    if isinstance(session, Session):
-        return _eligibility_panel(session, application, form)
-    with Session(request.app.state.engine) as fresh:
-        return _eligibility_panel(fresh, application, form)
-
-
-templates.env.globals["eligibility_panel"] = eligibility_panel
 
 
 @router.post("/admin/applications/{application_id}/eligibility-override")

@@ -15,7 +15,7 @@ from app.platform.i18n import gettext, translate, translate_fields
 from app.routers.registrations import public as applicants
 from app.services.errors import DomainError, NotFound
 from app.services.registrations import applications as application_service
-from app.services.registry.countries import all_countries
+from app.services.registrations.portal import logistics_panel
 from app.services.teaching import logistics as service
 from app.web.dependencies import (
     FormDep,
@@ -47,11 +47,6 @@ FORM_FIELDS = (
 )
 # A letter holds a passport number: no shared cache may keep it.
 PRIVATE_FILE_HEADERS = {"Cache-Control": "private, no-store"}
-
-# The portal partial is included from the applicants' page, whose route passes no lists.
-templates.env.globals.setdefault("nationality_choices", all_countries)
-templates.env.globals.setdefault("logistics_travel_window", service.travel_window)
-templates.env.filters.setdefault("mask_passport", service.mask_passport)
 
 
 def _typed(form: FormData) -> dict[str, Any]:
@@ -172,6 +167,7 @@ def visa_fields(
             "application": application,
             "edition": _edition_of(session, application),
             "token": token,
+            "logistics": logistics_panel(application, _edition_of(session, application)),
             "logistics_form": {"values": values, "errors": {}},
             "visa_toggled": True,
         },

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import segno
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
 
@@ -18,8 +17,6 @@ from app.clock import utcnow
 from app.config import Settings
 from app.models import (
     Application,
-    ApplicationStatus,
-    AttendanceStatus,
     CourseSession,
     Edition,
     Module,
@@ -59,16 +56,8 @@ PARTICIPANT_PAGE = "teaching/attendance/participant.html"
 AT_RISK_PAGE = "teaching/attendance/at_risk.html"
 PUBLIC_CHECK_IN_PAGE = "registrations/applicants/check_in.html"
 PORTAL_PAGE = "registrations/applicants/portal.html"
-# The portal remembers, in this browser's signed session, which participant's page it opened,
-# so that scanning a session's QR code can lead straight back to it.
-REMEMBERED_PORTAL = "portal_token"
 SESSION_FIELDS = ("module_id", "kind", "title", "starts_at", "ends_at", "place")
 KIND_CHOICES = [(k.value, service.KIND_LABELS[k.value]) for k in SessionKind]
-PROGRAMME_STATUSES = (
-    ApplicationStatus.admitted.value,
-    ApplicationStatus.confirmed.value,
-    ApplicationStatus.completed.value,
-)
 CALENDAR_HEADERS = {"Cache-Control": "private, no-cache"}
 PRIVATE_FILE_HEADERS = {"Cache-Control": "private, no-store"}
 
@@ -716,73 +705,18 @@ def scanned_code(
 ) -> Response:
     """Back to the participant's own page with the code filled in, if this browser opened it."""
     typed = check_in_service.normalise_code(code)
-    token = request.session.get(REMEMBERED_PORTAL)
+    token = request.session.get(applicants.REMEMBERED_PORTAL)
     if isinstance(token, str) and token:
         try:
             application_for_token(session, token, secret_key=settings.secret_key)
         except NotFound:
-            request.session.pop(REMEMBERED_PORTAL, None)
+            request.session.pop(applicants.REMEMBERED_PORTAL, None)
         else:
             return see_other(f"/portal/{token}?checkin={quote(typed)}#check-in-heading")
     return templates.TemplateResponse(request, PUBLIC_CHECK_IN_PAGE, {"code": typed})
 
 
-# The portal: programme, progress and check-in
-
-
-def attendance_panel(request: Request, application: Application, token: str) -> dict[str, Any]:
-    """What the portal shows about the programme, attendance and check-in (read-only)."""
-    found = object_session(application)
-    if isinstance(found, Session):
-        return _panel(request, found, application, token)
-    with Session(request.app.state.engine) as fresh:
-        return _panel(request, fresh, application, token)
-
-
-def _panel(
-    request: Request, session: Session, application: Application, token: str
-) -> dict[str, Any]:
-    show = application.status in PROGRAMME_STATUSES
-    if not show:
-        # Nothing of the panel is shown before admission (nor after a withdrawal or a
-        # cancellation): the programme and the sessions are not read.
-        return {"show": False, "participant": False}
-    participant = application.status in service.SHEET_STATUSES
-    edition = session.get(Edition, application.edition_id)
-    assert edition is not None
-    zone = _zone(edition)
-    now = utcnow()
-    if participant:
-        request.session[REMEMBERED_PORTAL] = token
-    open_now = check_in_service.open_sessions(session, edition, now=now) if participant else []
-    progress = service.participant_progress(session, application) if participant else None
-    marks = progress.marks if progress else {}
-    present = [
-        s
-        for s in open_now
-        if (mark := marks.get(s.id or 0)) is not None
-        and mark.status == AttendanceStatus.present.value
-    ]
-    upcoming = [s for s in service.edition_sessions(session, edition) if s.starts_at > now]
-    return {
-        "show": show,
-        "participant": participant,
-        "edition": edition,
-        "zone": zone,
-        "programme": schedule_service.programme(session, edition),
-        "progress": progress,
-        "checked_in": present,
-        "open_sessions": [s for s in open_now if s not in present],
-        "next_session": min(upcoming, key=lambda s: s.starts_at) if upcoming else None,
-        "prefill": check_in_service.normalise_code(request.query_params.get("checkin", ""))[:12],
-        "kind_labels": service.KIND_LABELS,
-        "status_labels": service.STATUS_LABELS,
-        "state_labels": service.STATE_LABELS,
-        "rule": service.attendance_rule(edition),
-    }
-
-
-templates.env.globals["attendance_panel"] = attendance_panel
+# The portal: the programme for a calendar, and check-in
 
 
 @router.get("/portal/{token}/programme.ics")

@@ -153,7 +153,7 @@ def invoice_subject(edition: Edition) -> str:
     )
 
 
-def _issue(
+def issue_document(
     session: Session,
     *,
     edition: Edition,
@@ -169,6 +169,7 @@ def _issue(
     refers_to: Invoice | None = None,
     credits: list[int | None] | None = None,
 ) -> Invoice:
+    """Number, copy and store one invoice or credit note: the way every document is issued."""
     issue_date = _today(edition, now)
     series, prefix = CREDIT_NOTE_SERIES if kind == InvoiceKind.credit_note else INVOICE_SERIES
     number = format_number(
@@ -309,7 +310,7 @@ def issue_invoice(
         country=application.country,
         group_size=1,
     )
-    return _issue(
+    return issue_document(
         session,
         edition=edition,
         buyer=_individual_buyer(session, application),
@@ -405,7 +406,7 @@ def issue_group_invoice(
             "tax_id": buyer_tax_id,
         }
         buyer.update({key: value for key, value in overrides.items() if value})
-    return _issue(
+    return issue_document(
         session,
         edition=edition,
         buyer=buyer,

@@ -7,7 +7,7 @@ from sqlmodel import Session
 from app.models import Edition, Organisation
 from app.money import format_money
 from app.platform.stored_messages import MESSAGES_KEY, quote_part_json
-from app.services.editions.editions import fee_schedule, group_tiers_loaded
+from app.services.editions.editions import fee_schedule
 from app.services.editions.fees import (
     CountryFacts,
     OrganisationFacts,
@@ -20,8 +20,6 @@ from app.services.registry.countries import country_name, parse_country
 from app.services.registry.organisations import income_group_of
 
 MAX_GROUP_SIZE = 500
-# `income_group` not given: quote_for_edition looks it up.
-LOOK_UP: Any = object()
 
 
 def quote_for_edition(
@@ -31,13 +29,10 @@ def quote_for_edition(
     organisation_id: int | None = None,
     country: str | None = None,
     group_size: int = 1,
-    income_group: str | None = LOOK_UP,
 ) -> Quote:
     """The fee one participant would pay: a registry organisation, or a country alone.
 
     An organisation given only by its country is not in the registry, so it is a non-member.
-    `income_group` is the country's group in the edition's fiscal year, when the caller
-    has already read it (`registry.income_group_query`).
     """
     faults: dict[str, str] = {}
     organisation: Organisation | None = None
@@ -60,6 +55,31 @@ def quote_for_edition(
         faults["group_size"] = f"The group size is a whole number from 1 to {MAX_GROUP_SIZE}."
     if faults or iso3 is None:
         raise InvalidInput("The fee cannot be quoted.", fields=faults)
+    return quote_from_facts(
+        edition=edition,
+        organisation=organisation,
+        iso3=iso3,
+        income_group=income_group_of(session, iso3=iso3, fiscal_year=edition.income_fy),
+        group_size=group_size,
+    )
+
+
+def quote_from_facts(
+    *,
+    edition: Edition,
+    organisation: Organisation | None,
+    iso3: str,
+    income_group: str | None,
+    group_size: int,
+) -> Quote:
+    """The fee one participant would pay, from facts already read: the registry organisation
+    (None for one given by its country alone), the country and its income group in the
+    edition's fiscal year."""
+    if not 1 <= group_size <= MAX_GROUP_SIZE:
+        raise InvalidInput(
+            "The fee cannot be quoted.",
+            fields={"group_size": f"The group size is a whole number from 1 to {MAX_GROUP_SIZE}."},
+        )
     facts = (
         OrganisationFacts(
             name=organisation.name,
@@ -70,9 +90,7 @@ def quote_for_edition(
         else None
     )
     return quote_fee(
-        # One person's fee has no group discount: the tiers are left out (and not read) when
-        # the edition came without them.
-        schedule=fee_schedule(edition, group_tiers=group_size > 1 or group_tiers_loaded(edition)),
+        schedule=fee_schedule(edition, group_size=group_size),
         currency=edition.currency,
         dues_year=edition.dues_year,
         income_fy=edition.income_fy,
@@ -80,11 +98,7 @@ def quote_for_edition(
         country=CountryFacts(
             iso3=iso3,
             name=country_name(iso3),
-            income_group=(
-                income_group_of(session, iso3=iso3, fiscal_year=edition.income_fy)
-                if income_group is LOOK_UP
-                else income_group
-            ),
+            income_group=income_group,
         ),
         group_size=group_size,
     )

@@ -46,7 +46,8 @@ class RefundAlreadyCompleted(Conflict):
 # Money on registration invoices
 
 
-def _credited_line_ids(session: Session, line_ids: list[int]) -> set[int]:
+def credited_line_ids(session: Session, line_ids: list[int]) -> set[int]:
+    """Which of these invoice lines a credit note has already cancelled."""
     if not line_ids:
         return set()
     rows = session.exec(
@@ -69,7 +70,7 @@ def registration_invoice(
         )
         .order_by(col(Invoice.issued_at), col(Invoice.id), col(InvoiceLine.position))
     ).all()
-    credited = _credited_line_ids(session, [line.id or 0 for line, _ in rows])
+    credited = credited_line_ids(session, [line.id or 0 for line, _ in rows])
     for line, invoice in rows:
         if line.id not in credited:
             mine = [ln for ln, inv in rows if inv.id == invoice.id and ln.id not in credited]
@@ -98,7 +99,7 @@ def paid_share(session: Session, invoice: Invoice, application_id: int) -> Decim
     participant's share is what is still owed back to them out of this invoice.
     """
     lines = invoice_lines(session, invoice)
-    credited = _credited_line_ids(session, [line.id or 0 for line in lines])
+    credited = credited_line_ids(session, [line.id or 0 for line in lines])
     active = [line for line in lines if line.id not in credited]
     mine = sum((ln.gross for ln in active if ln.application_id == application_id), ZERO)
     if mine == ZERO:

@@ -265,9 +265,13 @@ def edition_today(edition: Edition, now: datetime | None = None) -> date:
     return (now or utcnow()).astimezone(ZoneInfo(edition.timezone)).date()
 
 
-def fee_schedule(edition: Edition, *, group_tiers: bool = True) -> FeeSchedule:
-    """The edition's fee schedule for the pricing rules; without its group discounts when
-    `group_tiers` is false (a quote for one person, on an edition read without them)."""
+def fee_schedule(edition: Edition, *, group_size: int) -> FeeSchedule:
+    """The edition's fee schedule for the pricing rules, for a group of `group_size`.
+
+    Every group discount starts at two people, so one person's schedule leaves them out:
+    they are not read for an edition that came without them (`get_edition_alone`).
+    """
+    group_tiers = group_size > 1 or "group_tiers" in edition.__dict__
     return FeeSchedule(
         standard=edition.fee_standard,
         member=edition.fee_member,
@@ -278,11 +282,6 @@ def fee_schedule(edition: Edition, *, group_tiers: bool = True) -> FeeSchedule:
         if group_tiers
         else (),
     )
-
-
-def group_tiers_loaded(edition: Edition) -> bool:
-    """Whether the edition's group discounts were read with it (`get_edition`)."""
-    return "group_tiers" in edition.__dict__
 
 
 # Built once: each call only binds the slug.
@@ -298,21 +297,24 @@ _EDITION_WITH_PROGRAMME = _EDITION_BY_SLUG.options(
 )
 
 
-def get_edition(
-    session: Session, slug: str, *, programme: bool = False, group_tiers: bool = True
-) -> Edition:
+def get_edition(session: Session, slug: str, *, programme: bool = False) -> Edition:
     """The edition with this slug, or NotFound; its group discounts come in the same query.
 
     With `programme`, its course, modules and sessions are loaded too (three queries in all).
-    Without `group_tiers`, the group discounts are left out (they are read when first used):
-    one person's application or quote has no use for them, and the join costs a third of
-    the edition's reading.
     """
-    if programme:
-        statement = _EDITION_WITH_PROGRAMME
-    else:
-        statement = _EDITION_BY_SLUG if group_tiers else _EDITION_ALONE
-    edition = session.exec(statement, params={"slug": slug}).unique().first()
+    statement = _EDITION_WITH_PROGRAMME if programme else _EDITION_BY_SLUG
+    return _one_edition(session, statement, slug)
+
+
+def get_edition_alone(session: Session, slug: str) -> Edition:
+    """The edition with this slug, or NotFound, without its group discounts (read when first
+    used): one person's application or quote has no use for them, and the join costs a third
+    of the edition's reading."""
+    return _one_edition(session, _EDITION_ALONE, slug)
+
+
+def _one_edition(session: Session, statement: Any, slug: str) -> Edition:
+    edition: Edition | None = session.exec(statement, params={"slug": slug}).unique().first()
     if edition is None:
         raise NotFound(f"There is no edition {slug!r}.")
     return edition

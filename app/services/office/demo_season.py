@@ -89,7 +89,7 @@ class Office:
         payload.update(extra)
         return applications_service.submit_application(
             self.session,
-            edition=self.edition,
+            edition_slug=self.edition.slug,
             data=applications_service.ApplicationIn.model_validate(payload),
             cv=None,
             cv_filename=None,
@@ -164,12 +164,14 @@ class Office:
                 contact=application.email,
             ),
             actor=self.admin.email,
-            storage=self.storage,
-            seller=self.settings.seller,
-            secret_key=self.settings.secret_key,
-            base_url=self.settings.base_url,
-            office_email=self.settings.office_email,
-            offer_days=5,
+            office=cancellations.CancellationOffice(
+                storage=self.storage,
+                seller=self.settings.seller,
+                secret_key=self.settings.secret_key,
+                base_url=self.settings.base_url,
+                office_email=self.settings.office_email,
+                offer_days=5,
+            ),
             now=at,
         )
 

@@ -32,8 +32,8 @@ from app.platform.storage import Storage, new_key
 from app.services.billing.einvoices import ubl_attachments
 from app.services.billing.invoices import Seller, issue_invoice
 from app.services.billing.numbering import format_number, next_number
-from app.services.billing.quotes import quote_as_json, quote_for_edition
-from app.services.editions.editions import applications_are_open, get_edition
+from app.services.billing.quotes import quote_as_json, quote_for_edition, quote_from_facts
+from app.services.editions.editions import applications_are_open, get_edition, get_edition_alone
 from app.services.editions.fees import Quote
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registry.countries import country_name, parse_country
@@ -104,10 +104,9 @@ class ApplicationIn(BaseModel):
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """What a submission reads before it writes, read with its edition
-    (`edition_for_submission`): the country, the new application's id where the database
-    reserves one, and the country's income group."""
+class _ReadWithEdition:
+    """What a submission reads before it writes, read with its edition: the country, the new
+    application's id where the database reserves one, and the country's income group."""
 
     iso3: str
     reserved_id: int | None
@@ -252,10 +251,10 @@ _EDITION_FOR_SUBMISSION = {
 }
 
 
-def edition_for_submission(
+def _edition_for_submission(
     session: Session, slug: str, data: ApplicationIn
-) -> tuple[Edition, Prepared | None]:
-    """The edition with this slug (or NotFound), for `submit_application`.
+) -> tuple[Edition, _ReadWithEdition | None]:
+    """The edition with this slug (or NotFound), and what was read with it.
 
     An applicant who gives a country rather than an organisation or a group code (the usual
     case) needs nothing else read before the application is written: the country's income
@@ -269,13 +268,16 @@ def edition_for_submission(
         except InvalidInput:
             iso3 = None
     if iso3 is None:
-        return get_edition(session, slug, group_tiers=bool(data.group_code)), None
+        # Only a group's applicant has a use for the group discounts.
+        if data.group_code:
+            return get_edition(session, slug), None
+        return get_edition_alone(session, slug), None
     sequence = has_sequences(session)
     row = session.execute(_EDITION_FOR_SUBMISSION[sequence], {"slug": slug, "iso3": iso3}).first()
     if row is None:
         raise NotFound(f"There is no edition {slug!r}.")
     edition, income_group = row[0], row[1]
-    return edition, Prepared(
+    return edition, _ReadWithEdition(
         iso3=iso3, reserved_id=row[2] if sequence else None, income_group=income_group
     )
 
@@ -283,7 +285,7 @@ def edition_for_submission(
 def submit_application(
     session: Session,
     *,
-    edition: Edition,
+    edition_slug: str,
     data: ApplicationIn,
     cv: bytes | None,
     cv_filename: str | None,
@@ -291,13 +293,10 @@ def submit_application(
     secret_key: str,
     base_url: str,
     now: datetime | None = None,
-    prepared: Prepared | None = None,
 ) -> SubmittedApplication:
-    """Store an application, its quote and the receipt e-mail in one transaction.
-
-    `prepared`: what `edition_for_submission` read with the edition, so it is not read
-    again.
-    """
+    """Store an application to the edition with this slug, its quote and the receipt e-mail
+    in one transaction (the form and the API alike)."""
+    edition, prepared = _edition_for_submission(session, edition_slug, data)
     now = now or utcnow()
     if not applications_are_open(edition, now=now):
         raise ApplicationsClosed("This edition is not taking applications now.")
@@ -343,13 +342,12 @@ def submit_application(
             income_group_query(),
             params={"iso3": iso3, "fiscal_year": edition.income_fy},
         )
-    quote = quote_for_edition(
-        session,
+    quote = quote_from_facts(
         edition=edition,
-        organisation_id=organisation.id if organisation else None,
-        country=iso3,
-        group_size=size,
+        organisation=organisation,
+        iso3=iso3,
         income_group=income_group,
+        group_size=size,
     )
     edition_id = edition.id or 0
     cv_key = None
@@ -535,7 +533,7 @@ def get_application(session: Session, application_id: int) -> Application:
     return application
 
 
-def _change_status(
+def change_status(
     session: Session,
     application: Application,
     *,
@@ -569,7 +567,7 @@ def withdraw(
     session: Session, *, application: Application, now: datetime | None = None
 ) -> Application:
     """The applicant withdraws while the application is submitted or waitlisted."""
-    _change_status(
+    change_status(
         session,
         application,
         allowed_from=(ApplicationStatus.submitted.value, ApplicationStatus.waitlisted.value),
@@ -673,7 +671,7 @@ def decide(
     values: dict[str, Any] = {"decided_at": now, "decided_by": actor.email, "decision_note": note}
     if decision == "waitlist":
         values["waitlisted_at"] = now
-    _change_status(
+    change_status(
         session,
         application,
         allowed_from=allowed_from,
@@ -686,7 +684,7 @@ def decide(
     attachments: list[Attachment] = []
     invoice = None
     if decision == "admit":
-        _fix_fee_at_admission(session, application, edition, storage=storage, now=now)
+        fix_fee_at_admission(session, application, edition, storage=storage, now=now)
         if application.fee_waiver_key:
             attachments.append(
                 Attachment(
@@ -743,7 +741,7 @@ def decide(
     return application
 
 
-def _fix_fee_at_admission(
+def fix_fee_at_admission(
     session: Session, application: Application, edition: Edition, *, storage: Storage, now: datetime
 ) -> None:
     """A waived fee is confirmed now, with a numbered confirmation; others await their invoice."""

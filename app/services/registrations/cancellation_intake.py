@@ -37,15 +37,15 @@ from app.platform.i18n import N_, Amount, Day, Listing, Message, Term, localized
 from app.platform.mail import Attachment, queue_email
 from app.platform.storage import Storage, new_key
 from app.services.billing.einvoices import ubl_attachments
-from app.services.billing.invoices import Seller, _issue, invoice_lines
+from app.services.billing.invoices import Seller, invoice_lines, issue_document
 from app.services.billing.refunds import (
-    _credited_line_ids,
+    credited_line_ids,
     paid_share,
     refund_method,
     registration_invoice,
 )
 from app.services.errors import Conflict, DomainError, InvalidInput
-from app.services.registrations.applications import _change_status, get_application, portal_url
+from app.services.registrations.applications import change_status, get_application, portal_url
 from app.services.registrations.cancellation_policy import (
     CancellationDecision,
     PolicyFacts,
@@ -87,6 +87,23 @@ class CancellationRequest:
     full_name: str | None
     registration_date: date | None
     contact: str | None
+    # The e-mail as the office saved it from its mail (.eml), kept with the record.
+    email_file: bytes | None = None
+    email_filename: str | None = None
+
+
+@dataclass(frozen=True)
+class CancellationOffice:
+    """What the office lends to carrying out a cancellation: where files are kept, the seller
+    on credit notes and fee invoices, the portal's links, the office's own address for its
+    note, and how many days a freed seat is offered to the waiting list."""
+
+    storage: Storage
+    seller: Seller
+    secret_key: str
+    base_url: str
+    office_email: str
+    offer_days: int
 
 
 @dataclass(frozen=True)
@@ -348,7 +365,7 @@ def _lock_invoice(session: Session, invoice_id: int) -> None:
         )
 
 
-def _credit(
+def _credit_the_invoice(
     session: Session,
     *,
     edition: Edition,
@@ -360,7 +377,9 @@ def _credit(
     now: datetime,
     storage: Storage,
 ) -> Invoice:
-    credit_note = _issue(
+    """A credit note for the participant's lines; the invoice is credited once all its lines
+    are."""
+    credit_note = issue_document(
         session,
         edition=_as_issued(edition, invoice),
         buyer=dict(invoice.buyer),
@@ -390,7 +409,7 @@ def _credit(
             )
         )
     all_lines = invoice_lines(session, invoice)
-    if _credited_line_ids(session, [ln.id or 0 for ln in all_lines]) >= {
+    if credited_line_ids(session, [ln.id or 0 for ln in all_lines]) >= {
         ln.id for ln in all_lines if ln.id is not None
     }:
         invoice.status = "credited"
@@ -398,7 +417,7 @@ def _credit(
     return credit_note
 
 
-def _fee_invoice(
+def _invoice_the_retained_fee(
     session: Session,
     *,
     edition: Edition,
@@ -410,6 +429,8 @@ def _fee_invoice(
     now: datetime,
     storage: Storage,
 ) -> Invoice:
+    """What the policy retains, invoiced as a cancellation fee and paid by moving that money
+    over from the cancelled invoice."""
     retained = assessment.retained
     percent = format((HUNDRED - edition.refund_percent).normalize(), "f")
     details = [
@@ -429,7 +450,7 @@ def _fee_invoice(
     ]
     if len(nets) > 1:
         lines.append((application, "Rounding of the tax included in the fee", nets[1], []))
-    fee = _issue(
+    fee = issue_document(
         session,
         edition=edition,
         buyer=dict(invoice.buyer),
@@ -506,15 +527,7 @@ def cancel_registration(
     application_id: int,
     request: CancellationRequest,
     actor: str,
-    storage: Storage,
-    seller: Seller,
-    secret_key: str,
-    base_url: str,
-    office_email: str,
-    offer_days: int,
-    email_file: bytes | None = None,
-    email_filename: str | None = None,
-    expected_version: int | None = None,
+    office: CancellationOffice,
     now: datetime | None = None,
 ) -> CancellationOutcome:
     """Record a written cancellation and carry out the policy's answer in one transaction.
@@ -529,16 +542,9 @@ def cancel_registration(
     application = get_application(session, application_id)
     edition = session.get(Edition, application.edition_id)
     assert edition is not None
-    _check_request(request, now=now)
-    if email_file is not None:
-        _check_email_file(email_file, email_filename or "")
-    if application.status == ApplicationStatus.cancelled.value:
-        raise _already_cancelled(session, application, edition)
-    refusal = refusal_for_status(application)
-    if refusal is not None:
-        raise NotCancellable(refusal)
+    check_cancellation(session, application=application, edition=edition, request=request, now=now)
     received_at = request.received_at.astimezone(UTC)
-    url = portal_url(application, edition, secret_key=secret_key, base_url=base_url)
+    url = portal_url(application, edition, secret_key=office.secret_key, base_url=office.base_url)
     first_look = assess(session, application=application, received_at=received_at)
     if not first_look.accepted:
         return _record_refusal(
@@ -548,63 +554,151 @@ def cancel_registration(
             request=request,
             assessment=first_look,
             actor=actor,
-            storage=storage,
-            email_file=email_file,
-            email_filename=email_filename,
-            office_email=office_email,
+            storage=office.storage,
+            office_email=office.office_email,
             url=url,
         )
     before = application.status
+    _release_the_place(session, application, edition)
+    billed = _lock_registration_invoice(session, application)
+    # The money as it stands once this participant is locked in.
+    assessment = assess(session, application=application, received_at=received_at)
+    credit_note = fee_invoice = None
+    if assessment.invoice is not None and billed is not None:
+        credit_note = _credit_the_invoice(
+            session,
+            edition=edition,
+            invoice=assessment.invoice,
+            lines=billed[1],
+            application=application,
+            seller=office.seller,
+            actor=actor,
+            now=now,
+            storage=office.storage,
+        )
+        if assessment.retained > ZERO:
+            fee_invoice = _invoice_the_retained_fee(
+                session,
+                edition=edition,
+                invoice=assessment.invoice,
+                application=application,
+                assessment=assessment,
+                seller=office.seller,
+                actor=actor,
+                now=now,
+                storage=office.storage,
+            )
+    cancellation = _record_acceptance(
+        session,
+        application=application,
+        request=request,
+        assessment=assessment,
+        credit_note=credit_note,
+        fee_invoice=fee_invoice,
+        email_key=_store_email(office.storage, request.email_file),
+        status_before=before,
+        actor=actor,
+        now=now,
+    )
+    refund = _owe_the_refund(session, cancellation=cancellation, assessment=assessment, now=now)
+    outcome = CancellationOutcome(cancellation, refund, credit_note, fee_invoice)
+    _tell_of_the_acceptance(
+        session,
+        application=application,
+        edition=edition,
+        outcome=outcome,
+        office_email=office.office_email,
+        url=url,
+    )
+    # The freed seat goes to the waiting list in the same transaction.
+    offer_free_seats(
+        session,
+        edition=edition,
+        now=now,
+        offer_days=office.offer_days,
+        secret_key=office.secret_key,
+        base_url=office.base_url,
+    )
+    session.commit()
+    return outcome
+
+
+# The steps of a cancellation
+
+
+def check_cancellation(
+    session: Session,
+    *,
+    application: Application,
+    edition: Edition,
+    request: CancellationRequest,
+    now: datetime,
+) -> None:
+    """Refuse to record a request that lacks an item, a saved e-mail that is not one, and a
+    place that is already cancelled or was never held."""
+    _check_request(request, now=now)
+    if request.email_file is not None:
+        _check_email_file(request.email_file, request.email_filename or "")
+    if application.status == ApplicationStatus.cancelled.value:
+        raise _already_cancelled(session, application, edition)
+    refusal = refusal_for_status(application)
+    if refusal is not None:
+        raise NotCancellable(refusal)
+
+
+def _release_the_place(
+    session: Session,
+    application: Application,
+    edition: Edition,
+) -> None:
+    """The application becomes cancelled, which frees its seat."""
     try:
         # The version-checked change is the lock: of two cancellations at once, one proceeds.
-        _change_status(
+        change_status(
             session,
             application,
             allowed_from=CANCELLABLE,
             to=ApplicationStatus.cancelled.value,
-            expected_version=expected_version,
+            expected_version=None,
             values={},
         )
     except Conflict:
         if application.status == ApplicationStatus.cancelled.value:
             raise _already_cancelled(session, application, edition) from None
         raise
+
+
+def _lock_registration_invoice(
+    session: Session, application: Application
+) -> tuple[Invoice, list[InvoiceLine]] | None:
+    """The invoice that billed this registration, with its lines, locked against the other
+    members of a group cancelling at the same moment."""
     found = registration_invoice(session, application.id or 0)
     if found is not None:
         _lock_invoice(session, found[0].id or 0)
-    # The money as it stands once this participant is locked in.
-    assessment = assess(session, application=application, received_at=received_at)
-    credit_note = fee_invoice = None
-    refund: Refund | None = None
+    return found
+
+
+def _record_acceptance(
+    session: Session,
+    *,
+    application: Application,
+    request: CancellationRequest,
+    assessment: Assessment,
+    credit_note: Invoice | None,
+    fee_invoice: Invoice | None,
+    email_key: str | None,
+    status_before: str,
+    actor: str,
+    now: datetime,
+) -> Cancellation:
+    """The accepted cancellation as a row, with the money and the documents it caused, and
+    its entry in the audit log."""
     invoice = assessment.invoice
-    if invoice is not None and found is not None:
-        credit_note = _credit(
-            session,
-            edition=edition,
-            invoice=invoice,
-            lines=found[1],
-            application=application,
-            seller=seller,
-            actor=actor,
-            now=now,
-            storage=storage,
-        )
-        if assessment.retained > ZERO:
-            fee_invoice = _fee_invoice(
-                session,
-                edition=edition,
-                invoice=invoice,
-                application=application,
-                assessment=assessment,
-                seller=seller,
-                actor=actor,
-                now=now,
-                storage=storage,
-            )
     cancellation = Cancellation(
         application_id=application.id or 0,
         accepted_application_id=application.id,
-        received_at=received_at,
+        received_at=request.received_at.astimezone(UTC),
         channel=request.channel,
         course_name=(request.course_name or "").strip()[:300],
         full_name=(request.full_name or "").strip()[:200],
@@ -621,41 +715,81 @@ def cancel_registration(
         original_invoice_id=invoice.id if invoice else None,
         credit_note_id=credit_note.id if credit_note else None,
         fee_invoice_id=fee_invoice.id if fee_invoice else None,
-        email_key=_store_email(storage, email_file),
-        email_filename=(email_filename or "")[:200] or None if email_file else None,
+        email_key=email_key,
+        email_filename=(request.email_filename or "")[:200] or None if email_key else None,
         recorded_by=actor,
         created_at=now,
     )
     session.add(cancellation)
     session.flush()
-    if invoice is not None and assessment.refund > ZERO and assessment.due_by is not None:
-        refund = Refund(
-            application_id=application.id or 0,
-            cancellation_id=cancellation.id or 0,
-            invoice_id=invoice.id or 0,
-            amount=assessment.refund,
-            currency=invoice.currency,
-            due_by=assessment.due_by,
-            method=assessment.method or RefundMethod.bank_transfer.value,
-            created_at=now,
-        )
-        session.add(refund)
-        session.flush()
+    record_change(
+        session,
+        actor=actor,
+        action="application.cancelled",
+        entity="application",
+        entity_id=application.id or 0,
+        before={"status": status_before},
+        after={
+            "status": application.status,
+            "channel": request.channel,
+            "received_at": cancellation.received_at.isoformat(),
+            "paid": f"{assessment.paid:.2f}",
+            "refund": f"{assessment.refund:.2f}",
+            "retained": f"{assessment.retained:.2f}",
+            "credit_note": credit_note.number if credit_note else None,
+            "fee_invoice": fee_invoice.number if fee_invoice else None,
+        },
+    )
+    return cancellation
+
+
+def _owe_the_refund(
+    session: Session, *, cancellation: Cancellation, assessment: Assessment, now: datetime
+) -> Refund | None:
+    """The refund the policy grants, owed by its due date to whoever paid."""
+    invoice = assessment.invoice
+    if invoice is None or assessment.refund <= ZERO or assessment.due_by is None:
+        return None
+    refund = Refund(
+        application_id=cancellation.application_id,
+        cancellation_id=cancellation.id or 0,
+        invoice_id=invoice.id or 0,
+        amount=assessment.refund,
+        currency=invoice.currency,
+        due_by=assessment.due_by,
+        method=assessment.method or RefundMethod.bank_transfer.value,
+        created_at=now,
+    )
+    session.add(refund)
+    session.flush()
+    return refund
+
+
+def _tell_of_the_acceptance(
+    session: Session,
+    *,
+    application: Application,
+    edition: Edition,
+    outcome: CancellationOutcome,
+    office_email: str,
+    url: str,
+) -> None:
+    """The participant gets the confirmation with its documents; the office gets a note."""
     context = _mail_context(
         application,
         edition,
-        cancellation=cancellation,
-        refund=refund,
-        credit_note=credit_note,
-        fee_invoice=fee_invoice,
+        cancellation=outcome.cancellation,
+        refund=outcome.refund,
+        credit_note=outcome.credit_note,
+        fee_invoice=outcome.fee_invoice,
         url=url,
     )
     attachments = [
         Attachment(f"{kind}-{doc.number}.pdf", doc.pdf_key or "")
-        for kind, doc in (("credit-note", credit_note), ("invoice", fee_invoice))
+        for kind, doc in (("credit-note", outcome.credit_note), ("invoice", outcome.fee_invoice))
         if doc is not None and doc.pdf_key
     ]
-    attachments += [*ubl_attachments(credit_note), *ubl_attachments(fee_invoice)]
+    attachments += [*ubl_attachments(outcome.credit_note), *ubl_attachments(outcome.fee_invoice)]
     queue_email(
         session,
         kind="cancellation_accepted",
@@ -675,34 +809,6 @@ def cancel_registration(
         application_id=application.id,
         language="en",  # the office reads English whatever the participant chose
     )
-    record_change(
-        session,
-        actor=actor,
-        action="application.cancelled",
-        entity="application",
-        entity_id=application.id or 0,
-        before={"status": before},
-        after={
-            "status": application.status,
-            "channel": request.channel,
-            "received_at": received_at.isoformat(),
-            "paid": f"{assessment.paid:.2f}",
-            "refund": f"{assessment.refund:.2f}",
-            "retained": f"{assessment.retained:.2f}",
-            "credit_note": credit_note.number if credit_note else None,
-            "fee_invoice": fee_invoice.number if fee_invoice else None,
-        },
-    )
-    offer_free_seats(
-        session,
-        edition=edition,
-        now=now,
-        offer_days=offer_days,
-        secret_key=secret_key,
-        base_url=base_url,
-    )
-    session.commit()
-    return CancellationOutcome(cancellation, refund, credit_note, fee_invoice)
 
 
 def _record_refusal(
@@ -714,8 +820,6 @@ def _record_refusal(
     assessment: Assessment,
     actor: str,
     storage: Storage,
-    email_file: bytes | None,
-    email_filename: str | None,
     office_email: str,
     url: str,
 ) -> CancellationOutcome:
@@ -734,8 +838,8 @@ def _record_refusal(
         paid=assessment.paid,
         refund_amount=ZERO,
         retained=ZERO,
-        email_key=_store_email(storage, email_file),
-        email_filename=(email_filename or "")[:200] or None if email_file else None,
+        email_key=_store_email(storage, request.email_file),
+        email_filename=(request.email_filename or "")[:200] or None if request.email_file else None,
         recorded_by=actor,
     )
     session.add(cancellation)

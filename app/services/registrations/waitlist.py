@@ -26,8 +26,8 @@ from app.services.billing.einvoices import ubl_attachments
 from app.services.billing.invoices import Seller, issue_invoice
 from app.services.errors import Conflict, NotFound
 from app.services.registrations.applications import (
-    _change_status,
-    _fix_fee_at_admission,
+    change_status,
+    fix_fee_at_admission,
     portal_url,
 )
 
@@ -302,7 +302,7 @@ def accept_offer(
     edition = session.get(Edition, application.edition_id)
     assert edition is not None
     _close(session, offer, OfferStatus.accepted, now)
-    _change_status(
+    change_status(
         session,
         application,
         allowed_from=(ApplicationStatus.waitlisted.value,),
@@ -314,7 +314,7 @@ def accept_offer(
             "decision_note": "Accepted a seat offered from the waiting list.",
         },
     )
-    _fix_fee_at_admission(session, application, edition, storage=storage, now=now)
+    fix_fee_at_admission(session, application, edition, storage=storage, now=now)
     attachments: list[Attachment] = []
     invoice = None
     if application.fee_waiver_key:

@@ -62,7 +62,7 @@ def storage(client: TestClient) -> Storage:
 def submit(session: Session, storage: Storage, edition: Edition, **overrides: Any) -> Application:
     return service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=service.ApplicationIn.model_validate(application_payload(**overrides)),
         cv=None,
         cv_filename=None,
@@ -346,7 +346,7 @@ def test_a_payment_on_a_credit_note_is_refused_with_a_clear_message(
     edition = session.get(Edition, one_invoice.edition_id)
     assert edition is not None
     line = invoicing.invoice_lines(session, one_invoice)[0]
-    credit = invoicing._issue(
+    credit = invoicing.issue_document(
         session,
         edition=edition,
         buyer=one_invoice.buyer,

@@ -56,7 +56,7 @@ def submit(session: Session, storage: Storage, edition: Edition, **overrides: An
     cv = overrides.pop("cv", None)
     return service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=service.ApplicationIn.model_validate(application_payload(**overrides)),
         cv=cv,
         cv_filename="my cv.pdf" if cv else None,
@@ -702,7 +702,7 @@ def test_a_new_private_link_ends_the_old_one(
     edition = open_edition(session)
     submitted = service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=service.ApplicationIn.model_validate(application_payload()),
         cv=None,
         cv_filename=None,

@@ -39,7 +39,7 @@ def storage(tmp_path: Path) -> LocalStorage:
 def apply(session: Session, storage: LocalStorage, edition, **overrides) -> Application:  # type: ignore[no-untyped-def]
     return service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=service.ApplicationIn.model_validate(application_payload(**overrides)),
         cv=None,
         cv_filename=None,
@@ -329,7 +329,7 @@ def test_a_payment_on_a_credit_note_is_refused(
     admit(session, storage, admin_user, apply(session, storage, edition))
     original = session.exec(select(Invoice)).one()
     line = invoicing.invoice_lines(session, original)[0]
-    credit = invoicing._issue(
+    credit = invoicing.issue_document(
         session,
         edition=edition,
         buyer=original.buyer,

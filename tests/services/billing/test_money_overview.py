@@ -40,7 +40,7 @@ def submit(
 ) -> Application:
     return service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=service.ApplicationIn.model_validate(application_payload(**overrides)),
         cv=None,
         cv_filename=None,
@@ -176,7 +176,7 @@ def test_credit_notes_reduce_what_is_invoiced_and_refunds_paid_out_are_counted(
     cancelled, kept = invoices(session, storage, admin_user, edition, 2)
     pay(session, cancelled, "1500.00")
     line = invoicing.invoice_lines(session, cancelled)[0]
-    invoicing._issue(
+    invoicing.issue_document(
         session,
         edition=edition,
         buyer=cancelled.buyer,
@@ -296,7 +296,7 @@ def credit(
     edition = session.get(Edition, invoice.edition_id)
     assert edition is not None
     lines = [ln for ln in invoicing.invoice_lines(session, invoice) if ln.position in positions]
-    note = invoicing._issue(
+    note = invoicing.issue_document(
         session,
         edition=edition,
         buyer=invoice.buyer,
@@ -335,7 +335,7 @@ def test_money_moved_to_a_cancellation_fee_is_neither_received_nor_refunded(
     pay(session, cancelled, "1500.00")
     credit(session, storage, cancelled, [1])
     cancelled.status = "credited"
-    fee = invoicing._issue(
+    fee = invoicing.issue_document(
         session,
         edition=edition,
         buyer=cancelled.buyer,

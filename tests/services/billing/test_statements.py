@@ -51,7 +51,7 @@ def invoiced(
     """An admitted participant and the invoice admission issued to them."""
     application = service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=service.ApplicationIn.model_validate(application_payload(email=email)),
         cv=None,
         cv_filename=None,
@@ -292,7 +292,7 @@ def test_credit_notes_and_paid_invoices_are_never_matched(
     _, cancelled = invoiced(session, storage, admin_user, edition, "a@x.org")
     _, paid = invoiced(session, storage, admin_user, edition, "b@x.org")
     original_line = invoicing.invoice_lines(session, cancelled)[0]
-    credit = invoicing._issue(
+    credit = invoicing.issue_document(
         session,
         edition=edition,
         buyer=cancelled.buyer,

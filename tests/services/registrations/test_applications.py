@@ -30,7 +30,7 @@ def storage(tmp_path: Path) -> LocalStorage:
 def submit(session: Session, storage: LocalStorage, edition, cv: bytes | None = None, **overrides):  # type: ignore[no-untyped-def]
     return service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=service.ApplicationIn.model_validate(application_payload(**overrides)),
         cv=cv,
         cv_filename="cv.pdf" if cv else None,

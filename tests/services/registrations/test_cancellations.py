@@ -62,6 +62,17 @@ def written(edition: Edition, application: Application, received_at: datetime, *
     return service.CancellationRequest(**values)
 
 
+def office(storage: LocalStorage) -> service.CancellationOffice:
+    return service.CancellationOffice(
+        storage=storage,
+        seller=SELLER,
+        secret_key=SECRET,
+        base_url=BASE,
+        office_email=OFFICE,
+        offer_days=5,
+    )
+
+
 def cancel(
     session: Session,
     storage: LocalStorage,
@@ -78,12 +89,7 @@ def cancel(
         application_id=application.id or 0,
         request=written(edition, application, received_at, **overrides),
         actor="admin@example.org",
-        storage=storage,
-        seller=SELLER,
-        secret_key=SECRET,
-        base_url=BASE,
-        office_email=OFFICE,
-        offer_days=5,
+        office=office(storage),
         now=now or received_at,
     )
 
@@ -520,22 +526,18 @@ def test_the_attached_email_is_kept_and_must_be_an_eml_of_at_most_2_mb(
     assert edition is not None
     base = {
         "application_id": application.id or 0,
-        "request": written(edition, application, BEFORE),
         "actor": "admin@example.org",
-        "storage": storage,
-        "seller": SELLER,
-        "secret_key": SECRET,
-        "base_url": BASE,
-        "office_email": OFFICE,
-        "offer_days": 5,
+        "office": office(storage),
         "now": BEFORE,
     }
     for data, name in ((b"not an e-mail", "x.eml"), (b"From: a@b\r\n\r\nhi" * 200000, "x.eml")):
         with pytest.raises(InvalidInput) as raised:
-            service.cancel_registration(session, email_file=data, email_filename=name, **base)
+            request = written(edition, application, BEFORE, email_file=data, email_filename=name)
+            service.cancel_registration(session, request=request, **base)
         assert "email_file" in raised.value.fields
     eml = b"From: Ama Banda <ama@x.org>\r\nSubject: Cancel\r\n\r\nPlease cancel my place.\r\n"
-    outcome = service.cancel_registration(session, email_file=eml, email_filename="c.eml", **base)
+    request = written(edition, application, BEFORE, email_file=eml, email_filename="c.eml")
+    outcome = service.cancel_registration(session, request=request, **base)
     assert storage.get(outcome.cancellation.email_key or "") == eml
 
 

@@ -53,7 +53,7 @@ def admitted(
     """An application submitted and admitted through the services."""
     submitted = applications_service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=applications_service.ApplicationIn.model_validate(application_payload(**overrides)),
         cv=None,
         cv_filename=None,
