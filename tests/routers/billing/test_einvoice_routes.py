@@ -44,7 +44,7 @@ def submitted(session: Session, client: TestClient, edition: Edition, **override
     storage: Storage = client.app.state.storage  # type: ignore[attr-defined]
     return service.submit_application(
         session,
-        edition=edition,
+        edition_slug=edition.slug,
         data=service.ApplicationIn.model_validate(application_payload(**overrides)),
         cv=None,
         cv_filename=None,

@@ -25,6 +25,7 @@ from app.services.editions.editions import EditionCreate
 from app.services.errors import InvalidInput
 from app.services.registrations import applications as applications_service
 from app.services.registrations import cancellation_intake as cancellations
+from app.services.registrations.cancellation_intake import CancellationOffice
 from tests.en16931 import Rules
 from tests.factories import edition_payload, make_organisation, office_today, open_edition
 from tests.services.billing.test_invoicing import BASE, SECRET, apply
@@ -231,13 +232,15 @@ def test_a_credit_note_and_a_cancellation_fee_invoice_conform(
         session,
         application_id=application.id or 0,
         request=written(edition, application, BEFORE_DEADLINE),
+        office=CancellationOffice(
+            storage=storage,
+            seller=SELLER,
+            secret_key=SECRET,
+            base_url=BASE,
+            office_email="office@example.org",
+            offer_days=5,
+        ),
         actor="admin@example.org",
-        storage=storage,
-        seller=SELLER,
-        secret_key=SECRET,
-        base_url=BASE,
-        office_email="office@example.org",
-        offer_days=5,
         now=BEFORE_DEADLINE,
     )
     assert outcome.credit_note is not None and outcome.fee_invoice is not None
@@ -386,13 +389,15 @@ def test_a_credit_note_keeps_the_exemption_of_the_lines_it_cancels(
         session,
         application_id=application.id or 0,
         request=written(edition, application, BEFORE_DEADLINE),
+        office=CancellationOffice(
+            storage=storage,
+            seller=SELLER,
+            secret_key=SECRET,
+            base_url=BASE,
+            office_email="office@example.org",
+            offer_days=5,
+        ),
         actor="admin@example.org",
-        storage=storage,
-        seller=SELLER,
-        secret_key=SECRET,
-        base_url=BASE,
-        office_email="office@example.org",
-        offer_days=5,
         now=BEFORE_DEADLINE,
     )
     assert outcome.credit_note is not None

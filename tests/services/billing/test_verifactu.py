@@ -144,7 +144,7 @@ def test_a_taxed_invoice_to_a_spanish_company_names_its_nif_and_the_vat(
     session.add(edition)
     session.commit()
     application = apply(session, storage, edition)
-    invoice = invoicing._issue(
+    invoice = invoicing.issue_document(
         session,
         edition=edition,
         buyer={

@@ -11,6 +11,7 @@ from app.platform.storage import LocalStorage
 from app.services.billing.invoices import Seller
 from app.services.billing.verifactu import TaxRecordSettings
 from app.services.registrations import cancellation_intake as cancellations
+from app.services.registrations.cancellation_intake import CancellationOffice
 from tests.services.billing.test_invoicing import BASE, SECRET, SELLER, admit, apply
 from tests.services.registrations.test_cancellations import BEFORE, OFFICE, written
 
@@ -67,13 +68,15 @@ def cancel(
         session,
         application_id=application.id or 0,
         request=written(edition, application, received_at),
+        office=CancellationOffice(
+            storage=storage,
+            seller=SPANISH_SELLER,
+            secret_key=SECRET,
+            base_url=BASE,
+            office_email=OFFICE,
+            offer_days=5,
+        ),
         actor="admin@example.org",
-        storage=storage,
-        seller=SPANISH_SELLER,
-        secret_key=SECRET,
-        base_url=BASE,
-        office_email=OFFICE,
-        offer_days=5,
         now=received_at,
     )
 
