@@ -45,6 +45,7 @@ from app.routers import (
     attendance,
     cancellations,
     certificates,
+    credentials,
     final_work,
     logistics,
     pages,
@@ -377,7 +378,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(logistics.router)
     app.include_router(certificates.router)
     app.include_router(certificates.api_router)
-    app.include_router(certificates.badges_router)
+    app.include_router(credentials.router)
     app.include_router(final_work.router)
     app.include_router(final_work.api_router)
     app.include_router(api_invoices.router)

@@ -24,7 +24,9 @@ def test_production_refuses_a_default_or_short_secret(tmp_path: Path) -> None:
 
 
 def test_production_needs_real_bank_details(tmp_path: Path) -> None:
-    (tmp_path / "badge.pem").write_text(Settings(var_dir=tmp_path).open_badges_private_key)
+    development = Settings(var_dir=tmp_path)
+    (tmp_path / "badge.pem").write_text(development.open_badges_private_key)
+    (tmp_path / "badge-rsa.pem").write_text(development.open_badges_rsa_private_key)
     with pytest.raises(ValidationError, match="DIPLOMAT_BANK_IBAN"):
         Settings(environment="production", secret_key="k" * 40, var_dir=tmp_path)
     ok = Settings(
@@ -35,6 +37,7 @@ def test_production_needs_real_bank_details(tmp_path: Path) -> None:
         organisation_tax_id="ESG12345678",
         # Certificates need a signing key and real signatories in production too.
         open_badges_private_key=(tmp_path / "badge.pem").read_text(),
+        open_badges_rsa_private_key=(tmp_path / "badge-rsa.pem").read_text(),
         certificate_signatories=[{"name": "Ana Real", "title": "Director"}],
     )
     assert ok.https is False

@@ -19,15 +19,19 @@ EXAMPLES = {
     )
 }
 
+
 def _json(path: Path) -> Any:
     return json.loads(path.read_text())
+
 
 def _text(name: str) -> str:
     return (SUITE / name).read_text()
 
+
 @pytest.fixture
 def key_pair() -> dict[str, str]:
     return _json(VECTORS / "keyPair.json")  # type: ignore[no-any-return]
+
 
 @pytest.fixture
 def vector_hashes() -> di.HashData:
@@ -37,20 +41,25 @@ def vector_hashes() -> di.HashData:
         contexts=EXAMPLES,
     )
 
+
 def test_the_canonical_document_is_the_published_one(vector_hashes: di.HashData) -> None:
     assert vector_hashes.canonical_document == _text("canonDocDataInt.txt")
 
+
 def test_the_canonical_proof_options_are_the_published_ones(vector_hashes: di.HashData) -> None:
     assert vector_hashes.canonical_proof_config == _text("proofCanonDataInt.txt")
+
 
 def test_the_hashes_are_the_published_ones(vector_hashes: di.HashData) -> None:
     assert vector_hashes.document_hash.hex() == _text("docHashDataInt.txt").strip()
     assert vector_hashes.proof_config_hash.hex() == _text("proofHashDataInt.txt").strip()
     assert vector_hashes.combined.hex() == _text("combinedHashDataInt.txt").strip()
 
+
 def test_the_multikeys_round_trip_to_the_published_key_pair(key_pair: dict[str, str]) -> None:
     private = di.private_key_from_multikey(key_pair["privateKeyMultibase"])
     assert di.public_multikey(private.public_key()) == key_pair["publicKeyMultibase"]
+
 
 def test_signing_the_vector_gives_the_published_signed_credential(
     key_pair: dict[str, str],
@@ -69,10 +78,12 @@ def test_signing_the_vector_gives_the_published_signed_credential(
         _text("sigHexDataInt.txt").strip()
     )
 
+
 def _published_key(key_pair: dict[str, str]) -> Any:
     public = di.public_key_from_multikey(key_pair["publicKeyMultibase"])
     method = _json(SUITE / "proofConfigDataInt.json")["verificationMethod"]
     return lambda vm: public if vm == method else None
+
 
 def test_the_published_signed_credential_verifies(key_pair: dict[str, str]) -> None:
     result = di.verify_proof(
@@ -82,12 +93,14 @@ def test_the_published_signed_credential_verifies(key_pair: dict[str, str]) -> N
     )
     assert result.verified, result.reason
 
+
 def test_one_changed_character_breaks_the_proof(key_pair: dict[str, str]) -> None:
     signed = _json(SUITE / "signedDataInt.json")
     signed["credentialSubject"]["alumniOf"] = "The School of Examplez"
     result = di.verify_proof(signed, public_key_for=_published_key(key_pair), contexts=EXAMPLES)
     assert not result.verified
     assert result.reason == "The signature does not match the document."
+
 
 def test_a_proof_by_a_key_the_issuer_did_not_publish_fails(key_pair: dict[str, str]) -> None:
     signed = _json(SUITE / "signedDataInt.json")
@@ -97,10 +110,12 @@ def test_a_proof_by_a_key_the_issuer_did_not_publish_fails(key_pair: dict[str, s
     result = di.verify_proof(signed, public_key_for=lambda vm: other, contexts=EXAMPLES)
     assert not result.verified
 
+
 def test_a_context_the_service_does_not_ship_is_refused_not_fetched() -> None:
     # Without the examples context, the vector names a URL the service does not ship.
     with pytest.raises(di.ProofError, match="not shipped"):
         di.canonical_nquads(_json(VECTORS / "unsigned.json"))
+
 
 def test_the_shipped_contexts_are_the_ones_credentials_and_did_documents_name() -> None:
     assert set(shipped_contexts()) == {
@@ -110,6 +125,7 @@ def test_the_shipped_contexts_are_the_ones_credentials_and_did_documents_name() 
         "https://w3id.org/security/multikey/v1",
         "https://www.w3.org/ns/did/v1",
     }
+
 
 def test_base58btc_keeps_leading_zero_bytes() -> None:
     for data in (b"", b"\0", b"\0\0\x01", b"\xff" * 40):
