@@ -162,6 +162,9 @@ def test_the_portal_downloads_the_credential_and_offers_it_to_a_wallet(
     assert f"/portal/{token}/credential.json" in portal
     assert f"{BASE}/api/v1/certificates/{number}/credential" in portal
     assert "<svg" in portal  # the QR code a wallet scans
+    verification = client.get(f"/verify/{number}").text
+    assert "/static/img/course-badge.svg" in verification
+    assert client.get("/static/img/course-badge.svg").status_code == 200
 
 
 def _pem_public(key: Ed25519PrivateKey) -> str:
