@@ -8,9 +8,9 @@ import segno
 from fastapi import APIRouter, Header, Path, Request, status
 from fastapi.responses import JSONResponse, Response
 
+from app.models import Certificate
 from app.platform.i18n import gettext
 from app.platform.rate_limit import Limit, RateLimited, hit
-from app.models import Certificate
 from app.routers.certificates import VERIFY_SCOPE, OptionsDep, certificate_options
 from app.services.certificates import credentials, open_badges, verifiable
 from app.services.certificates import issuing as service
