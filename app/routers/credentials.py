@@ -171,7 +171,7 @@ def jwks(options: OptionsDep) -> JSONResponse:
     response_class=Response,
     responses={200: {"content": {JWK_JSON: JSON_OBJECT}}, **error_responses(404)},
 )
-def key(kid: Annotated[str, Path(max_length=100)], options: OptionsDep) -> Response:
+def key(kid: str, options: OptionsDep) -> Response:
     """One public key as a JWK: what the `kid` of every JWT credential names."""
     found = credentials.jwk(options.issuer, kid)
     if found is None:
