@@ -221,6 +221,12 @@ class Settings(BaseSettings):
                 "DIPLOMAT_OPEN_BADGES_RSA_PRIVATE_KEY is not an RSA private key of 2048 bits or "
                 "more in PEM."
             )
+        for position, pem in enumerate(self.open_badges_past_public_keys, start=1):
+            if not public_key_is_valid(pem):
+                raise ValueError(
+                    f"DIPLOMAT_OPEN_BADGES_PAST_PUBLIC_KEYS: key {position} is not an Ed25519 or "
+                    "RSA public key in PEM."
+                )
         demo_names = {s.name for s in DEMO_SIGNATORIES}
         if self.environment == "production" and any(
             s.name in demo_names for s in self.certificate_signatories
@@ -296,6 +302,19 @@ def rsa_key_is_valid(pem: str) -> bool:
     except (ValueError, TypeError):
         return False
     return isinstance(key, RSAPrivateKey) and key.key_size >= 2048
+
+
+def public_key_is_valid(pem: str) -> bool:
+    """Whether `pem` holds an Ed25519 or RSA public key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.strip().encode())
+    except (ValueError, TypeError):
+        return False
+    return isinstance(key, Ed25519PublicKey | RSAPublicKey)
 
 
 def _new_ed25519_pem() -> str:

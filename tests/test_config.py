@@ -52,3 +52,15 @@ def test_a_mistyped_iban_is_refused(tmp_path: Path) -> None:
 
 def test_https_base_url_makes_cookies_secure(tmp_path: Path) -> None:
     assert Settings(base_url="https://courses.example.org", var_dir=tmp_path).https
+
+
+def test_a_past_open_badges_key_must_be_a_public_key(tmp_path: Path) -> None:
+    development = Settings(var_dir=tmp_path)
+    with pytest.raises(ValidationError, match="PAST_PUBLIC_KEYS: key 1"):
+        Settings(var_dir=tmp_path, open_badges_past_public_keys=["not a key"])
+    # A private key is refused too: only public halves are kept once a key is retired.
+    with pytest.raises(ValidationError, match="PAST_PUBLIC_KEYS: key 1"):
+        Settings(
+            var_dir=tmp_path,
+            open_badges_past_public_keys=[development.open_badges_private_key],
+        )
