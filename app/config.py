@@ -4,6 +4,7 @@ import contextlib
 import os
 import re
 import secrets
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -139,6 +140,12 @@ class Settings(BaseSettings):
     linkedin_organization_name: str = "Metropolis"
     # An Ed25519 private key in PEM; development and tests generate one into var/.
     open_badges_private_key: str = ""
+    # An RSA private key in PEM (2048 bits or more): RS256, the Open Badges 3.0 baseline for
+    # the JWT form. Development and tests generate one into var/ as well.
+    open_badges_rsa_private_key: str = ""
+    # Public keys (PEM) of signing keys replaced earlier: still published, so credentials
+    # signed with them keep verifying after a key rotation.
+    open_badges_past_public_keys: list[str] = Field(default_factory=list)
     # Public verification: this many look-ups per address in the window, then 429.
     certificate_verify_limit: int = Field(default=30, ge=1)
     certificate_verify_window_seconds: int = Field(default=60, ge=1)
@@ -291,6 +298,27 @@ class Settings(BaseSettings):
             raise ValueError(
                 "DIPLOMAT_OPEN_BADGES_PRIVATE_KEY is not an Ed25519 private key in PEM."
             )
+        if not self.open_badges_rsa_private_key.strip():
+            if self.environment == "production":
+                raise ValueError(
+                    "DIPLOMAT_OPEN_BADGES_RSA_PRIVATE_KEY is missing: set it to an RSA private "
+                    "key in PEM (`openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:3072`);"
+                    " it signs the JWT form of every Open Badges credential (RS256)."
+                )
+            self.open_badges_rsa_private_key = _development_badge_key(
+                self.var_dir, name="open_badges_rsa.pem", generate=_new_rsa_pem
+            )
+        if not rsa_key_is_valid(self.open_badges_rsa_private_key):
+            raise ValueError(
+                "DIPLOMAT_OPEN_BADGES_RSA_PRIVATE_KEY is not an RSA private key of 2048 bits or "
+                "more in PEM."
+            )
+        for position, pem in enumerate(self.open_badges_past_public_keys, start=1):
+            if not public_key_is_valid(pem):
+                raise ValueError(
+                    f"DIPLOMAT_OPEN_BADGES_PAST_PUBLIC_KEYS: key {position} is not an Ed25519 or "
+                    "RSA public key in PEM."
+                )
         demo_names = {s.name for s in DEMO_SIGNATORIES}
         if self.environment == "production" and any(
             s.name in demo_names for s in self.certificate_signatories
@@ -374,8 +402,32 @@ def ed25519_key_is_valid(pem: str) -> bool:
     return isinstance(key, Ed25519PrivateKey)
 
 
-def _development_badge_key(var_dir: Path) -> str:
-    """An Ed25519 key generated once into var/, so badges issued in development stay valid."""
+def rsa_key_is_valid(pem: str) -> bool:
+    """Whether `pem` holds an RSA private key of at least 2048 bits."""
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem.strip().encode(), password=None)
+    except (ValueError, TypeError):
+        return False
+    return isinstance(key, RSAPrivateKey) and key.key_size >= 2048
+
+
+def public_key_is_valid(pem: str) -> bool:
+    """Whether `pem` holds an Ed25519 or RSA public key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.strip().encode())
+    except (ValueError, TypeError):
+        return False
+    return isinstance(key, Ed25519PublicKey | RSAPublicKey)
+
+
+def _new_ed25519_pem() -> str:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import (
         Encoding,
@@ -383,15 +435,40 @@ def _development_badge_key(var_dir: Path) -> str:
         PrivateFormat,
     )
 
-    path = var_dir / "open_badges_ed25519.pem"
-    if path.exists():
-        return path.read_text()
-    var_dir.mkdir(parents=True, exist_ok=True)
-    pem = (
+    return (
         Ed25519PrivateKey.generate()
         .private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
         .decode()
     )
+
+
+def _new_rsa_pem() -> str:
+    from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    return (
+        generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        .decode()
+    )
+
+
+def _development_badge_key(
+    var_dir: Path,
+    *,
+    name: str = "open_badges_ed25519.pem",
+    generate: Callable[[], str] = _new_ed25519_pem,
+) -> str:
+    """A key generated once into var/, so badges issued in development stay valid."""
+    path = var_dir / name
+    if path.exists():
+        return path.read_text()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    pem = generate()
     temporary = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
     temporary.write_text(pem)
     temporary.chmod(0o600)

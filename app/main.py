@@ -29,6 +29,7 @@ from app.platform.storage import make_storage
 from app.routers.billing import api as billing_api
 from app.routers.billing import pages as billing_pages
 from app.routers.billing import stripe as billing_stripe
+from app.routers.certificates import credentials
 from app.routers.certificates import issuing as certificates
 from app.routers.editions import api as editions_api
 from app.routers.editions import course_texts as editions_course_texts
@@ -382,7 +383,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(logistics.router)
     app.include_router(certificates.router)
     app.include_router(certificates.api_router)
-    app.include_router(certificates.badges_router)
+    app.include_router(credentials.router)
     app.include_router(final_work.router)
     app.include_router(final_work.api_router)
     app.include_router(billing_api.router)

@@ -27,7 +27,9 @@ def test_production_refuses_a_default_or_short_secret(tmp_path: Path) -> None:
 
 
 def test_production_needs_real_bank_details(tmp_path: Path) -> None:
-    (tmp_path / "badge.pem").write_text(Settings(var_dir=tmp_path).open_badges_private_key)
+    development = Settings(var_dir=tmp_path)
+    (tmp_path / "badge.pem").write_text(development.open_badges_private_key)
+    (tmp_path / "badge-rsa.pem").write_text(development.open_badges_rsa_private_key)
     with pytest.raises(ValidationError, match="DIPLOMAT_BANK_IBAN"):
         Settings(environment="production", secret_key="k" * 40, var_dir=tmp_path)
     ok = Settings(
@@ -38,6 +40,7 @@ def test_production_needs_real_bank_details(tmp_path: Path) -> None:
         organisation_tax_id="ESG12345674",
         # Certificates need a signing key and real signatories in production too.
         open_badges_private_key=(tmp_path / "badge.pem").read_text(),
+        open_badges_rsa_private_key=(tmp_path / "badge-rsa.pem").read_text(),
         certificate_signatories=[{"name": "Ana Real", "title": "Director"}],
     )
     assert ok.https is False
@@ -63,3 +66,15 @@ def test_the_sellers_tax_id_and_country_are_checked_at_start(tmp_path: Path) -> 
         Settings(var_dir=tmp_path, organisation_postcode=" ")
     settings = Settings(var_dir=tmp_path, organisation_tax_id="ESG65318149")
     assert settings.organisation_country == "ES"
+
+
+def test_a_past_open_badges_key_must_be_a_public_key(tmp_path: Path) -> None:
+    development = Settings(var_dir=tmp_path)
+    with pytest.raises(ValidationError, match="PAST_PUBLIC_KEYS: key 1"):
+        Settings(var_dir=tmp_path, open_badges_past_public_keys=["not a key"])
+    # A private key is refused too: only public halves are kept once a key is retired.
+    with pytest.raises(ValidationError, match="PAST_PUBLIC_KEYS: key 1"):
+        Settings(
+            var_dir=tmp_path,
+            open_badges_past_public_keys=[development.open_badges_private_key],
+        )

@@ -37,6 +37,7 @@ PUBLIC_API = {
     ("POST", "/api/v1/editions/{slug}/applications"),
     ("POST", "/api/v1/editions/{slug}/groups"),
     ("GET", "/api/v1/certificates/{number}"),
+    ("GET", "/api/v1/certificates/{number}/credential"),
 }
 # A tutor takes attendance and assesses final work (DOMAIN.md "People").
 TUTOR_API = {
@@ -96,6 +97,8 @@ def test_every_api_route_is_classified(test_app: FastAPI) -> None:
     # Meant for anyone: verifying a certificate, a price, the registry search (no dues data).
     assert leaking <= {
         ("GET", "/api/v1/certificates/{number}"),
+        # The credential a wallet fetches: no name, the e-mail address only as a salted hash.
+        ("GET", "/api/v1/certificates/{number}/credential"),
         ("POST", "/api/v1/editions/{slug}/quote"),
         ("GET", "/api/v1/organisations"),
     }

@@ -1,5 +1,5 @@
 """Certificates: public verification, the portal's downloads, the office's pages, the JSON API
-and the Open Badges documents (key set, issuer, revocation list)."""
+(the verifiable credential and what a verifier fetches are in `credentials.py`)."""
 
 from datetime import date
 from typing import Annotated, Any
@@ -9,7 +9,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
-from app.clock import utcnow
 from app.config import Settings
 from app.models import Application, Certificate, Edition
 from app.platform import i18n
@@ -17,7 +16,6 @@ from app.platform.i18n import gettext, translate, translate_fields
 from app.platform.rate_limit import Limit, RateLimited, hit
 from app.services.certificates import bulk_runs as runs
 from app.services.certificates import issuing as service
-from app.services.certificates import open_badges
 from app.services.certificates.eligibility import evaluate_edition
 from app.services.certificates.numbers import InvalidNumber, normalise
 from app.services.editions.editions import get_edition
@@ -41,7 +39,6 @@ from app.web.security import verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 api_router = APIRouter(prefix="/api/v1", tags=["certificates"])
-badges_router = APIRouter(tags=["open badges"])
 
 VERIFY_PAGE = "certificates/verify.html"
 EDITION_PAGE = "certificates/office/edition.html"
@@ -780,86 +777,3 @@ def api_reissue(
         options=options,
     )
     return JSONResponse(_issued(session, certificate, options).model_dump())
-
-
-# Open Badges: what a verifier fetches
-
-
-@badges_router.get(open_badges.JWKS_PATH)
-def jwks(options: OptionsDep) -> JSONResponse:
-    """The public key that checks every badge, as a JSON Web Key Set."""
-    return JSONResponse(
-        open_badges.jwks(options.issuer), headers={"Cache-Control": "public, max-age=3600"}
-    )
-
-
-@badges_router.get(
-    open_badges.ISSUER_PATH,
-    response_class=JSONResponse,
-    responses={200: {"content": {"application/ld+json": {"schema": {"type": "object"}}}}},
-)
-def issuer_profile(options: OptionsDep) -> JSONResponse:
-    """The issuer's Open Badges profile."""
-    return JSONResponse(
-        open_badges.issuer_profile(options.issuer), media_type="application/ld+json"
-    )
-
-
-@badges_router.get(
-    open_badges.ACHIEVEMENT_PATH + "/{slug}",
-    response_class=JSONResponse,
-    responses={
-        200: {"content": {"application/ld+json": {"schema": {"type": "object"}}}},
-        **error_responses(404),
-    },
-)
-def achievement(slug: str, session: SessionDep, options: OptionsDep) -> JSONResponse:
-    """What an edition's badge stands for, with its criteria."""
-    try:
-        edition = get_edition(session, slug)
-    except NotFound as exc:
-        return JSONResponse({"detail": exc.message}, status_code=status.HTTP_404_NOT_FOUND)
-    facts = open_badges.BadgeFacts(
-        number="",
-        version=1,
-        status_index=0,
-        email="",
-        edition_slug=edition.slug,
-        course=edition.title,
-        edition_label=edition.edition_label,
-        place=edition.place,
-        dates=service.dates_in_words(edition.start_date, edition.end_date),
-        issued_at=utcnow(),
-        verification_url="",
-    )
-    return JSONResponse(
-        open_badges.achievement(options.issuer, facts), media_type="application/ld+json"
-    )
-
-
-@badges_router.get(
-    open_badges.STATUS_LIST_PATH,
-    response_class=Response,
-    responses={
-        200: {
-            "content": {
-                JWT_MEDIA_TYPE: {},
-                "application/ld+json": {"schema": {"type": "object"}},
-            }
-        }
-    },
-)
-def revocation_list(
-    session: SessionDep,
-    options: OptionsDep,
-    format: Annotated[str, Query(description="`json` for the plain credential")] = "jwt",
-) -> Response:
-    """The revocation list: a signed Bitstring Status List credential (`?format=json`: plain)."""
-    credential = service.status_list(session, options)
-    # Verifiers may cache it briefly; a revocation shows within a minute.
-    headers = {"Cache-Control": "public, max-age=60"}
-    if format == "json":
-        return JSONResponse(credential, media_type="application/ld+json", headers=headers)
-    return Response(
-        open_badges.sign(options.issuer, credential), media_type=JWT_MEDIA_TYPE, headers=headers
-    )

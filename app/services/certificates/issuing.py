@@ -24,6 +24,7 @@ from app.models import (
     ApplicationStatus,
     Certificate,
     CertificateVersion,
+    CourseSession,
     Edition,
     Module,
 )
@@ -32,8 +33,8 @@ from app.platform.audit import record_change
 from app.platform.i18n import N_
 from app.platform.mail import Attachment, queue_email
 from app.platform.storage import Storage, new_key
+from app.services.certificates import credentials, open_badges
 from app.services.certificates import numbers as certificate_numbers
-from app.services.certificates import open_badges
 from app.services.certificates.document import (
     CertificatePage,
     SignatoryMark,
@@ -81,6 +82,8 @@ class CertificateOptions:
     linkedin_organization_name: str
     open_badges_key: str
     render_processes: int = 1
+    open_badges_rsa_key: str = ""
+    open_badges_past_keys: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(
@@ -100,6 +103,8 @@ class CertificateOptions:
             linkedin_organization_name=settings.linkedin_organization_name,
             open_badges_key=settings.open_badges_private_key,
             render_processes=process_count(settings.certificate_render_processes, cpu_count),
+            open_badges_rsa_key=settings.open_badges_rsa_private_key,
+            open_badges_past_keys=tuple(settings.open_badges_past_public_keys),
         )
 
     @property
@@ -109,6 +114,8 @@ class CertificateOptions:
             name=self.organisation_name,
             base_url=self.base_url,
             private_key_pem=self.open_badges_key,
+            rsa_private_key_pem=self.open_badges_rsa_key,
+            past_public_keys=self.open_badges_past_keys,
         )
 
 
@@ -1010,14 +1017,39 @@ def badge_facts(
         dates=dates_in_words(edition.start_date, edition.end_date),
         issued_at=certificate.reissued_at or certificate.issued_at,
         verification_url=verification_url(options, certificate.number),
+        modules=module_facts(session, edition),
+        attendance_min_percent=edition.attendance_min_percent,
     )
 
 
-def badge(session: Session, certificate: Certificate, options: CertificateOptions) -> str:
-    """The certificate as a signed Open Badges 3.0 credential (a JWT)."""
+def module_facts(session: Session, edition: Edition) -> tuple[open_badges.ModuleFacts, ...]:
+    """The edition's modules with their number of sessions, as the badge's criteria name them."""
+    counts = dict(
+        session.exec(
+            select(CourseSession.module_id, func.count())
+            .join(Module, col(Module.id) == CourseSession.module_id)
+            .where(Module.edition_id == edition.id)
+            .group_by(col(CourseSession.module_id))
+        ).all()
+    )
+    return tuple(
+        open_badges.ModuleFacts(position=m.position, title=m.title, sessions=counts.get(m.id, 0))
+        for m in _modules(session, edition)
+    )
+
+
+def badge(
+    session: Session,
+    certificate: Certificate,
+    options: CertificateOptions,
+    *,
+    algorithm: str = "RS256",
+) -> str:
+    """The certificate as a signed Open Badges 3.0 credential in its JWT form."""
     if certificate.revoked_at is not None:
         raise Conflict(f"Certificate {certificate.number} is revoked; it has no badge.")
-    return open_badges.badge_jwt(options.issuer, badge_facts(session, certificate, options))
+    document = open_badges.credential(options.issuer, badge_facts(session, certificate, options))
+    return credentials.vc_jwt(options.issuer, document, algorithm=algorithm)
 
 
 def status_list(

@@ -1,62 +1,81 @@
-"""Open Badges 3.0: each certificate as a signed `OpenBadgeCredential`, and the revocation list.
+"""Open Badges 3.0: each certificate as an `OpenBadgeCredential`, and the revocation list.
 
-Credentials are secured as JWTs (the VC-JWT format of Open Badges 3.0, section 8.2): the
-payload is the credential itself with `iss`, `nbf` and `jti`, signed with the issuer's Ed25519
-key (`EdDSA`). The public key is published as a JSON Web Key Set at
-`/.well-known/jwks.json`, so anyone can check a badge with it alone. Revocation is a W3C
-Bitstring Status List, also signed, whose bit `i` is the certificate with status index `i`.
+This module writes the documents; `credentials.py` secures them (a Data Integrity proof, or
+the JWT form) with the issuer's keys. The issuer is a `did:web` identifier of the public
+site, so a verifier finds its keys in the DID document the site publishes. Revocation is a
+W3C Bitstring Status List whose bit `i` is the certificate with status index `i`.
 """
 
 import base64
 import gzip
 import hashlib
-import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
-
-import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    PublicFormat,
-    load_pem_private_key,
-)
+from urllib.parse import quote, urlsplit
 
 VC_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 OB_CONTEXT = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"
-ALGORITHM = "EdDSA"
 # The W3C recommends at least 16 KB of bits, so one list hides which credential is looked up.
 STATUS_LIST_MIN_BITS = 131_072
 JWKS_PATH = "/.well-known/jwks.json"
+DID_DOCUMENT_PATH = "/.well-known/did.json"
+KEYS_PATH = "/ob/keys"
 ISSUER_PATH = "/ob/issuer"
 STATUS_LIST_PATH = "/ob/status/revocation"
 ACHIEVEMENT_PATH = "/ob/achievements"
-CRITERIA = (
-    "Attended every session of the course's five modules in person (an excused absence does "
-    "not count as attendance), presented a final work that the tutors accepted, and had the "
-    "registration fee paid in full or waived."
-)
+BADGE_IMAGE_PATH = "/static/img/course-badge.png"
 
 
 @dataclass(frozen=True)
 class Issuer:
-    """Who awards the badges: name, public address, and the signing key in PEM."""
+    """Who awards the badges: name, public address, and the signing keys in PEM."""
 
     name: str
     base_url: str
     private_key_pem: str
+    rsa_private_key_pem: str = ""
+    # Keys used before a rotation, public halves only: still published so old badges verify.
+    past_public_keys: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def did(self) -> str:
+        """The issuer's `did:web` identifier, derived from the public address."""
+        parts = urlsplit(self.base_url)
+        # did:web percent-encodes the port's colon; a path becomes colon-separated segments.
+        host = quote(parts.netloc, safe="")
+        segments = [quote(s, safe="") for s in parts.path.strip("/").split("/") if s]
+        return ":".join(["did:web", host, *segments])
+
+    @property
+    def did_document_url(self) -> str:
+        """Where did:web resolution looks for the DID document."""
+        path = urlsplit(self.base_url).path.strip("/")
+        return self.url("/did.json" if path else DID_DOCUMENT_PATH)
 
     @property
     def id(self) -> str:
-        """The issuer profile's address, which is also the `iss` of every badge."""
+        """The identifier in every credential's `issuer`, and the `iss` of every JWT."""
+        return self.did
+
+    @property
+    def profile_url(self) -> str:
+        """The issuer's Open Badges profile on the public site."""
         return self.url(ISSUER_PATH)
 
     def url(self, path: str) -> str:
         """An absolute address on the public site."""
         return self.base_url.rstrip("/") + path
+
+
+@dataclass(frozen=True)
+class ModuleFacts:
+    """One module of the edition, as the criteria name it."""
+
+    position: int
+    title: str
+    sessions: int
 
 
 @dataclass(frozen=True)
@@ -74,41 +93,39 @@ class BadgeFacts:
     dates: str
     issued_at: datetime
     verification_url: str
-
-
-@lru_cache(maxsize=4)
-def _private_key(pem: str) -> Ed25519PrivateKey:
-    key = load_pem_private_key(pem.strip().encode(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("The Open Badges key must be an Ed25519 private key.")
-    return key
+    modules: tuple[ModuleFacts, ...] = ()
+    attendance_min_percent: int = 100
 
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def public_jwk(issuer: Issuer) -> dict[str, str]:
-    """The public key as a JWK, with its RFC 7638 thumbprint as `kid`."""
-    raw = (
-        _private_key(issuer.private_key_pem)
-        .public_key()
-        .public_bytes(Encoding.Raw, PublicFormat.Raw)
+def _sessions(count: int) -> str:
+    return "1 session" if count == 1 else f"{count} sessions"
+
+
+def criteria_narrative(modules: tuple[ModuleFacts, ...], attendance_min_percent: int) -> str:
+    """The criteria in words, from the edition's own modules and attendance rule."""
+    count = len(modules)
+    listed = "; ".join(f"Lesson {m.position}, {m.title} ({_sessions(m.sessions)})" for m in modules)
+    programme = (
+        f"The edition's programme has {count} module{'s' if count != 1 else ''}: {listed}."
+        if modules
+        else "The edition's programme lists no modules yet."
     )
-    x = _b64url(raw)
-    canonical = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": x}, separators=(",", ":"))
-    thumbprint = _b64url(hashlib.sha256(canonical.encode()).digest())
-    return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": thumbprint, "use": "sig", "alg": "EdDSA"}
-
-
-def jwks(issuer: Issuer) -> dict[str, list[dict[str, str]]]:
-    """The JSON Web Key Set published at the well-known address."""
-    return {"keys": [public_jwk(issuer)]}
-
-
-def key_id(issuer: Issuer) -> str:
-    """The `kid` of every JWT: the key's entry in the published key set."""
-    return f"{issuer.url(JWKS_PATH)}#{public_jwk(issuer)['kid']}"
+    if attendance_min_percent >= 100:
+        attendance = "Present at every session of every module"
+    else:
+        attendance = (
+            f"Present at no fewer than {attendance_min_percent} % of each module's sessions "
+            "(rounded up to a whole session)"
+        )
+    return (
+        f"{programme} {attendance}; an excused absence does not count as attendance. "
+        "A final work presented and accepted by the tutors. "
+        "The registration fee paid in full, or waived."
+    )
 
 
 def issuer_profile(issuer: Issuer) -> dict[str, Any]:
@@ -123,7 +140,12 @@ def issuer_profile(issuer: Issuer) -> dict[str, Any]:
 
 
 def _issuer_reference(issuer: Issuer) -> dict[str, Any]:
-    return {"id": issuer.id, "type": ["Profile"], "name": issuer.name}
+    return {
+        "id": issuer.id,
+        "type": ["Profile"],
+        "name": issuer.name,
+        "url": issuer.base_url.rstrip("/") + "/",
+    }
 
 
 def identity_hash(email: str, salt: str) -> str:
@@ -133,17 +155,26 @@ def identity_hash(email: str, salt: str) -> str:
 
 
 def achievement(issuer: Issuer, facts: BadgeFacts) -> dict[str, Any]:
-    """What was achieved: the course's edition, with its criteria."""
+    """What was achieved: the course's edition, with its criteria and image."""
     edition = f", {facts.edition_label}" if facts.edition_label else ""
+    name = f"{facts.course}{edition}"
     return {
         "id": issuer.url(f"{ACHIEVEMENT_PATH}/{facts.edition_slug}"),
         "type": ["Achievement"],
         "achievementType": "Certificate",
-        "name": f"{facts.course}{edition}",
+        "name": name,
         "description": (
             f"Completion of the {facts.course}{edition}, held in {facts.place}, {facts.dates}."
         ),
-        "criteria": {"narrative": CRITERIA},
+        "criteria": {
+            "id": issuer.url(f"/editions/{facts.edition_slug}"),
+            "narrative": criteria_narrative(facts.modules, facts.attendance_min_percent),
+        },
+        "image": {
+            "id": issuer.url(BADGE_IMAGE_PATH),
+            "type": "Image",
+            "caption": f"Badge of the {facts.course}",
+        },
         "creator": _issuer_reference(issuer),
         "inLanguage": "en",
     }
@@ -199,26 +230,6 @@ def credential(issuer: Issuer, facts: BadgeFacts) -> dict[str, Any]:
     }
 
 
-def sign(issuer: Issuer, payload: dict[str, Any]) -> str:
-    """The credential as a compact JWS: its members with `iss`, `nbf` and `jti` claims."""
-    claims = dict(payload)
-    claims["iss"] = issuer.id
-    claims["nbf"] = int(datetime.fromisoformat(payload["validFrom"]).timestamp())
-    claims["jti"] = payload["id"]
-    token: str = jwt.encode(
-        claims,
-        _private_key(issuer.private_key_pem),
-        algorithm=ALGORITHM,
-        headers={"kid": key_id(issuer), "typ": "JWT"},
-    )
-    return token
-
-
-def badge_jwt(issuer: Issuer, facts: BadgeFacts) -> str:
-    """The signed Open Badges 3.0 credential of one certificate."""
-    return sign(issuer, credential(issuer, facts))
-
-
 def encoded_list(revoked: set[int], *, size: int) -> str:
     """A Bitstring Status List `encodedList`: bit i (left-most first) set when i is revoked.
 
@@ -246,7 +257,7 @@ def status_list_credential(
         "@context": [VC_CONTEXT],
         "id": url,
         "type": ["VerifiableCredential", "BitstringStatusListCredential"],
-        "issuer": _issuer_reference(issuer),
+        "issuer": issuer.id,
         "validFrom": _iso(now),
         "credentialSubject": {
             "id": f"{url}#list",

@@ -27,9 +27,9 @@ from app.models import (
 )
 from app.platform.rate_limit import Limit, RateLimited, hit
 from app.platform.storage import LocalStorage
+from app.services.certificates import credentials, open_badges
 from app.services.certificates import document as certificate_pdf
 from app.services.certificates import issuing as service
-from app.services.certificates import open_badges
 from app.services.certificates.numbers import InvalidNumber
 from app.services.errors import Conflict, InvalidInput, NotFound
 from tests.factories import OFFICE_ZONE, make_edition, make_eligible_participant
@@ -446,12 +446,14 @@ def test_the_open_badge_verifies_with_the_public_key_alone(
     participant = make_eligible_participant(session, edition)
     certificate = issue(session, participant, storage, options)
     token = service.badge(session, certificate, options)
-    published = open_badges.jwks(options.issuer)["keys"][0]
-    assert "d" not in published  # the private part is never published
-    key = jwt.PyJWK(published).key
     header = jwt.get_unverified_header(token)
-    assert header["alg"] == "EdDSA" and header["kid"].endswith("#" + published["kid"])
-    claims = jwt.decode(token, key, algorithms=["EdDSA"])
+    # The `kid` is an address that answers with one JWK (Open Badges 3.0, section 8.2).
+    kid = header["kid"].removeprefix(options.issuer.url("/ob/keys/"))
+    published = credentials.jwk(options.issuer, kid)
+    assert published is not None and "d" not in published  # never the private part
+    key = jwt.PyJWK(published).key
+    assert header["alg"] == "RS256" == published["alg"]
+    claims = jwt.decode(token, key, algorithms=["RS256"])
     assert claims["type"] == ["VerifiableCredential", "OpenBadgeCredential"]
     assert claims["iss"] == options.issuer.id == claims["issuer"]["id"]
     subject = claims["credentialSubject"]
@@ -468,7 +470,7 @@ def test_the_open_badge_verifies_with_the_public_key_alone(
     header_b64, payload_b64, signature = token.split(".")
     forged = f"{header_b64}.{payload_b64[:-4]}AAAA.{signature}"
     with pytest.raises(jwt.InvalidTokenError):
-        jwt.decode(forged, key, algorithms=["EdDSA"])
+        jwt.decode(forged, key, algorithms=["RS256"])
 
 
 def test_the_status_list_reflects_revocation(
@@ -487,8 +489,8 @@ def test_the_status_list_reflects_revocation(
         options=options,
     )
     credential = service.status_list(session, options)
-    token = open_badges.sign(options.issuer, credential)
-    key = jwt.PyJWK(open_badges.jwks(options.issuer)["keys"][0]).key
+    token = credentials.vc_jwt(options.issuer, credential, algorithm="EdDSA")
+    key = jwt.PyJWK(credentials.jwks(options.issuer)["keys"][0]).key
     claims = jwt.decode(token, key, algorithms=["EdDSA"])
     subject = claims["credentialSubject"]
     assert subject["type"] == "BitstringStatusList" and subject["statusPurpose"] == "revocation"
