@@ -20,7 +20,7 @@ from app.models import Application
 from app.services.certificates.jsonld_contexts import CONTEXTS_DIR
 from tests.conftest import require_in_ci
 from tests.routers.certificates.test_certificates import issue_by_api
-from tests.routers.test_credentials import BASE, edition, local, participant
+from tests.routers.certificates.test_credentials import BASE, edition, local, participant
 
 VERIFIER = Path(__file__).resolve().parents[2] / "verifier"
 STAMP = VERIFIER / "node_modules" / ".installed-from-lock"
