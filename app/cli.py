@@ -256,7 +256,9 @@ def serve(
         reload=reload,
         # Templates are read once per process; a changed one restarts the server.
         reload_includes=["*.html", "*.txt", "*.svg"] if reload else None,
-        proxy_headers=True,
+        # Forwarded headers are believed only from DIPLOMAT_FORWARDED_ALLOW_IPS, by the app
+        # (app.main): uvicorn's own default would trust whatever 127.0.0.1 sends.
+        proxy_headers=False,
         log_level="info",
     )
 

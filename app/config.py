@@ -54,9 +54,16 @@ class Settings(BaseSettings):
     secret_key: str = INSECURE_SECRET
     base_url: str = "http://127.0.0.1:8000"
 
-    # Login throttling: this many failures in the window for one account or address -> 429.
+    # Login throttling: after this many failures in the window for one account from one
+    # address, that address waits `login_delay_seconds`, doubling with each further failure
+    # (at most the window); four times as many from one address across accounts -> 429.
+    # Never a lock on the account: its owner elsewhere still logs in, and is told by e-mail.
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    login_delay_seconds: int = Field(default=30, ge=1)
+    # The proxies whose X-Forwarded-For / -Proto are believed (addresses or networks,
+    # comma-separated, e.g. `10.0.0.0/8`); empty (the default): none, the peer is the client.
+    forwarded_allow_ips: str = ""
     api_token_hours: int = Field(default=8, ge=1)
 
     # Outgoing mail (the outbox delivers; until configured, mail goes to var/mail).

@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import __version__
 from app.config import Settings, get_settings
@@ -148,7 +149,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
         code = _domain_status(exc)
-        return _error(request, code, _domain_detail(exc, code), exc.message)
+        answer = _error(request, code, _domain_detail(exc, code), exc.message)
+        if isinstance(exc, LoginThrottled):
+            answer.headers["Retry-After"] = str(exc.retry_after)
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -338,6 +342,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         https=settings.https,
         checkout_origin=settings.stripe_checkout_origin,
     )
+    if settings.forwarded_allow_ips:
+        # Outermost: every throttle and log sees the client the named proxies report, and
+        # nobody else's X-Forwarded-For is believed (uvicorn itself runs without it).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # Routes are matched in order, one after another, and each one tried costs a few

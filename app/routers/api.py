@@ -260,6 +260,7 @@ def create_token(
         address=client_address(request),
         max_failures=settings.login_max_failures,
         window_seconds=settings.login_window_seconds,
+        delay_seconds=settings.login_delay_seconds,
     )
     return TokenOut(access_token=issue_token(user, secret_key=settings.secret_key))
 

@@ -1,9 +1,11 @@
 """Staff accounts: passwords, login with throttling, and API tokens."""
 
 import logging
+import math
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -15,6 +17,7 @@ from app.db import utcnow
 from app.i18n import N_
 from app.models import LoginAttempt, Role, StaffUser
 from app.services.errors import Conflict, DomainError, InvalidInput
+from app.services.mail import queue_email
 
 log = logging.getLogger("diplomat.auth")
 _hasher = PasswordHasher()
@@ -34,7 +37,11 @@ class LoginFailed(DomainError):
 
 
 class LoginThrottled(DomainError):
-    """Too many recent failures for this account or address."""
+    """Too many recent failures for this account from this address, or from this address."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def hash_password(password: str) -> str:
@@ -72,29 +79,34 @@ def create_user(
     return user
 
 
-def _recent_failures(
-    session: Session, *, email: str, address: str, window: timedelta
-) -> tuple[int, int]:
-    since = utcnow() - window
-    by_email = session.exec(
-        select(func.count())
-        .select_from(LoginAttempt)
-        .where(
-            LoginAttempt.email == email,
-            LoginAttempt.at >= since,
-            col(LoginAttempt.succeeded).is_(False),
+def _failures_since(session: Session, *conditions: Any) -> tuple[int, datetime | None]:
+    """How many failed attempts match, and when the latest was."""
+    count, latest = session.execute(
+        select(func.count(), func.max(LoginAttempt.at)).where(
+            col(LoginAttempt.succeeded).is_(False), *conditions
         )
     ).one()
-    by_address = session.exec(
-        select(func.count())
-        .select_from(LoginAttempt)
-        .where(
-            LoginAttempt.address == address,
-            LoginAttempt.at >= since,
-            col(LoginAttempt.succeeded).is_(False),
-        )
-    ).one()
-    return by_email, by_address
+    return int(count), latest
+
+
+def login_delay(failures: int, *, max_failures: int, delay_seconds: int, cap_seconds: int) -> int:
+    """Seconds one address must wait after its latest failure on one account: none below
+    `max_failures`, then `delay_seconds`, doubling with each further failure, up to the cap."""
+    if failures < max_failures:
+        return 0
+    return min(cap_seconds, delay_seconds * 2 ** min(failures - max_failures, 30))
+
+
+def _warn_owner(session: Session, user: StaffUser, *, failures: int, address: str) -> None:
+    """An e-mail to the account's owner, in the caller's transaction (sent after the commit)."""
+    queue_email(
+        session,
+        kind="login_failures",
+        to=user.email,
+        subject=N_("Failed log-ins to your course office account"),
+        subject_values={},
+        context={"user": user, "failures": failures, "address": address},
+    )
 
 
 def end_sessions(session: Session, user_id: int) -> None:
@@ -115,19 +127,43 @@ def authenticate(
     address: str,
     max_failures: int,
     window_seconds: int,
+    delay_seconds: int = 30,
 ) -> StaffUser:
     """The active user with these credentials; throttled after repeated failures."""
     email = normalise_email(email)[:254]
     address = (address or "unknown")[:64]
-    window = timedelta(seconds=window_seconds)
-    by_email, by_address = _recent_failures(session, email=email, address=address, window=window)
-    # An address may try several accounts (an office behind one NAT), so it gets more room.
-    if by_email >= max_failures or by_address >= max_failures * 4:
+    now = utcnow()
+    since = now - timedelta(seconds=window_seconds)
+    # Throttled by account and address together: failures from elsewhere never keep the
+    # account's owner out, so no outsider can lock an account. An address may try several
+    # accounts (an office behind one NAT), so it gets more room across accounts.
+    by_pair, last_failure = _failures_since(
+        session,
+        LoginAttempt.email == email,
+        LoginAttempt.address == address,
+        LoginAttempt.at >= since,
+    )
+    by_address, _ = _failures_since(
+        session, LoginAttempt.address == address, LoginAttempt.at >= since
+    )
+    wait = login_delay(
+        by_pair,
+        max_failures=max_failures,
+        delay_seconds=delay_seconds,
+        cap_seconds=window_seconds,
+    )
+    if last_failure is not None and wait:
+        wait = max(0, math.ceil((last_failure + timedelta(seconds=wait) - now).total_seconds()))
+    if by_address >= max_failures * 4:
+        wait = max(wait, window_seconds)
+    if wait:
         log.warning("login throttled for %s from %s", email, address)
         session.add(LoginAttempt(email=email, address=address, succeeded=False))
         session.commit()
-        minutes = max(1, window_seconds // 60)
-        raise LoginThrottled(f"Too many failed attempts. Wait {minutes} minutes and try again.")
+        raise LoginThrottled(
+            f"Too many failed attempts. Wait {max(1, math.ceil(wait / 60))} minutes and try again.",
+            retry_after=wait,
+        )
     user = session.exec(select(StaffUser).where(StaffUser.email == email)).first()
     ok = False
     try:
@@ -137,6 +173,13 @@ def authenticate(
     ok = ok and user is not None and user.active
     session.add(LoginAttempt(email=email, address=address, succeeded=ok))
     if not ok or user is None:
+        if user is not None and user.active:
+            by_account, _ = _failures_since(
+                session, LoginAttempt.email == email, LoginAttempt.at >= since
+            )
+            # Once per run of failures: the attempt that reaches the limit tells the owner.
+            if by_account == max_failures:
+                _warn_owner(session, user, failures=by_account, address=address)
         session.commit()
         log.warning("failed login for %s from %s", email, address)
         raise LoginFailed(N_("Wrong e-mail or password."))
