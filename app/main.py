@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -74,6 +74,7 @@ from app.web import (
     SessionDep,
     templates,
 )
+from app.web_input import refuse_unstorable_input
 
 log = logging.getLogger("diplomat")
 
@@ -313,6 +314,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # Before every endpoint: no NUL in any text, no over-long query value (a 422 naming it).
+        dependencies=[Depends(refuse_unstorable_input)],
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)

@@ -281,8 +281,9 @@ def build_world(database_url: str, var_dir: Path) -> World:
     cancellation = client.post(
         f"/api/v1/applications/{cancelled['id']}/cancellation",
         json={
-            # An hour ago: a fixed hour of today is still to come in the small hours.
-            "received_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+            # Now: a fixed hour of today may still be to come, and an earlier time would
+            # come before the application itself.
+            "received_at": datetime.now(UTC).isoformat(),
             "channel": "email",
             "course_name": "Diploma",
             "full_name": "Cancelled Banda",

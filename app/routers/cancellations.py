@@ -23,7 +23,7 @@ from app.services import waitlist
 from app.services.applications import application_for_token, get_application
 from app.services.editions import applications_are_open, get_edition, list_editions
 from app.services.errors import Conflict, InvalidInput, NotFound
-from app.services.schemas import DateIn, LocalOrAwareIn
+from app.services.schemas import DateIn, InstantIn
 from app.web import (
     ApiAdmin,
     FormDep,
@@ -640,9 +640,9 @@ class CancellationIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    received_at: LocalOrAwareIn = Field(
-        description="When it arrived; without an offset it is read in the edition's time zone."
-    )
+    # The API's timestamps carry their offset (API.md): a bare wall-clock time is refused
+    # rather than guessed, since the refund depends on which side of the deadline it falls.
+    received_at: InstantIn = Field(description="When it arrived, with its UTC offset.")
     channel: Literal["email", "portal"]
     course_name: str | None = Field(default=None, max_length=300)
     full_name: str | None = Field(default=None, max_length=200)

@@ -1,5 +1,6 @@
 """Card payments: "Pay by card" from the portal, Stripe's return pages, and its webhook."""
 
+import time
 from typing import Annotated
 
 import stripe
@@ -52,6 +53,12 @@ def stripe_webhook(
     """Stripe's events, acted on once each after their signature is checked."""
     _require_stripe(settings)
     try:
+        if card_payments.signed_in_the_future(
+            request.headers.get("stripe-signature"), now=time.time()
+        ):
+            raise stripe.SignatureVerificationError(
+                "Timestamp ahead of the tolerance zone", request.headers.get("stripe-signature")
+            )
         event = stripe.Webhook.construct_event(
             body,
             request.headers.get("stripe-signature"),

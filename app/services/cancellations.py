@@ -360,7 +360,9 @@ def _check_email_file(data: bytes, filename: str) -> None:
         )
 
 
-def _check_request(request: CancellationRequest, *, now: datetime) -> None:
+def _check_request(
+    request: CancellationRequest, *, now: datetime, applied_at: datetime | None = None
+) -> None:
     faults = missing_items(request)
     if request.channel not in {c.value for c in CancellationChannel}:
         faults["channel"] = N_(
@@ -371,6 +373,9 @@ def _check_request(request: CancellationRequest, *, now: datetime) -> None:
         faults["received_at"] = N_("Give the time the cancellation was received, with its zone.")
     elif request.received_at > now + CLOCK_SKEW:
         faults["received_at"] = N_("The time received cannot be in the future.")
+    elif applied_at is not None and request.received_at < applied_at - CLOCK_SKEW:
+        # Nobody cancels a place before applying for it: a typing mistake, never a refund.
+        faults["received_at"] = N_("The time received cannot be before the application.")
     if faults:
         missing = [REQUIRED_ITEMS[name] for name in REQUIRED_ITEMS if name in faults]
         message = (
@@ -620,7 +625,7 @@ def cancel_registration(
     application = get_application(session, application_id)
     edition = session.get(Edition, application.edition_id)
     assert edition is not None
-    _check_request(request, now=now)
+    _check_request(request, now=now, applied_at=application.submitted_at)
     if email_file is not None:
         _check_email_file(email_file, email_filename or "")
     if application.status == ApplicationStatus.cancelled.value:
