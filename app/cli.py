@@ -14,7 +14,12 @@ from app.config import PROJECT_ROOT, get_settings
 from app.db import get_engine
 from app.services.demo import database_is_empty, load_demo
 from app.services.errors import DomainError
-from app.services.staff import any_admin_exists, create_user
+from app.services.staff import (
+    any_admin_exists,
+    change_password,
+    create_user,
+    deactivate_user,
+)
 
 cli = typer.Typer(
     help="diplomat: the course office for city-network training.", no_args_is_help=True
@@ -165,6 +170,31 @@ def users_create(
     typer.echo(f"Created {user.role} {user.email}.")
     if generated:
         typer.echo(f"Password (shown once): {password}")
+
+
+@users_cli.command("set-password")
+def users_set_password(email: str) -> None:
+    """Give an account a new password (read from standard input); its sessions and tokens end."""
+    password = sys.stdin.readline().rstrip("\n")
+    with Session(get_engine()) as session:
+        try:
+            change_password(session, email=email, password=password)
+        except DomainError as exc:
+            typer.echo(f"Not changed: {exc.message}", err=True)
+            raise typer.Exit(code=1) from exc
+    typer.echo(f"New password set for {email}; its sessions and tokens have ended.")
+
+
+@users_cli.command("deactivate")
+def users_deactivate(email: str) -> None:
+    """Close an account: no more logins, and its sessions and tokens end now."""
+    with Session(get_engine()) as session:
+        try:
+            deactivate_user(session, email=email)
+        except DomainError as exc:
+            typer.echo(f"Not deactivated: {exc.message}", err=True)
+            raise typer.Exit(code=1) from exc
+    typer.echo(f"Deactivated {email}.")
 
 
 @mail_cli.command("send")

@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,8 +15,15 @@ from app.services.countries import country_name
 from app.services.errors import InvalidInput
 from app.services.quotes import MAX_GROUP_SIZE, quote_as_json, quote_for_edition
 from app.services.schemas import FiscalYear, MoneyOut
-from app.services.staff import authenticate, issue_token
-from app.web import ApiAdmin, ReadSessionDep, SessionDep, SettingsDep, client_address
+from app.services.staff import authenticate, end_sessions, issue_token
+from app.web import (
+    ApiAdmin,
+    ApiStaff,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+    client_address,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
@@ -263,6 +270,13 @@ def create_token(
         delay_seconds=settings.login_delay_seconds,
     )
     return TokenOut(access_token=issue_token(user, secret_key=settings.secret_key))
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401))
+def end_token(session: SessionDep, user: ApiStaff) -> Response:
+    """End the token this call carries, with every other token and session of the account."""
+    end_sessions(session, user.id or 0)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/editions", response_model=list[EditionSummaryOut])

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from app.db import utcnow
 from app.i18n import N_
 from app.models import LoginAttempt, Role, StaffUser
-from app.services.errors import Conflict, DomainError, InvalidInput
+from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.services.mail import queue_email
 
 log = logging.getLogger("diplomat.auth")
@@ -119,6 +119,41 @@ def end_sessions(session: Session, user_id: int) -> None:
     session.commit()
 
 
+def change_password(session: Session, *, email: str, password: str) -> StaffUser:
+    """Set a new password; every session and API token of the account ends with the old one."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            "The password is too short.",
+            fields={"password": f"Use at least {MIN_PASSWORD_LENGTH} characters."},
+        )
+    user = _account(session, email)
+    user.password_hash = hash_password(password)
+    user.session_generation += 1
+    session.add(user)
+    session.commit()
+    log.info("password changed for %s", user.email)
+    return user
+
+
+def deactivate_user(session: Session, *, email: str) -> StaffUser:
+    """Close an account: it can no longer log in, and its sessions and tokens end now."""
+    user = _account(session, email)
+    user.active = False
+    user.session_generation += 1
+    session.add(user)
+    session.commit()
+    log.info("account %s deactivated", user.email)
+    return user
+
+
+def _account(session: Session, email: str) -> StaffUser:
+    email = normalise_email(email)
+    user = session.exec(select(StaffUser).where(StaffUser.email == email)).first()
+    if user is None:
+        raise NotFound(f"There is no staff account {email}.")
+    return user
+
+
 def authenticate(
     session: Session,
     *,
@@ -203,7 +238,9 @@ def _serializer(secret_key: str) -> URLSafeTimedSerializer:
 
 def issue_token(user: StaffUser, *, secret_key: str) -> str:
     """A signed bearer token naming the user; the user's current state is checked on use."""
-    return _serializer(secret_key).dumps({"uid": user.id, "h": user.password_hash[-12:]})
+    return _serializer(secret_key).dumps(
+        {"uid": user.id, "h": user.password_hash[-12:], "g": user.session_generation}
+    )
 
 
 def user_for_token(
@@ -211,8 +248,8 @@ def user_for_token(
 ) -> StaffUser | None:
     """The active user a valid, unexpired token names; None otherwise.
 
-    The token carries a fragment of the password hash, so changing the password ends every
-    token issued before.
+    The token carries a fragment of the password hash and the account's session generation,
+    so changing the password, logging out or deactivating ends every token issued before.
     """
     try:
         payload = _serializer(secret_key).loads(token, max_age=max_age_seconds)
@@ -221,7 +258,12 @@ def user_for_token(
     if not isinstance(payload, dict) or not isinstance(payload.get("uid"), int):
         return None
     user = session.get(StaffUser, payload["uid"])
-    if user is None or not user.active or user.password_hash[-12:] != payload.get("h"):
+    if (
+        user is None
+        or not user.active
+        or user.password_hash[-12:] != payload.get("h")
+        or user.session_generation != payload.get("g")
+    ):
         return None
     return user
 
