@@ -324,7 +324,12 @@ def quote(slug: str, data: QuoteIn, session: ReadSessionDep) -> dict[str, object
     )
 
 
-@router.post("/organisations", response_model=OrganisationOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/organisations",
+    response_model=OrganisationOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409),
+)
 def create_organisation(
     data: registry.OrganisationIn, session: SessionDep, admin: ApiAdmin
 ) -> dict[str, object]:
