@@ -29,6 +29,7 @@ from app.config import Settings  # noqa: E402
 from app.db import get_read_session, get_session, make_engine  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.routers.admin_invoices import import_launcher  # noqa: E402
+from app.routers.applicants import link_launcher  # noqa: E402
 from app.routers.certificates import run_launcher  # noqa: E402
 from app.services.jobs import Work  # noqa: E402
 from app.services.staff import create_user  # noqa: E402
@@ -164,6 +165,7 @@ def client(test_app: FastAPI, session: Session) -> Iterator[TestClient]:
     # thread of their own would write to the shared database after the test, under the next.
     test_app.dependency_overrides[run_launcher] = lambda: _in_place
     test_app.dependency_overrides[import_launcher] = lambda: _in_place
+    test_app.dependency_overrides[link_launcher] = lambda: _in_place
     try:
         with TestClient(test_app, base_url="http://testserver") as test_client:
             yield test_client
