@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     # Bulk certificate runs and statement imports start in a thread of the web process that
     # starts them; false: they are queued for the `diplomat worker` processes to claim.
     jobs_in_process: bool = True
+    # How often a web process (with jobs_in_process and the mail sender in it) looks for a job
+    # whose process died (kill -9, a crash) and resumes it, so nobody has to start it again.
+    jobs_poll_seconds: float = Field(default=30.0, gt=0)
+    # A request body must have arrived in full within this many seconds, else 408: slow
+    # senders cannot hold connections open indefinitely.
+    request_body_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # Card payments; invisible until both are set.
     stripe_secret_key: str = ""

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -59,12 +60,13 @@ from app.security import (
     upload_body_limit,
 )
 from app.services import applications as application_rules
-from app.services import card_payments, personal_data, waitlist
+from app.services import card_payments, jobs, personal_data, waitlist
 from app.services import final_work as final_work_rules
+from app.services.certificates import CertificateOptions
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.services.mail import MailSettings, deliver_due
 from app.services.staff import LoginFailed, LoginThrottled
-from app.services.storage import make_storage
+from app.services.storage import StorageUnavailable, make_storage
 from app.web import (
     STATIC_DIR,
     ApiForbidden,
@@ -74,6 +76,7 @@ from app.web import (
     SessionDep,
     templates,
 )
+from app.web_body_timeout import BodyTimeoutMiddleware
 from app.web_input import refuse_unstorable_input
 
 log = logging.getLogger("diplomat")
@@ -212,6 +215,11 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = [{"loc": ["request"], "msg": message, "type": "value_error"}]
         return _error(request, status.HTTP_422_UNPROCESSABLE_CONTENT, detail, message)
 
+    @app.exception_handler(StorageUnavailable)
+    async def storage_unavailable(request: Request, exc: StorageUnavailable) -> Response:
+        log.error("file storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return _error(request, 503, str(exc))
+
     @app.exception_handler(PoolTimeout)
     async def database_busy(request: Request, exc: PoolTimeout) -> Response:
         log.error("no database connection free in time: %s", exc)
@@ -251,6 +259,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.mail_worker_in_process:
         tasks.append(asyncio.create_task(_send_mail_forever(app, settings)))
         tasks.append(asyncio.create_task(_run_chores_forever(app, settings)))
+        if settings.jobs_in_process:
+            tasks.append(asyncio.create_task(_resume_jobs_forever(app, settings)))
     try:
         yield
     finally:
@@ -292,6 +302,31 @@ def run_chores(engine: Engine, settings: Settings) -> None:
             for outcome in card_payments.send_card_refunds(session, client=client):
                 if outcome.problem:
                     log.warning("card refund %s not sent: %s", outcome.refund_id, outcome.problem)
+
+
+def resume_jobs(engine: Engine, context: jobs.JobContext, *, worker: str) -> int:
+    """Do every job that is queued or lost its process (kill -9, a crash); how many."""
+    done = 0
+    while jobs.work_once(engine, context, worker=worker) is not None:
+        done += 1
+    return done
+
+
+async def _resume_jobs_forever(app: FastAPI, settings: Settings) -> None:
+    # Without this, a job whose web process died waited for a person to start it again: in
+    # the embedded default no `diplomat worker` runs to claim it.
+    context = jobs.JobContext(
+        engine=app.state.engine,
+        storage=app.state.storage,
+        certificate_options=CertificateOptions.from_settings(settings, cpu_count=os.cpu_count()),
+    )
+    worker = jobs.worker_name()
+    while True:
+        try:
+            await asyncio.to_thread(resume_jobs, app.state.engine, context, worker=worker)
+        except Exception:
+            log.exception("resuming background jobs failed a round")
+        await asyncio.sleep(settings.jobs_poll_seconds)
 
 
 async def _run_chores_forever(app: FastAPI, settings: Settings) -> None:
@@ -345,6 +380,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         https=settings.https,
         checkout_origin=settings.stripe_checkout_origin,
     )
+    app.add_middleware(BodyTimeoutMiddleware, seconds=settings.request_body_timeout_seconds)
     if settings.forwarded_allow_ips:
         # Outermost: every throttle and log sees the client the named proxies report, and
         # nobody else's X-Forwarded-For is believed (uvicorn itself runs without it).
