@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from app.config import PROJECT_ROOT, get_settings
 from app.db import get_engine
+from app.platform.logs import log_config
 from app.services.demo import database_is_empty, load_demo
 from app.services.errors import DomainError
 from app.services.staff import (
@@ -43,8 +44,15 @@ DEFAULT_ADMIN_EMAIL = "admin@example.org"
 
 def alembic_config(url: str | None = None) -> Config:
     """Alembic's configuration for this project, pointed at `url` or the configured database."""
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    # A checkout keeps them beside the code; an installed package (the image) ships them
+    # inside itself, as app/migrations.
+    shipped = Path(__file__).resolve().parent / "migrations"
+    migrations = PROJECT_ROOT / "migrations"
+    if not (migrations / "env.py").is_file() and (shipped / "env.py").is_file():
+        migrations = shipped
+    ini = PROJECT_ROOT / "alembic.ini"
+    config = Config(str(ini)) if ini.is_file() else Config()
+    config.set_main_option("script_location", str(migrations))
     config.attributes["url"] = url or get_settings().database_url
     config.attributes["configure_logger"] = False
     return config
@@ -290,6 +298,7 @@ def serve(
         # (app.main): uvicorn's own default would trust whatever 127.0.0.1 sends.
         proxy_headers=False,
         log_level="info",
+        log_config=log_config(json_lines=get_settings().log_format == "json"),
     )
 
 

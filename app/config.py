@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     # A request body must have arrived in full within this many seconds, else 408: slow
     # senders cannot hold connections open indefinitely.
     request_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # `json`: one JSON object per log line (the image's default), for a log collector.
+    log_format: Literal["text", "json"] = "text"
 
     # Card payments; invisible until both are set.
     stripe_secret_key: str = ""

@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
@@ -27,6 +27,7 @@ from app.config import Settings, get_settings
 from app.db import make_engine, writer_engine
 from app.i18n import N_
 from app.language import LanguageMiddleware
+from app.platform.readiness import readiness
 from app.routers import (
     admin,
     admin_applications,
@@ -73,11 +74,11 @@ from app.web import (
     ApiUnauthenticated,
     Forbidden,
     LoginRequired,
-    SessionDep,
     templates,
 )
 from app.web_body_timeout import BodyTimeoutMiddleware
 from app.web_input import refuse_unstorable_input
+from app.web_request_id import RequestIdMiddleware
 
 log = logging.getLogger("diplomat")
 
@@ -98,7 +99,10 @@ STATUS_TITLES = {
 
 
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith(("/api/", "/stripe/")) or request.url.path == "/healthz"
+    return request.url.path.startswith(("/api/", "/stripe/")) or request.url.path in (
+        "/healthz",
+        "/readyz",
+    )
 
 
 def _error(request: Request, status_code: int, detail: Any, message: str = "") -> Response:
@@ -381,6 +385,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checkout_origin=settings.stripe_checkout_origin,
     )
     app.add_middleware(BodyTimeoutMiddleware, seconds=settings.request_body_timeout_seconds)
+    app.add_middleware(RequestIdMiddleware)
     if settings.forwarded_allow_ips:
         # Outermost: every throttle and log sees the client the named proxies report, and
         # nobody else's X-Forwarded-For is believed (uvicorn itself runs without it).
@@ -393,13 +398,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (applying, the edition page, the portal, the public API). No path of one group can
     # match another's (/admin, /api/v1, /portal and /editions stay apart).
     @app.get("/healthz", tags=["health"])
-    def healthz(session: SessionDep) -> JSONResponse:
-        """Whether the service can reach its database."""
-        try:
-            session.execute(text("SELECT 1"))
-        except DBAPIError:
-            return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "up", "version": __version__})
+    async def healthz() -> JSONResponse:
+        """Liveness: the process answers (the database is asked by /readyz, so an outage of
+        the database does not get every web process restarted)."""
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(request: Request) -> JSONResponse:
+        """Readiness: the database reachable and migrated to this code's head, files writable."""
+        ready, checks = readiness(request.app.state.engine, request.app.state.storage)
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", **checks, "version": __version__},
+            status_code=200 if ready else 503,
+        )
 
     app.include_router(api_applications.router)
     app.include_router(pages.router)

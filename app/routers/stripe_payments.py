@@ -52,13 +52,12 @@ def stripe_webhook(
 ) -> JSONResponse:
     """Stripe's events, acted on once each after their signature is checked."""
     _require_stripe(settings)
+    if card_payments.signed_in_the_future(request.headers.get("stripe-signature"), now=time.time()):
+        return JSONResponse(
+            {"detail": "The Stripe-Signature header is stamped ahead of the tolerance."},
+            status_code=status.HTTP_400_BAD_REQUEST,
+        )
     try:
-        if card_payments.signed_in_the_future(
-            request.headers.get("stripe-signature"), now=time.time()
-        ):
-            raise stripe.SignatureVerificationError(
-                "Timestamp ahead of the tolerance zone", request.headers.get("stripe-signature")
-            )
         event = stripe.Webhook.construct_event(
             body,
             request.headers.get("stripe-signature"),

@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from app.db import utcnow, writer_engine
 from app.models import BackgroundJob
+from app.platform.logs import request_id
 from app.services.certificates import CertificateOptions
 from app.services.storage import Storage
 
@@ -116,6 +117,8 @@ def enqueue(
 ) -> BackgroundJob:
     """Add a queued job to the session (the caller commits, with the change that asked for it)."""
     now = now or utcnow()
+    # The request that asked for it: the job's log lines carry its id too.
+    payload = {**payload, "request_id": request_id.get()}
     job = BackgroundJob(kind=kind, payload=payload, created_by=actor, created_at=now)
     job.heartbeat_at = now
     session.add(job)
@@ -368,6 +371,8 @@ def run_claimed(
     handler = _handlers().get(held.kind)
     result: dict[str, Any] | None = None
     error = ""
+    request_id.set(str(held.payload.get("request_id", "-")))
+    log.info("job %s (%s) started by %s", held.job_id, held.kind, held.worker)
     try:
         if handler is None:
             raise JobFailed(f"Unknown kind of job: {held.kind}.")

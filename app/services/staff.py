@@ -94,7 +94,8 @@ def login_delay(failures: int, *, max_failures: int, delay_seconds: int, cap_sec
     `max_failures`, then `delay_seconds`, doubling with each further failure, up to the cap."""
     if failures < max_failures:
         return 0
-    return min(cap_seconds, delay_seconds * 2 ** min(failures - max_failures, 30))
+    doublings = min(failures - max_failures, 30)
+    return min(cap_seconds, delay_seconds * (1 << doublings))
 
 
 def _warn_owner(session: Session, user: StaffUser, *, failures: int, address: str) -> None:
