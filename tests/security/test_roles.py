@@ -43,6 +43,8 @@ TUTOR_API = {
     ("PUT", "/api/v1/sessions/{session_id}/attendance/{application_id}"),
     ("GET", "/api/v1/editions/{slug}/attendance"),
     ("PUT", "/api/v1/applications/{application_id}/final-work"),
+    # Every member of staff may end their own tokens.
+    ("POST", "/api/v1/auth/logout"),
 }
 # What a tutor must never reach, API or page.
 FORBIDDEN_TO_TUTORS = re.compile(
