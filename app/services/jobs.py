@@ -368,10 +368,20 @@ def run_claimed(
 
     With a session given everything happens in it (and no heartbeat runs beside it).
     """
+    # The job's log lines carry the id of the request that queued it (and only its own).
+    token = request_id.set(str(held.payload.get("request_id", "-")))
+    try:
+        return _run_claimed(held, context, session=session, heartbeat_seconds=heartbeat_seconds)
+    finally:
+        request_id.reset(token)
+
+
+def _run_claimed(
+    held: Claim, context: JobContext, *, session: Session | None, heartbeat_seconds: float
+) -> dict[str, Any] | None:
     handler = _handlers().get(held.kind)
     result: dict[str, Any] | None = None
     error = ""
-    request_id.set(str(held.payload.get("request_id", "-")))
     log.info("job %s (%s) started by %s", held.job_id, held.kind, held.worker)
     try:
         if handler is None:
