@@ -49,7 +49,7 @@ def test_setting_the_same_password_again_still_ends_the_tokens(
     assert not can_call(client, headers)
 
 
-def test_deactivating_an_account_ends_its_tokens_and_a_staff_session(
+def test_deactivating_an_account_ends_its_tokens_and_its_logins(
     client: TestClient, admin_user: StaffUser, session: Session
 ) -> None:
     headers = bearer(client, "admin@example.org", ADMIN_PASSWORD)
