@@ -1,4 +1,7 @@
-# diplomat: migrations, then uvicorn. Build: docker build -t diplomat .
+# diplomat: the web service. Build: docker build -t diplomat .
+# Migrations are a separate step, never run at start (two containers starting together
+# would race, and a failed migration would keep restarting):
+#   docker run --rm --env-file diplomat.env diplomat diplomat db upgrade
 FROM python:3.11-slim-bookworm
 
 # WeasyPrint's system libraries (Pango, HarfBuzz) and fonts for PDFs.
@@ -10,23 +13,37 @@ RUN apt-get update \
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DIPLOMAT_ENVIRONMENT=production \
-    DIPLOMAT_VAR_DIR=/var/lib/diplomat
+    DIPLOMAT_VAR_DIR=/var/lib/diplomat \
+    DIPLOMAT_LOG_FORMAT=json
+# The proxies whose X-Forwarded-For is believed (e.g. 10.0.0.0/8); empty: none, the peer is
+# the client. Set it to the load balancer's address when there is one.
+ENV DIPLOMAT_FORWARDED_ALLOW_IPS=""
 
 RUN useradd --system --create-home --home-dir /srv/diplomat --uid 10001 diplomat \
  && mkdir -p /var/lib/diplomat && chown diplomat /var/lib/diplomat
-WORKDIR /srv/diplomat/app
 
-COPY --chown=diplomat pyproject.toml constraints.txt README.md alembic.ini ./
-COPY --chown=diplomat app ./app
-COPY --chown=diplomat migrations ./migrations
-# Editable, so the app finds alembic.ini and migrations/ beside it.
-RUN pip install -c constraints.txt -e .
+WORKDIR /tmp/build
+# The locked dependencies first (their layer is reused while only the code changes).
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
+COPY pyproject.toml README.md ./
+COPY app ./app
+# The migrations ship inside the package (app/migrations), so `diplomat db upgrade` works
+# from the installed copy; a non-editable install leaves no source tree behind.
+COPY migrations ./app/migrations
+RUN pybabel -q compile -d app/translations -D messages \
+ && pip install --no-deps . \
+ && cd / && rm -rf /tmp/build
 
+WORKDIR /srv/diplomat
 USER diplomat
 EXPOSE 8000
 VOLUME ["/var/lib/diplomat"]
-HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz').status != 200)"
+# Liveness only: a database outage must not get the container restarted (/readyz tells
+# a load balancer whether to send traffic here).
+HEALTHCHECK --interval=30s --timeout=5s CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
 
 # WEB_CONCURRENCY sets the number of uvicorn workers (default 2).
-CMD ["sh", "-c", "diplomat db upgrade && exec uvicorn app.main:app --host 0.0.0.0 --port 8000 --proxy-headers --forwarded-allow-ips='*' --workers ${WEB_CONCURRENCY:-2}"]
+CMD ["sh", "-c", "exec diplomat serve --host 0.0.0.0 --port 8000 --workers ${WEB_CONCURRENCY:-2}"]

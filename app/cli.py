@@ -12,9 +12,15 @@ from sqlmodel import Session
 
 from app.config import PROJECT_ROOT, get_settings
 from app.db import get_engine
+from app.platform.logs import log_config
 from app.services.errors import DomainError
 from app.services.office.demo import database_is_empty, load_demo
-from app.services.office.staff import any_admin_exists, create_user
+from app.services.office.staff import (
+    any_admin_exists,
+    change_password,
+    create_user,
+    deactivate_user,
+)
 
 cli = typer.Typer(
     help="diplomat: the course office for city-network training.", no_args_is_help=True
@@ -38,8 +44,15 @@ DEFAULT_ADMIN_EMAIL = "admin@example.org"
 
 def alembic_config(url: str | None = None) -> Config:
     """Alembic's configuration for this project, pointed at `url` or the configured database."""
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    # A checkout keeps them beside the code; an installed package (the image) ships them
+    # inside itself, as app/migrations.
+    shipped = Path(__file__).resolve().parent / "migrations"
+    migrations = PROJECT_ROOT / "migrations"
+    if not (migrations / "env.py").is_file() and (shipped / "env.py").is_file():
+        migrations = shipped
+    ini = PROJECT_ROOT / "alembic.ini"
+    config = Config(str(ini)) if ini.is_file() else Config()
+    config.set_main_option("script_location", str(migrations))
     config.attributes["url"] = url or get_settings().database_url
     config.attributes["configure_logger"] = False
     return config
@@ -167,6 +180,31 @@ def users_create(
         typer.echo(f"Password (shown once): {password}")
 
 
+@users_cli.command("set-password")
+def users_set_password(email: str) -> None:
+    """Give an account a new password (read from standard input); its sessions and tokens end."""
+    password = sys.stdin.readline().rstrip("\n")
+    with Session(get_engine()) as session:
+        try:
+            change_password(session, email=email, password=password)
+        except DomainError as exc:
+            typer.echo(f"Not changed: {exc.message}", err=True)
+            raise typer.Exit(code=1) from exc
+    typer.echo(f"New password set for {email}; its sessions and tokens have ended.")
+
+
+@users_cli.command("deactivate")
+def users_deactivate(email: str) -> None:
+    """Close an account: no more logins, and its sessions and tokens end now."""
+    with Session(get_engine()) as session:
+        try:
+            deactivate_user(session, email=email)
+        except DomainError as exc:
+            typer.echo(f"Not deactivated: {exc.message}", err=True)
+            raise typer.Exit(code=1) from exc
+    typer.echo(f"Deactivated {email}.")
+
+
 @mail_cli.command("send")
 def mail_send() -> None:
     """Send every queued e-mail that is due now (retries wait for their back-off)."""
@@ -256,8 +294,11 @@ def serve(
         reload=reload,
         # Templates are read once per process; a changed one restarts the server.
         reload_includes=["*.html", "*.txt", "*.svg"] if reload else None,
-        proxy_headers=True,
+        # Forwarded headers are believed only from DIPLOMAT_FORWARDED_ALLOW_IPS, by the app
+        # (app.main): uvicorn's own default would trust whatever 127.0.0.1 sends.
+        proxy_headers=False,
         log_level="info",
+        log_config=log_config(json_lines=get_settings().log_format == "json"),
     )
 
 

@@ -68,9 +68,16 @@ class Settings(BaseSettings):
     secret_key: str = INSECURE_SECRET
     base_url: str = "http://127.0.0.1:8000"
 
-    # Login throttling: this many failures in the window for one account or address -> 429.
+    # Login throttling: after this many failures in the window for one account from one
+    # address, that address waits `login_delay_seconds`, doubling with each further failure
+    # (at most the window); four times as many from one address across accounts -> 429.
+    # Never a lock on the account: its owner elsewhere still logs in, and is told by e-mail.
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    login_delay_seconds: int = Field(default=30, ge=1)
+    # The proxies whose X-Forwarded-For / -Proto are believed (addresses or networks,
+    # comma-separated, e.g. `10.0.0.0/8`); empty (the default): none, the peer is the client.
+    forwarded_allow_ips: str = ""
     api_token_hours: int = Field(default=8, ge=1)
 
     # Outgoing mail (the outbox delivers; until configured, mail goes to var/mail).
@@ -88,6 +95,14 @@ class Settings(BaseSettings):
     # Bulk certificate runs and statement imports start in a thread of the web process that
     # starts them; false: they are queued for the `diplomat worker` processes to claim.
     jobs_in_process: bool = True
+    # How often a web process (with jobs_in_process and the mail sender in it) looks for a job
+    # whose process died (kill -9, a crash) and resumes it, so nobody has to start it again.
+    jobs_poll_seconds: float = Field(default=30.0, gt=0)
+    # A request body must have arrived in full within this many seconds, else 408: slow
+    # senders cannot hold connections open indefinitely.
+    request_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # `json`: one JSON object per log line (the image's default), for a log collector.
+    log_format: Literal["text", "json"] = "text"
 
     # Card payments; invisible until both are set.
     stripe_secret_key: str = ""

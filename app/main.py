@@ -4,28 +4,32 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import __version__
 from app.config import Settings, get_settings
 from app.db import make_engine, writer_engine
+from app.platform import jobs
 from app.platform.i18n import N_
 from app.platform.mail import MailSettings, deliver_due
-from app.platform.storage import make_storage
+from app.platform.readiness import readiness
+from app.platform.storage import StorageUnavailable, make_storage
 from app.routers.billing import api as billing_api
 from app.routers.billing import pages as billing_pages
 from app.routers.billing import stripe as billing_stripe
@@ -52,23 +56,26 @@ from app.routers.teaching import final_work, logistics
 from app.routers.teaching import pages as teaching_pages
 from app.services.billing import card_payments, verifactu_sender
 from app.services.billing.invoice_files import render_invoice_attachment
+from app.services.certificates.issuing import CertificateOptions
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.services.office import personal_data
 from app.services.office.staff import LoginFailed, LoginThrottled
 from app.services.registrations import applications as application_rules
 from app.services.registrations import waitlist
 from app.services.teaching import final_work as final_work_rules
+from app.web.body_timeout import BodyTimeoutMiddleware
 from app.web.dependencies import (
     STATIC_DIR,
     ApiForbidden,
     ApiUnauthenticated,
     Forbidden,
     LoginRequired,
-    SessionDep,
     templates,
 )
 from app.web.errors import document_api_errors
+from app.web.input_checks import refuse_unstorable_input
 from app.web.language import LanguageMiddleware
+from app.web.request_id import RequestIdMiddleware
 from app.web.security import (
     MAX_BODY_BYTES,
     BodyLimitMiddleware,
@@ -76,6 +83,7 @@ from app.web.security import (
     SecurityHeadersMiddleware,
     upload_body_limit,
 )
+from app.worker import job_context
 
 log = logging.getLogger("diplomat")
 
@@ -96,7 +104,10 @@ STATUS_TITLES = {
 
 
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith(("/api/", "/stripe/")) or request.url.path == "/healthz"
+    return request.url.path.startswith(("/api/", "/stripe/")) or request.url.path in (
+        "/healthz",
+        "/readyz",
+    )
 
 
 def _error(request: Request, status_code: int, detail: Any, message: str = "") -> Response:
@@ -151,7 +162,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
         code = _domain_status(exc)
-        return _error(request, code, _domain_detail(exc, code), exc.message)
+        answer = _error(request, code, _domain_detail(exc, code), exc.message)
+        if isinstance(exc, LoginThrottled):
+            answer.headers["Retry-After"] = str(exc.retry_after)
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -210,6 +224,11 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = [{"loc": ["request"], "msg": message, "type": "value_error"}]
         return _error(request, status.HTTP_422_UNPROCESSABLE_CONTENT, detail, message)
 
+    @app.exception_handler(StorageUnavailable)
+    async def storage_unavailable(request: Request, exc: StorageUnavailable) -> Response:
+        log.error("file storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return _error(request, 503, str(exc))
+
     @app.exception_handler(PoolTimeout)
     async def database_busy(request: Request, exc: PoolTimeout) -> Response:
         log.error("no database connection free in time: %s", exc)
@@ -250,6 +269,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.mail_worker_in_process:
         tasks.append(asyncio.create_task(_send_mail_forever(app, settings)))
         tasks.append(asyncio.create_task(_run_chores_forever(app, settings)))
+        if settings.jobs_in_process:
+            tasks.append(asyncio.create_task(_resume_jobs_forever(app, settings)))
     try:
         yield
     finally:
@@ -297,6 +318,31 @@ def run_chores(engine: Engine, settings: Settings) -> None:
                     log.warning("card refund %s not sent: %s", outcome.refund_id, outcome.problem)
 
 
+def resume_jobs(engine: Engine, context: jobs.JobContext, *, worker: str) -> int:
+    """Do every job that is queued or lost its process (kill -9, a crash); how many."""
+    done = 0
+    while jobs.work_once(engine, context, worker=worker) is not None:
+        done += 1
+    return done
+
+
+async def _resume_jobs_forever(app: FastAPI, settings: Settings) -> None:
+    # Without this, a job whose web process died waited for a person to start it again: in
+    # the embedded default no `diplomat worker` runs to claim it.
+    context = job_context(
+        app.state.engine,
+        app.state.storage,
+        CertificateOptions.from_settings(settings, cpu_count=os.cpu_count()),
+    )
+    worker = jobs.worker_name()
+    while True:
+        try:
+            await asyncio.to_thread(resume_jobs, app.state.engine, context, worker=worker)
+        except Exception:
+            log.exception("resuming background jobs failed a round")
+        await asyncio.sleep(settings.jobs_poll_seconds)
+
+
 async def _run_chores_forever(app: FastAPI, settings: Settings) -> None:
     while True:
         try:
@@ -317,6 +363,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # Before every endpoint: no NUL in any text, no over-long query value (a 422 naming it).
+        dependencies=[Depends(refuse_unstorable_input)],
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
@@ -346,6 +394,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         https=settings.https,
         checkout_origin=settings.stripe_checkout_origin,
     )
+    app.add_middleware(BodyTimeoutMiddleware, seconds=settings.request_body_timeout_seconds)
+    app.add_middleware(RequestIdMiddleware)
+    if settings.forwarded_allow_ips:
+        # Outermost: every throttle and log sees the client the named proxies report, and
+        # nobody else's X-Forwarded-For is believed (uvicorn itself runs without it).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # Routes are matched in order, one after another, and each one tried costs a few
@@ -354,13 +408,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (applying, the edition page, the portal, the public API). No path of one group can
     # match another's (/admin, /api/v1, /portal and /editions stay apart).
     @app.get("/healthz", tags=["health"])
-    def healthz(session: SessionDep) -> JSONResponse:
-        """Whether the service can reach its database."""
-        try:
-            session.execute(text("SELECT 1"))
-        except DBAPIError:
-            return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "up", "version": __version__})
+    async def healthz() -> JSONResponse:
+        """Liveness: the process answers (the database is asked by /readyz, so an outage of
+        the database does not get every web process restarted)."""
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(request: Request) -> JSONResponse:
+        """Readiness: the database reachable and migrated to this code's head, files writable."""
+        ready, checks = readiness(request.app.state.engine, request.app.state.storage)
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", **checks, "version": __version__},
+            status_code=200 if ready else 503,
+        )
 
     app.include_router(registrations_api.router)
     app.include_router(editions_public.router)

@@ -31,6 +31,7 @@ from app.main import create_app  # noqa: E402
 from app.platform.jobs import Work  # noqa: E402
 from app.routers.billing.pages import import_launcher  # noqa: E402
 from app.routers.certificates.issuing import run_launcher  # noqa: E402
+from app.routers.registrations.public import link_launcher  # noqa: E402
 from app.services.office.staff import create_user  # noqa: E402
 from app.web.sessions import get_read_session, get_session  # noqa: E402
 from tests.en16931 import Rules, compile_rules  # noqa: E402
@@ -166,6 +167,7 @@ def client(test_app: FastAPI, session: Session) -> Iterator[TestClient]:
     # thread of their own would write to the shared database after the test, under the next.
     test_app.dependency_overrides[run_launcher] = lambda: _in_place
     test_app.dependency_overrides[import_launcher] = lambda: _in_place
+    test_app.dependency_overrides[link_launcher] = lambda: _in_place
     try:
         with TestClient(test_app, base_url="http://testserver") as test_client:
             yield test_client

@@ -105,6 +105,10 @@ UNDELETABLE = {"application", "invoice", "edition", "organisation", "cancellatio
 Rows = dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]
 
 
+LEAVER_EMAIL = "leaver@fuzz.example"
+LOGOUT = "POST /api/v1/auth/logout"
+
+
 @dataclass
 class World:
     """The application under test, its token, and records the fuzzing can aim at."""
@@ -114,6 +118,8 @@ class World:
     token: str
     metadata: MetaData
     known: dict[str, list[Any]] = field(default_factory=dict)
+    # Logging out ends every token of its account: it is fuzzed with another account's.
+    leaver_token: str = ""
     # Only the fuzzing writes (no mail sender, no chores), so the state after one request
     # is the state before the next: each request costs one read of the database, not two.
     last_snapshot: Rows | None = None
@@ -170,7 +176,17 @@ def compare(world: World, before: Rows, after: Rows) -> dict[str, Change]:
 def data_problems(method: str, path: str, status: int, changes: dict[str, Change]) -> list[str]:
     """What a request changed that it should not have."""
     problems: list[str] = []
-    changed = set(changes) - COUNTERS
+    changed = {
+        name
+        for name, change in changes.items()
+        if name not in COUNTERS
+        and not (
+            # Ending sessions moves only the account's generation: no record of the office.
+            name == "staff_user"
+            and not (change.inserted or change.deleted)
+            and set().union(*change.updated.values()) <= {"session_generation"}
+        )
+    }
     if method in SAFE_METHODS and changed:
         problems.append(f"a {method} changed {sorted(changed)}")
     if status >= 400 and changed:
@@ -225,7 +241,11 @@ def build_world(database_url: str, var_dir: Path) -> World:
     with Session(engine) as session:
         load_demo(session)
         create_user(session, email=ADMIN_EMAIL, password=ADMIN_PASSWORD, role="admin")
+        create_user(session, email=LEAVER_EMAIL, password=ADMIN_PASSWORD, role="tutor")
     client = TestClient(app)
+    leaver_token = client.post(
+        "/api/v1/auth/token", data={"username": LEAVER_EMAIL, "password": ADMIN_PASSWORD}
+    ).json()["access_token"]
     token = client.post(
         "/api/v1/auth/token", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
     ).json()["access_token"]
@@ -281,8 +301,9 @@ def build_world(database_url: str, var_dir: Path) -> World:
     cancellation = client.post(
         f"/api/v1/applications/{cancelled['id']}/cancellation",
         json={
-            # An hour ago: a fixed hour of today is still to come in the small hours.
-            "received_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+            # Now: a fixed hour of today may still be to come, and an earlier time would
+            # come before the application itself.
+            "received_at": datetime.now(UTC).isoformat(),
             "channel": "email",
             "course_name": "Diploma",
             "full_name": "Cancelled Banda",
@@ -332,6 +353,7 @@ def build_world(database_url: str, var_dir: Path) -> World:
         app=app,
         engine=engine,
         token=token,
+        leaver_token=leaver_token,
         metadata=metadata,
         known={
             "slug": [slug, past_slug],
@@ -431,8 +453,11 @@ def fuzz_every_operation(world: World) -> tuple[list[str], list[str]]:
         operation = result.ok()
         label = f"{operation.method.upper()} {operation.path}"
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            own = {"Authorization": f"Bearer {world.leaver_token}"}
             try:
-                failure = fuzz_operation(world, operation, mode, headers)
+                failure = fuzz_operation(
+                    world, operation, mode, own if label == LOGOUT else headers
+                )
             except hypothesis.errors.Unsatisfiable:
                 # Nothing in this operation can be made invalid (no parameters, no body).
                 assert mode is GenerationMode.NEGATIVE, label

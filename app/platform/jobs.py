@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 from app.clock import utcnow
 from app.db import writer_engine
 from app.models import BackgroundJob
+from app.platform.logs import request_id
 from app.platform.storage import Storage
 
 log = logging.getLogger("diplomat.jobs")
@@ -116,6 +117,8 @@ def enqueue(
 ) -> BackgroundJob:
     """Add a queued job to the session (the caller commits, with the change that asked for it)."""
     now = now or utcnow()
+    # The request that asked for it: the job's log lines carry its id too.
+    payload = {**payload, "request_id": request_id.get()}
     job = BackgroundJob(kind=kind, payload=payload, created_by=actor, created_at=now)
     job.heartbeat_at = now
     session.add(job)
@@ -355,9 +358,21 @@ def run_claimed(
 
     With a session given everything happens in it (and no heartbeat runs beside it).
     """
+    # The job's log lines carry the id of the request that queued it (and only its own).
+    token = request_id.set(str(held.payload.get("request_id", "-")))
+    try:
+        return _run_claimed(held, context, session=session, heartbeat_seconds=heartbeat_seconds)
+    finally:
+        request_id.reset(token)
+
+
+def _run_claimed(
+    held: Claim, context: JobContext, *, session: Session | None, heartbeat_seconds: float
+) -> dict[str, Any] | None:
     handler = context.handlers.get(held.kind)
     result: dict[str, Any] | None = None
     error = ""
+    log.info("job %s (%s) started by %s", held.job_id, held.kind, held.worker)
     try:
         if handler is None:
             raise JobFailed(f"Unknown kind of job: {held.kind}.")

@@ -118,6 +118,8 @@ def queue_email(
         subject_values=subject_values,
     )
     insert_rows(session, message)
+    # With the request id (app.platform.logs): which request queued which message.
+    log.info("mail %s (%s) queued", message.message_id, kind)
     return message
 
 

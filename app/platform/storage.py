@@ -71,6 +71,10 @@ def checked_key(key: str) -> str:
     return key
 
 
+class StorageUnavailable(Exception):
+    """The file store refused a write (disk full, read-only): an outage, not bad input."""
+
+
 class LocalStorage:
     """Files in a folder of the server's disk (the default)."""
 
@@ -86,12 +90,20 @@ class LocalStorage:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         # A name of its own: two writers of one key (a page and the mail sender rendering the
         # same invoice) must not rename each other's half-written file.
         temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
-        temporary.write_bytes(data)
-        temporary.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_bytes(data)
+            temporary.replace(path)
+        except OSError as exc:
+            # A full or read-only disk: the half-written copy goes, the key keeps what it had.
+            temporary.unlink(missing_ok=True)
+            raise StorageUnavailable(
+                "Files cannot be stored right now (the disk is full or cannot be written); "
+                "nothing was saved. Try again later."
+            ) from exc
 
     def get(self, key: str) -> bytes:
         path = self._path(key)

@@ -257,5 +257,6 @@ def is_htmx(request: Request) -> bool:
 
 
 def client_address(request: Request) -> str:
-    """The caller's address as the server sees it (behind a proxy: uvicorn --proxy-headers)."""
+    """The caller's address: the peer, or what a proxy named in DIPLOMAT_FORWARDED_ALLOW_IPS
+    reports (see app.main); a forwarded header from anyone else is ignored."""
     return request.client.host if request.client else "unknown"

@@ -157,7 +157,7 @@ def test_the_service_answers_503_while_the_database_is_away_and_recovers_alone(
         cluster.stop()
         down_at = time.monotonic()
         time.sleep(3)
-        health = httpx.get(f"{server.url}/healthz", timeout=10)
+        health = httpx.get(f"{server.url}/readyz", timeout=10)
         starting_at = time.monotonic()
         cluster.start()
         up_at = time.monotonic()

@@ -14,6 +14,7 @@ from app.clock import utcnow
 from app.config import Settings
 from app.models import LoginAttempt, OutboxMessage, StaffUser
 from app.platform import rate_limit
+from app.services.office.staff import LoginFailed, LoginThrottled, authenticate, login_delay
 from app.services.registrations.applications import LINK_RESENDS_PER_HOUR
 from tests.conftest import ADMIN_PASSWORD
 from tests.security import csrf_for, two_participants
@@ -104,3 +105,84 @@ def test_a_portal_link_is_re_sent_only_a_few_times_an_hour(
         )
     ).all()
     assert len(sent) == LINK_RESENDS_PER_HOUR
+
+
+def _try_login(session: Session, settings: Settings, address: str, password: str) -> None:
+    authenticate(
+        session,
+        email="admin@example.org",
+        password=password,
+        address=address,
+        max_failures=settings.login_max_failures,
+        window_seconds=settings.login_window_seconds,
+        delay_seconds=settings.login_delay_seconds,
+    )
+
+
+def test_failures_from_one_address_never_keep_the_owner_out_from_another(
+    admin_user: StaffUser, settings: Settings, session: Session
+) -> None:
+    for _ in range(settings.login_max_failures * 3):
+        with pytest.raises((LoginFailed, LoginThrottled)):
+            _try_login(session, settings, "203.0.113.66", "wrong")
+    with pytest.raises(LoginThrottled):
+        _try_login(session, settings, "203.0.113.66", ADMIN_PASSWORD)
+    # The owner, at the office, is not locked out by what an outsider sent.
+    _try_login(session, settings, "198.51.100.7", ADMIN_PASSWORD)
+
+
+def test_the_wait_after_failures_doubles_with_each_failure_up_to_the_window() -> None:
+    waits = [
+        login_delay(n, max_failures=5, delay_seconds=30, cap_seconds=900) for n in range(4, 12)
+    ]
+    assert waits == [0, 30, 60, 120, 240, 480, 900, 900]
+
+
+def test_after_the_wait_the_right_password_logs_in_from_the_same_address(
+    admin_user: StaffUser, settings: Settings, session: Session
+) -> None:
+    for _ in range(settings.login_max_failures):
+        with pytest.raises(LoginFailed):
+            _try_login(session, settings, "203.0.113.66", "wrong")
+    with pytest.raises(LoginThrottled) as throttled:
+        _try_login(session, settings, "203.0.113.66", ADMIN_PASSWORD)
+    wait = throttled.value.retry_after
+    assert 0 < wait <= settings.login_delay_seconds * 2
+    # The throttled attempt counted as one more failure: the next wait is twice as long.
+    later = utcnow() - timedelta(seconds=settings.login_delay_seconds * 2 + 1)
+    session.exec(update(LoginAttempt).values(at=later))
+    session.commit()
+    _try_login(session, settings, "203.0.113.66", ADMIN_PASSWORD)
+
+
+def test_a_throttled_login_says_how_long_to_wait(
+    client: TestClient, admin_user: StaffUser, settings: Settings
+) -> None:
+    for _ in range(settings.login_max_failures):
+        assert token_status(client, "admin@example.org", "wrong") == 401
+    response = client.post(
+        "/api/v1/auth/token", data={"username": "admin@example.org", "password": "wrong"}
+    )
+    assert response.status_code == 429
+    assert 0 < int(response.headers["retry-after"]) <= settings.login_window_seconds
+
+
+def test_the_owner_is_told_once_by_email_of_repeated_failed_logins(
+    client: TestClient, admin_user: StaffUser, settings: Settings, session: Session
+) -> None:
+    for _ in range(settings.login_max_failures + 3):
+        assert token_status(client, "admin@example.org", "wrong") in (401, 429)
+    notices = session.exec(
+        select(OutboxMessage).where(OutboxMessage.kind == "login_failures")
+    ).all()
+    assert [n.to_address for n in notices] == ["admin@example.org"]
+    assert str(settings.login_max_failures) in notices[0].body_text
+
+
+def test_failed_logins_to_an_unknown_account_send_no_mail(
+    client: TestClient, settings: Settings, session: Session
+) -> None:
+    for _ in range(settings.login_max_failures + 1):
+        token_status(client, "nobody@example.org", "wrong")
+    notices = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "login_failures"))
+    assert notices.all() == []

@@ -1,5 +1,6 @@
 """Card payments: "Pay by card" from the portal, Stripe's return pages, and its webhook."""
 
+import time
 from typing import Annotated
 
 import stripe
@@ -51,6 +52,11 @@ def stripe_webhook(
 ) -> JSONResponse:
     """Stripe's events, acted on once each after their signature is checked."""
     _require_stripe(settings)
+    if card_payments.signed_in_the_future(request.headers.get("stripe-signature"), now=time.time()):
+        return JSONResponse(
+            {"detail": "The Stripe-Signature header is stamped ahead of the tolerance."},
+            status_code=status.HTTP_400_BAD_REQUEST,
+        )
     try:
         event = stripe.Webhook.construct_event(
             body,

@@ -9,7 +9,11 @@ from app.models import Edition
 from app.services.billing.quotes import MAX_GROUP_SIZE, quote_as_json, quote_for_edition
 from app.services.editions import editions as edition_service
 from app.services.schemas import MoneyOut
-from app.web.dependencies import ApiAdmin, ReadSessionDep, SessionDep
+from app.web.dependencies import (
+    ApiAdmin,
+    ReadSessionDep,
+    SessionDep,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 

@@ -58,6 +58,7 @@ def login(
             address=client_address(request),
             max_failures=settings.login_max_failures,
             window_seconds=settings.login_window_seconds,
+            delay_seconds=settings.login_delay_seconds,
         )
     except (LoginFailed, LoginThrottled) as exc:
         code = (
@@ -70,6 +71,9 @@ def login(
             "office/login.html",
             {"next": target, "email": email, "error": translate(exc.message)},
             status_code=code,
+            headers=(
+                {"Retry-After": str(exc.retry_after)} if isinstance(exc, LoginThrottled) else None
+            ),
         )
     # A new session on login: nothing from before (a planted token) carries over.
     request.session.clear()

@@ -25,7 +25,7 @@ from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registrations import cancellation_intake as service
 from app.services.registrations import waitlist
 from app.services.registrations.applications import application_for_token, get_application
-from app.services.schemas import DateIn, LocalOrAwareIn
+from app.services.schemas import DateIn, InstantIn
 from app.web.dependencies import (
     ApiAdmin,
     FormDep,
@@ -583,9 +583,9 @@ class CancellationIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    received_at: LocalOrAwareIn = Field(
-        description="When it arrived; without an offset it is read in the edition's time zone."
-    )
+    # The API's timestamps carry their offset (API.md): a bare wall-clock time is refused
+    # rather than guessed, since the refund depends on which side of the deadline it falls.
+    received_at: InstantIn = Field(description="When it arrived, with its UTC offset.")
     channel: Literal["email", "portal"]
     course_name: str | None = Field(default=None, max_length=300)
     full_name: str | None = Field(default=None, max_length=200)

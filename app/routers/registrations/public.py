@@ -1,16 +1,19 @@
 """Pages for applicants: the application form, the private portal, link re-sending, groups."""
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.datastructures import FormData, UploadFile
 
 from app.clock import utcnow
+from app.db import writer_engine
 from app.models import Edition, Organisation
+from app.platform import jobs
 from app.platform.i18n import N_, current_language, gettext, translate
 from app.routers.billing.api import ubl_response
 from app.services.billing import buyers, invoice_files
@@ -461,11 +464,35 @@ def portal_link_form(slug: str, request: Request, session: SessionDep) -> Respon
     )
 
 
+def _after_answer(engine: Engine, work: jobs.Work) -> None:
+    with Session(writer_engine(engine), expire_on_commit=False) as session:
+        work(session)
+
+
+def link_launcher(request: Request, background: BackgroundTasks) -> jobs.Launcher:
+    """How a portal link goes out: after the answer is sent, in a session of its own."""
+    engine: Engine = request.app.state.engine
+
+    def launch(work: jobs.Work) -> None:
+        background.add_task(_after_answer, engine, work)
+
+    return launch
+
+
 @router.post("/editions/{slug}/portal-link", response_class=HTMLResponse)
 def send_portal_link(
-    slug: str, request: Request, session: SessionDep, settings: SettingsDep, form: FormDep
+    slug: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    form: FormDep,
+    launch: Annotated[jobs.Launcher, Depends(link_launcher)],
 ) -> Response:
-    """Send the link if the address applied; the answer is the same either way."""
+    """Send the link if the address applied; the answer is the same either way.
+
+    The address is looked up only after the answer has gone: an answer that took longer for
+    an address that applied would tell anyone who applied.
+    """
     edition = get_edition(session, slug)
     email = form_text(form, "email")[:254]
     if "@" not in email:
@@ -480,13 +507,17 @@ def send_portal_link(
             },
             status_code=422,
         )
-    service.resend_portal_link(
-        session,
-        edition=edition,
-        email=email,
-        secret_key=settings.secret_key,
-        base_url=settings.base_url,
-    )
+    secret_key, base_url = settings.secret_key, settings.base_url
+
+    def send(own: Session | None) -> None:
+        assert own is not None
+        own_edition = own.get(Edition, edition.id)
+        assert own_edition is not None
+        service.resend_portal_link(
+            own, edition=own_edition, email=email, secret_key=secret_key, base_url=base_url
+        )
+
+    launch(send)
     return templates.TemplateResponse(
         request,
         "registrations/applicants/portal_link.html",

@@ -11,6 +11,7 @@ from app.services.registry import organisations as registry
 from app.services.registry.countries import country_name
 from app.services.schemas import FiscalYear
 from app.web.dependencies import ApiAdmin, SessionDep
+from app.web.errors import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
 
@@ -48,7 +49,12 @@ class IncomeGroupsOut(BaseModel):
     rows: int
 
 
-@router.post("/organisations", response_model=OrganisationOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/organisations",
+    response_model=OrganisationOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409),
+)
 def create_organisation(
     data: registry.OrganisationIn, session: SessionDep, admin: ApiAdmin
 ) -> dict[str, object]:

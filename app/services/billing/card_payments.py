@@ -43,6 +43,21 @@ ACTOR = "stripe"
 PAYMENT_SOURCE = "stripe"
 REFUND_SOURCE = "stripe_refund"
 WEBHOOK_TOLERANCE_SECONDS = 300
+
+
+def signed_in_the_future(signature_header: str | None, *, now: float) -> bool:
+    """Whether a Stripe-Signature header is stamped beyond the tolerance ahead of `now`.
+
+    The library refuses only stamps too far in the past; one far ahead would let a captured
+    signature be replayed for as long as it is ahead.
+    """
+    for part in (signature_header or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isdigit():
+            return int(value) > now + WEBHOOK_TOLERANCE_SECONDS
+    return False
+
+
 # Stripe counts these in whole units, not cents; our amounts would be off a hundredfold.
 ZERO_DECIMAL = "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF"
 ZERO_DECIMAL_CURRENCIES = frozenset(ZERO_DECIMAL.split())

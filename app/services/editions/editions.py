@@ -144,6 +144,21 @@ class FeesPatch(BaseModel):
     )
 
 
+# Edition days and instants outside these years are typing mistakes, and the calendar files
+# and deadlines computed from them (a day after 31 December 9999) would not exist.
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAY = date(2199, 12, 31)
+
+
+def _within_years(value: date | datetime | None) -> date | datetime | None:
+    day = value.date() if isinstance(value, datetime) else value
+    if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ValueError(
+            f"Give a day between {EARLIEST_DAY.isoformat()} and {LATEST_DAY.isoformat()}."
+        )
+    return value
+
+
 class SessionIn(BaseModel):
     """A session of a module."""
 
@@ -154,6 +169,8 @@ class SessionIn(BaseModel):
     starts_at: InstantIn
     ends_at: InstantIn
     place: str = Field(default="", max_length=200)
+
+    _in_years = field_validator("starts_at", "ends_at")(_within_years)
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> Self:
@@ -214,6 +231,9 @@ class EditionFields(BaseModel):
     _tz = field_validator("timezone")(lambda v: None if v is None else _valid_timezone(v))
     _cur = field_validator("currency")(lambda v: None if v is None else _valid_currency(v))
     _vat = field_validator("vat_exemption")(lambda v: None if v is None else _valid_exemption(v))
+    _in_years = field_validator(
+        "start_date", "end_date", "applications_open", "applications_close"
+    )(_within_years)
 
 
 class EditionCreate(EditionFields):

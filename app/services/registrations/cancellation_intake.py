@@ -274,7 +274,9 @@ def _check_email_file(data: bytes, filename: str) -> None:
         )
 
 
-def _check_request(request: CancellationRequest, *, now: datetime) -> None:
+def _check_request(
+    request: CancellationRequest, *, now: datetime, applied_at: datetime | None = None
+) -> None:
     faults = missing_items(request)
     if request.channel not in {c.value for c in CancellationChannel}:
         faults["channel"] = N_(
@@ -285,6 +287,9 @@ def _check_request(request: CancellationRequest, *, now: datetime) -> None:
         faults["received_at"] = N_("Give the time the cancellation was received, with its zone.")
     elif request.received_at > now + CLOCK_SKEW:
         faults["received_at"] = N_("The time received cannot be in the future.")
+    elif applied_at is not None and request.received_at < applied_at - CLOCK_SKEW:
+        # Nobody cancels a place before applying for it: a typing mistake, never a refund.
+        faults["received_at"] = N_("The time received cannot be before the application.")
     if faults:
         missing = [REQUIRED_ITEMS[name] for name in REQUIRED_ITEMS if name in faults]
         message = (
@@ -636,7 +641,7 @@ def check_cancellation(
 ) -> None:
     """Refuse to record a request that lacks an item, a saved e-mail that is not one, and a
     place that is already cancelled or was never held."""
-    _check_request(request, now=now)
+    _check_request(request, now=now, applied_at=application.submitted_at)
     if request.email_file is not None:
         _check_email_file(request.email_file, request.email_filename or "")
     if application.status == ApplicationStatus.cancelled.value:

@@ -82,12 +82,21 @@ def get_organisation(session: Session, organisation_id: int) -> Organisation:
     return organisation
 
 
+MAX_SEARCH_CHARS = 200
+
+
 def search_organisations(
     session: Session, *, query: str = "", limit: int = 20
 ) -> list[Organisation]:
     """Organisations whose name contains `query`, or whose country code or name matches it."""
     statement = select(Organisation)
     text = query.strip()
+    if len(text) > MAX_SEARCH_CHARS:
+        # A pattern this long only ties up the database (SQLite's LIKE gives up, as "busy").
+        raise InvalidInput(
+            "The search is too long.",
+            fields={"q": f"Search with at most {MAX_SEARCH_CHARS} characters."},
+        )
     if text:
         statement = statement.where(_matches_text(text, max_codes=50))
     statement = statement.order_by(Organisation.name).limit(max(1, min(limit, 100)))

@@ -439,3 +439,17 @@ def test_five_concurrent_deliveries_over_http_record_one_payment(
             )
     finally:
         cleanup(engine, edition_id, [event_id])
+
+
+def test_a_signature_stamped_more_than_300_seconds_ahead_is_refused(
+    card_client: TestClient, session: Session
+) -> None:
+    ahead = event("customer.created", {"id": "cus_3"}, event_id=new_id())
+    near = event("customer.created", {"id": "cus_4"}, event_id=new_id())
+    now = int(time.time())
+    response = webhook(card_client, *signed(ahead, at=now + 3600))
+    assert response.status_code == 400
+    assert "Stripe-Signature" in response.json()["detail"]
+    # A little clock drift between Stripe and us is no reason to refuse.
+    assert webhook(card_client, *signed(near, at=now + 60)).status_code == 200
+    assert session.get(StripeEvent, ahead["id"]) is None

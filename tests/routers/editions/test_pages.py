@@ -61,8 +61,12 @@ def test_edition_text_is_escaped(client: TestClient, session: Session) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-def test_healthz_reports_the_database(client: TestClient) -> None:
-    assert client.get("/healthz").json()["database"] == "up"
+def test_readyz_reports_the_database_migrations_and_storage(client: TestClient) -> None:
+    answer = client.get("/readyz")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["database"] == "up"
+    assert answer.json()["migrations"] == "at head"
+    assert answer.json()["storage"] == "writable"
 
 
 def test_static_files_are_served(client: TestClient) -> None:

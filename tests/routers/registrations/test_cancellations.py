@@ -1,6 +1,6 @@
 """Cancelling through the API, the participant's page and the office's pages."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,11 @@ def participant(
         edition.start_date = date.fromisoformat(starts)
         edition.end_date = date.fromisoformat(starts)
         session.add(edition)
+        # Moved back with the course: a cancellation is never received before the application.
+        application.submitted_at = datetime.combine(
+            edition.start_date - timedelta(days=365), time(0), tzinfo=UTC
+        )
+        session.add(application)
         session.commit()
     session.refresh(application)
     return application
@@ -102,12 +107,11 @@ def portal_path(session: Session, application: Application) -> str:
         ("2024-11-18", "2024-10-18T21:59:59Z", True),
         ("2024-11-18", "2024-10-18T22:00:00Z", False),
         ("2024-11-18", "2024-10-18T23:59:59+02:00", True),
-        ("2024-11-18", "2024-10-18T23:59:59", True),  # no offset: Madrid's wall clock
-        ("2024-11-18", "2024-10-19T00:00:00", False),
+        ("2024-11-18", "2024-10-19T00:00:00+02:00", False),
         # Summer time ends on 27 October 2024 at 03:00: the deadline is still at +02:00.
         ("2024-11-26", "2024-10-26T21:59:59Z", True),
         ("2024-11-26", "2024-10-26T22:00:00Z", False),
-        ("2024-11-26", "2024-10-27T00:00:00", False),
+        ("2024-11-26", "2024-10-27T00:00:00+02:00", False),
         # Summer time starts on 30 March 2025 at 02:00: that midnight is still at +01:00.
         ("2025-04-29", "2025-03-29T22:59:59Z", True),
         ("2025-04-29", "2025-03-29T23:00:00Z", False),
@@ -115,7 +119,7 @@ def portal_path(session: Session, application: Application) -> str:
         ("2025-04-29", "2025-03-30T01:00:00+02:00", False),
     ],
 )
-def test_the_deadline_holds_to_the_second_in_utc_and_local_input_across_summer_time(
+def test_the_deadline_holds_to_the_second_in_utc_and_local_offsets_across_summer_time(
     client: TestClient,
     session: Session,
     storage: LocalStorage,
