@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, 
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from app.models import Application, Edition, Invoice, StaffUser
+from app.models import Application, Edition, Invoice, Payment, StaffUser
+from app.money import MoneyError, parse_typed_amount
 from app.platform import jobs
 from app.platform.i18n import N_, gettext, ngettext, translate, translate_fields
 from app.routers.api_invoices import pdf_response
@@ -226,6 +227,7 @@ def _invoice_page(
     errors: dict[str, str] | None = None,
     notice: str | None = None,
     flash: str | None = None,
+    duplicate: Payment | None = None,
     status_code: int = status.HTTP_200_OK,
 ) -> Response:
     edition = session.get(Edition, invoice.edition_id)
@@ -262,6 +264,7 @@ def _invoice_page(
                 "reference": "",
             },
             "errors": errors or {},
+            "duplicate": duplicate,
             "notice": notice,
             "flash": flash,
         },
@@ -285,9 +288,14 @@ def _parse_payment_form(
         errors["amount"] = gettext("Enter the amount received.")
     else:
         try:
-            parsed_amount = statements.parse_amount(amount)
-        except ValueError:
-            errors["amount"] = gettext("Enter the amount received as a number, such as 1500.00.")
+            parsed_amount = parse_typed_amount(amount)
+        except MoneyError as exc:
+            errors["amount"] = {
+                "places": gettext(
+                    "Write at most two decimals after the mark, such as 10.05 or 10,05."
+                ),
+                "size": gettext("This amount is too large: check the digits."),
+            }.get(exc.problem) or gettext("Enter the amount received as a number, such as 1500.00.")
     try:
         parsed_date = date.fromisoformat(received_on.strip())
     except ValueError:
@@ -330,6 +338,7 @@ def record_bank_transfer(
     amount: Annotated[str, Form(max_length=40)] = "",
     received_on: Annotated[str, Form(max_length=40)] = "",
     reference: Annotated[str, Form(max_length=200)] = "",
+    confirm_duplicate: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Record a bank transfer; full payment confirms, an overpayment is flagged for refund."""
     invoice = invoicing.get_invoice(session, number)
@@ -354,6 +363,18 @@ def record_bank_transfer(
             method="bank_transfer",
             reference=reference,
             actor=user.email,
+            confirm_duplicate=bool(confirm_duplicate),
+        )
+    except payments.DuplicatePayment as exc:
+        return _invoice_page(
+            request,
+            session,
+            user,
+            invoice,
+            values=values,
+            notice=gettext("Nothing was recorded. %(reason)s") % {"reason": translate(exc.message)},
+            duplicate=exc.payment,
+            status_code=status.HTTP_409_CONFLICT,
         )
     except InvalidInput as exc:
         return _invoice_page(

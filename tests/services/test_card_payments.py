@@ -644,7 +644,7 @@ def test_webhook_and_success_page_at_once_record_one_payment(
         cleanup(engine, edition_id, event_ids)
 
 
-def test_a_payment_inserted_between_check_and_insert_is_returned_not_duplicated(
+def test_a_second_caller_waits_for_the_invoice_lock_and_gets_the_same_payment(
     engine: Engine,
     tmp_path: Path,
     fake: FakeStripe,
@@ -659,29 +659,41 @@ def test_a_payment_inserted_between_check_and_insert_is_returned_not_duplicated(
     try:
         paid = committed_paid_checkout(engine, fake, stripe_api, application_id, number)
         real_held_money = payments.held_money
+        others: list[payments.PaymentResult] = []
 
-        def other_caller_wins(session: Session, invoice: Invoice) -> Decimal:
-            # Runs after record_payment found no payment and before it inserts its own.
-            monkeypatch.setattr(payments, "held_money", real_held_money)
-            with Session(engine) as other:
-                payments.record_payment(
-                    other,
-                    invoice_number=number,
-                    amount=Decimal("1500.00"),
-                    received_on=date.today(),
-                    method="card",
-                    reference=paid["id"],
-                    actor="stripe",
-                    source="stripe",
-                    external_id=paid["payment_intent"],
+        def other_caller() -> None:
+            with Session(writer_engine(engine), expire_on_commit=False) as other:
+                others.append(
+                    payments.record_payment(
+                        other,
+                        invoice_number=number,
+                        amount=Decimal("1500.00"),
+                        received_on=date.today(),
+                        method="card",
+                        reference=paid["id"],
+                        actor="stripe",
+                        source="stripe",
+                        external_id=paid["payment_intent"],
+                    )
                 )
+
+        waiting = threading.Thread(target=other_caller)
+
+        def other_caller_arrives(session: Session, invoice: Invoice) -> Decimal:
+            # Runs after record_payment locked the invoice and found no payment.
+            monkeypatch.setattr(payments, "held_money", real_held_money)
+            waiting.start()
+            waiting.join(timeout=0.5)
+            assert waiting.is_alive()  # held at the invoice's lock
             return real_held_money(session, invoice)
 
-        monkeypatch.setattr(payments, "held_money", other_caller_wins)
+        monkeypatch.setattr(payments, "held_money", other_caller_arrives)
         with Session(engine) as session:
             result = card_payments.fulfil_checkout(session, stripe_session=paid)
-        assert result is not None and result.duplicate
-        assert result.payment.external_id == paid["payment_intent"]
+        waiting.join(timeout=30)
+        assert result is not None and not result.duplicate
+        assert [r.duplicate for r in others] == [True]
+        assert others[0].payment.id == result.payment.id
         assert count_payments(engine, number) == 1
     finally:
         cleanup(engine, edition_id, [])

@@ -26,7 +26,13 @@ from app.models import (
 )
 from app.money import CENT, ZERO
 from app.platform.audit import record_change
-from app.services.billing.invoices import amount_paid, get_invoice, invoice_lines, outstanding
+from app.services.billing.invoices import (
+    amount_paid,
+    counted_payments,
+    get_invoice,
+    invoice_lines,
+    outstanding,
+)
 from app.services.billing.payments import (
     CONFIRMED,
     PaymentResult,
@@ -426,7 +432,9 @@ def _refunds_of(
     refunded = int(charge.get("amount_refunded") or 0)
     recorded = session.exec(
         select(func.coalesce(func.sum(Payment.amount), 0)).where(
-            Payment.source == REFUND_SOURCE, Payment.reference == payment_intent
+            Payment.source == REFUND_SOURCE,
+            Payment.reference == payment_intent,
+            counted_payments(),
         )
     ).one()
     already = -to_cents(Decimal(recorded))
@@ -559,6 +567,7 @@ def _card_payments_of(session: Session, refund: Refund) -> list[tuple[Payment, D
                 Payment.source == REFUND_SOURCE,
                 Payment.reference == payment.external_id,
                 col(Payment.recorded_at) < refund.created_at,
+                counted_payments(),
             )
         ).one()
         left = payment.amount + Decimal(refunded).quantize(CENT)

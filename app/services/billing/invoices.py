@@ -376,10 +376,20 @@ def invoice_lines(session: Session, invoice: Invoice) -> list[InvoiceLine]:
     )
 
 
+def counted_payments() -> Any:
+    """The condition every sum of payments carries: a voided payment is out of every balance."""
+    return col(Payment.voided_at).is_(None)
+
+
 def amount_paid(session: Session, invoice: Invoice) -> Decimal:
-    """What has been received against an invoice, refunds deducted."""
+    """What has been received against an invoice, refunds paid out and voided payments left out.
+
+    The one sum of money received on an invoice: every balance is built on it.
+    """
     total = session.exec(
-        select(func.coalesce(func.sum(Payment.amount), 0)).where(Payment.invoice_id == invoice.id)
+        select(func.coalesce(func.sum(Payment.amount), 0)).where(
+            Payment.invoice_id == invoice.id, counted_payments()
+        )
     ).one()
     return Decimal(total).quantize(Decimal("0.01")) if not isinstance(total, Decimal) else total
 

@@ -20,7 +20,7 @@ from app.models import (
     Payment,
 )
 from app.money import ZERO
-from app.services.billing.invoices import invoiced_application_ids
+from app.services.billing.invoices import counted_payments, invoiced_application_ids
 from app.services.editions.editions import edition_today
 
 # The cancellation service moves money it retains from the cancelled invoice to the fee
@@ -186,7 +186,7 @@ def _payment_sums(session: Session, *condition: Any) -> dict[int, tuple[Decimal,
             func.sum(case((~real, amount), else_=0)),
         )
         .join(Invoice, col(Invoice.id) == col(Payment.invoice_id))
-        .where(*condition)
+        .where(counted_payments(), *condition)
         .group_by(col(Payment.invoice_id))
     ).all()
     return {

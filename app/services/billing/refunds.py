@@ -29,7 +29,12 @@ from app.money import CENT, ZERO, round_cents
 from app.platform.audit import record_change
 from app.platform.i18n import N_, stored_money, use_language
 from app.platform.mail import queue_email
-from app.services.billing.invoices import amount_paid, billed_total, invoice_lines
+from app.services.billing.invoices import (
+    amount_paid,
+    billed_total,
+    counted_payments,
+    invoice_lines,
+)
 from app.services.errors import Conflict, InvalidInput, NotFound
 
 REFUND_SOURCE = "refund"
@@ -122,7 +127,9 @@ def open_total(session: Session, invoice: Invoice) -> Decimal:
 def _card_money(session: Session, invoice_id: int) -> Decimal:
     total = session.exec(
         select(func.coalesce(func.sum(Payment.amount), 0)).where(
-            Payment.invoice_id == invoice_id, Payment.method == PaymentMethod.card.value
+            Payment.invoice_id == invoice_id,
+            Payment.method == PaymentMethod.card.value,
+            counted_payments(),
         )
     ).one()
     owed_by_card = session.exec(

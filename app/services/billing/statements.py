@@ -27,7 +27,7 @@ from app.money import ZERO
 from app.platform import jobs
 from app.platform.audit import record_change
 from app.services.billing.money_overview import InvoiceRow, payable_rows
-from app.services.billing.payments import record_payment
+from app.services.billing.payments import DuplicatePayment, record_payment, recorded_by_hand
 from app.services.errors import DomainError, InvalidInput, NotFound
 
 MAX_STATEMENT_BYTES = 2 * 1024 * 1024
@@ -525,6 +525,17 @@ def _reference(line: StatementLine) -> str:
     return " · ".join(part for part in parts if part)[:200]
 
 
+def _typed_by_hand(session: Session, line: StatementLine) -> bool:
+    """The line repeats a payment typed by hand on an invoice it names (and so closed)."""
+    return any(
+        recorded_by_hand(
+            session, invoice_number=number, amount=line.amount, received_on=line.booked_on
+        )
+        is not None
+        for number, _ in invoice_numbers_in(line.text)
+    )
+
+
 def _recorded_meanwhile(session: Session, key: str) -> bool:
     return session.exec(select(Payment.id).where(Payment.external_id == key)).first() is not None
 
@@ -549,7 +560,7 @@ def import_matches(
             result.already_recorded.append(match)
             continue
         if not match.can_record or match.invoice_number is None:
-            if _recorded_meanwhile(session, match.key):
+            if _recorded_meanwhile(session, match.key) or _typed_by_hand(session, match.line):
                 # Another import recorded the line between the matcher's look-ups, and so
                 # closed its invoice: it is recorded, not unmatched.
                 result.already_recorded.append(match)
@@ -570,9 +581,15 @@ def import_matches(
                 actor=actor,
                 source=SOURCE,
                 external_id=match.key,
+                payer=match.line.counterparty,
             )
         except IntegrityError:
             # Someone imported the same line at the same moment; theirs stands.
+            session.rollback()
+            result.already_recorded.append(match)
+            continue
+        except DuplicatePayment:
+            # An administrator typed this transfer in by hand already.
             session.rollback()
             result.already_recorded.append(match)
             continue

@@ -1,0 +1,1 @@
+"""Billing: invoices, payments, refunds and statements."""
