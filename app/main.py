@@ -50,6 +50,7 @@ from app.routers import (
     pages,
     stripe_payments,
 )
+from app.routers.billing import money_back
 from app.services.billing import card_payments
 from app.services.billing.invoices import render_invoice_attachment
 from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
@@ -381,6 +382,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(final_work.router)
     app.include_router(final_work.api_router)
     app.include_router(api_invoices.router)
+    app.include_router(money_back.router)
+    app.include_router(money_back.pages_router)
     app.include_router(stripe_payments.router)
     app.include_router(attendance.router)
     app.include_router(api_attendance.router)

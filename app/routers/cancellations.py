@@ -516,7 +516,7 @@ def _refunds_page(
     due = refund_service.refunds_due(session)
     return templates.TemplateResponse(
         request,
-        "admin/cancellations/refund_service.html",
+        "admin/cancellations/refunds.html",
         {
             "user": user,
             "active": "refunds",

@@ -23,6 +23,7 @@ from app.models import (
     PaymentMethod,
     Refund,
     RefundMethod,
+    RefundReason,
     RefundStatus,
 )
 from app.money import CENT, ZERO, round_cents
@@ -288,19 +289,19 @@ def _mark_completed(
                 recorded_at=now,
             )
         )
-    application = session.get(Application, refund.application_id)
-    assert application is not None
-    edition = session.get(Edition, application.edition_id)
+    application = session.get(Application, refund.application_id) if refund.application_id else None
+    edition = session.get(Edition, invoice.edition_id)
     assert edition is not None
-    queue_email(
-        session,
-        kind="cancellation_refund_paid",
-        to=application.email,
-        subject=N_("Your refund of %(sum)s is on its way"),
-        subject_values={"sum": _refund_sum(refund, application.language)},
-        context={"application": application, "edition": edition, "refund": refund},
-        application_id=application.id,
-    )
+    if application is not None and refund.reason == RefundReason.cancellation.value:
+        queue_email(
+            session,
+            kind="cancellation_refund_paid",
+            to=application.email,
+            subject=N_("Your refund of %(sum)s is on its way"),
+            subject_values={"sum": _refund_sum(refund, application.language)},
+            context={"application": application, "edition": edition, "refund": refund},
+            application_id=application.id,
+        )
     record_change(
         session,
         actor=actor,
@@ -342,8 +343,8 @@ def _check_completion(completed_on: date, reference: str, *, now: datetime, owed
 
 def _owed_on(session: Session, refund: Refund) -> date:
     """The day a refund became owed, on the clock of the edition's office."""
-    application = session.get(Application, refund.application_id)
-    edition = session.get(Edition, application.edition_id) if application else None
+    invoice = session.get(Invoice, refund.invoice_id)
+    edition = session.get(Edition, invoice.edition_id) if invoice else None
     zone = ZoneInfo(edition.timezone) if edition else UTC
     return refund.created_at.astimezone(zone).date()
 
@@ -439,7 +440,8 @@ class RefundRow:
     """An owed refund with who it is for and where it stands."""
 
     refund: Refund
-    application: Application
+    # None for an overpayment of a group invoice: the payee is its organisation.
+    application: Application | None
     edition: Edition
     invoice: Invoice
     days_left: int
@@ -465,9 +467,10 @@ def refunds_due(session: Session, *, now: datetime | None = None) -> RefundsDue:
     now = now or utcnow()
     rows = session.exec(
         select(Refund, Application, Edition, Invoice)
-        .join(Application, col(Application.id) == col(Refund.application_id))
-        .join(Edition, col(Edition.id) == col(Application.edition_id))
         .join(Invoice, col(Invoice.id) == col(Refund.invoice_id))
+        .join(Edition, col(Edition.id) == col(Invoice.edition_id))
+        .outerjoin(Application, col(Application.id) == col(Refund.application_id))
+        .where(col(Refund.status).in_([RefundStatus.owed.value, RefundStatus.completed.value]))
         .order_by(col(Refund.due_by), col(Refund.id))
     ).all()
     overdue: list[RefundRow] = []

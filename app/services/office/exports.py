@@ -406,7 +406,7 @@ def refund_sheet(
 
     The account number stays out of the file: only the holder's name is exported.
     """
-    conditions: list[Any] = [Application.edition_id == edition.id]
+    conditions: list[Any] = [Invoice.edition_id == edition.id]
     if status in ("owed", "overdue"):
         conditions.append(col(Refund.status) == RefundStatus.owed.value)
     if status == "overdue":
@@ -415,8 +415,8 @@ def refund_sheet(
         conditions.append(col(Refund.status) == RefundStatus.completed.value)
     found = session.exec(
         select(Refund, Application, Invoice)
-        .join(Application, col(Application.id) == col(Refund.application_id))
         .join(Invoice, col(Invoice.id) == col(Refund.invoice_id))
+        .outerjoin(Application, col(Application.id) == col(Refund.application_id))
         .where(*conditions)
         .order_by(col(Refund.due_by), col(Refund.id))
     ).all()
@@ -425,13 +425,18 @@ def refund_sheet(
         owed = refund.status == RefundStatus.owed.value
         body.append(
             [
-                application.reference,
-                application.full_name,
+                application.reference if application else "",
+                # An overpayment of a group invoice goes back to its organisation.
+                application.full_name if application else refund.payee_name,
                 invoice.number,
                 refund.amount,
                 refund.currency,
                 refund.due_by,
-                ("overdue" if refund.due_by < today else "owed") if owed else "paid out",
+                ("overdue" if refund.due_by < today else "owed")
+                if owed
+                else (
+                    "paid out" if refund.status == RefundStatus.completed.value else refund.status
+                ),
                 refund.method.replace("_", " "),
                 refund.completed_on,
                 refund.completed_by or "",

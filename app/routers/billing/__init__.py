@@ -1,0 +1,1 @@
+"""Billing: invoices, payments, refunds and statements, as pages and as the JSON API."""

@@ -1,0 +1,174 @@
+"""Payments voided and listed, and every refund owed back: the JSON API and the office's button."""
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Form, Query, Request, status
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
+
+from app.models import Invoice, Payment
+from app.platform.i18n import gettext, translate
+from app.services.billing import invoices as invoicing
+from app.services.billing import money_back, payments
+from app.services.errors import InvalidInput
+from app.services.schemas import MoneyOut
+from app.web.dependencies import ApiAdmin, PageAdmin, SessionDep
+from app.web.security import verify_csrf
+
+router = APIRouter(prefix="/api/v1", tags=["payments"])
+pages_router = APIRouter(
+    prefix="/admin", include_in_schema=False, dependencies=[Depends(verify_csrf)]
+)
+
+
+class PaymentListed(BaseModel):
+    """A payment on an invoice, voided or not."""
+
+    id: int
+    amount: MoneyOut
+    received_on: date
+    method: str
+    reference: str
+    payer: str
+    voided: bool
+    flagged: bool
+    note: str
+
+
+class VoidIn(BaseModel):
+    """Why a payment is voided."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class VoidOut(BaseModel):
+    """A voided payment, what is still to pay, and the confirmed participants it left short."""
+
+    payment: PaymentListed
+    outstanding: MoneyOut
+    uncovered: list[str]
+
+
+class Payee(BaseModel):
+    """Who a refund goes to."""
+
+    kind: Literal["person", "organisation"]
+    name: str
+
+
+class RefundListed(BaseModel):
+    """A refund owed back or paid, whatever made it owed."""
+
+    id: int
+    application_id: int | None
+    invoice_number: str
+    reason: str
+    amount: MoneyOut
+    currency: str
+    due_by: date
+    method: str
+    payee: Payee
+    status: str
+
+
+def listed_payment(payment: Payment) -> dict[str, Any]:
+    """A payment as the API lists it; `note` says why it is flagged or voided."""
+    note = (
+        f"Voided by {payment.voided_by}: {payment.void_reason}"
+        if payment.voided_at is not None
+        else payment.flag_reason
+    )
+    return {
+        "id": payment.id,
+        "amount": payment.amount,
+        "received_on": payment.received_on,
+        "method": payment.method,
+        "reference": payment.reference,
+        "payer": payment.payer,
+        "voided": payment.voided_at is not None,
+        "flagged": payment.flagged,
+        "note": note,
+    }
+
+
+@router.get("/invoices/{number}/payments", response_model=list[PaymentListed])
+def invoice_payments(number: str, session: SessionDep, admin: ApiAdmin) -> list[dict[str, Any]]:
+    """An invoice's payments, oldest first, voided ones included and marked."""
+    invoice = invoicing.get_invoice(session, number)
+    return [listed_payment(p) for p in payments.payments_for(session, invoice)]
+
+
+@router.post("/payments/{payment_id}/void", response_model=VoidOut)
+def void_payment(
+    payment_id: int, data: VoidIn, session: SessionDep, admin: ApiAdmin
+) -> dict[str, Any]:
+    """Void a payment recorded by mistake: kept, audited, out of every balance."""
+    result = payments.void_payment(
+        session, payment_id=payment_id, reason=data.reason, actor=admin.email
+    )
+    return {
+        "payment": listed_payment(result.payment),
+        "outstanding": result.outstanding,
+        "uncovered": result.uncovered,
+    }
+
+
+@router.get("/refunds", response_model=list[RefundListed])
+def list_refunds(
+    session: SessionDep,
+    admin: ApiAdmin,
+    status: Annotated[Literal["owed", "paid", "overdue"] | None, Query()] = None,
+    edition: Annotated[str, Query(max_length=80)] = "",
+) -> list[dict[str, Any]]:
+    """Every refund, for a cancellation or an overpayment, with whom it goes back to."""
+    return [
+        {
+            "id": row.refund.id,
+            "application_id": row.refund.application_id,
+            "invoice_number": row.invoice.number,
+            "reason": row.refund.reason,
+            "amount": row.refund.amount,
+            "currency": row.refund.currency,
+            "due_by": row.refund.due_by,
+            "method": row.refund.method,
+            "payee": {"kind": row.refund.payee_kind, "name": row.refund.payee_name},
+            "status": row.status,
+        }
+        for row in money_back.refunds_listed(session, status=status, edition_slug=edition)
+    ]
+
+
+def _back_to_invoice(session: Session, payment_id: int) -> str:
+    payment = payments.get_payment(session, payment_id)
+    invoice = session.get(Invoice, payment.invoice_id)
+    return f"/admin/invoices/{invoice.number if invoice else ''}"
+
+
+@pages_router.post("/payments/{payment_id}/void", response_model=None)
+def void_payment_page(
+    payment_id: int,
+    request: Request,
+    session: SessionDep,
+    user: PageAdmin,
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> RedirectResponse:
+    """The void button on an invoice's page: back to the invoice with what happened."""
+    back = _back_to_invoice(session, payment_id)
+    try:
+        result = payments.void_payment(
+            session, payment_id=payment_id, reason=reason, actor=user.email
+        )
+    except InvalidInput as exc:
+        message = translate(exc.fields.get("reason", exc.message))
+    else:
+        message = gettext("Payment %(id)s is voided and out of every balance.") % {"id": payment_id}
+        if result.uncovered:
+            message += " " + gettext(
+                "No longer covered though confirmed: %(people)s; each was told by e-mail."
+            ) % {"people": ", ".join(result.uncovered)}
+    request.session["flash"] = message
+    return RedirectResponse(back, status_code=status.HTTP_303_SEE_OTHER)
