@@ -82,7 +82,8 @@ def _panel(session: Session, application: Application) -> dict[str, Any]:
             {
                 "refund": refund,
                 "needs_details": refund.status == RefundStatus.owed.value
-                and refund.method == "bank_transfer",
+                and refund.method == "bank_transfer"
+                and refund.payee_kind == "person",
             }
             for refund in refunds
         ],

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from app.models import Invoice, Payment
 from app.platform.i18n import gettext, translate
 from app.services.billing import invoices as invoicing
-from app.services.billing import money_back, payments
+from app.services.billing import money_back, payments, refunds
 from app.services.errors import InvalidInput
 from app.services.schemas import MoneyOut
 from app.web.dependencies import ApiAdmin, PageAdmin, SessionDep
@@ -172,3 +172,60 @@ def void_payment_page(
             ) % {"people": ", ".join(result.uncovered)}
     request.session["flash"] = message
     return RedirectResponse(back, status_code=status.HTTP_303_SEE_OTHER)
+
+
+class KeepIn(BaseModel):
+    """Why money owed back is kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class AccountIn(BaseModel):
+    """The account a refund by bank transfer is paid to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_holder: str = Field(max_length=200)
+    iban: str = Field(max_length=42)
+    bic: str = Field(default="", max_length=11)
+
+
+def _listed_refund(session: Session, refund_id: int) -> dict[str, Any]:
+    row = next(r for r in money_back.refunds_listed(session) if r.refund.id == refund_id)
+    return {
+        "id": row.refund.id,
+        "application_id": row.refund.application_id,
+        "invoice_number": row.invoice.number,
+        "reason": row.refund.reason,
+        "amount": row.refund.amount,
+        "currency": row.refund.currency,
+        "due_by": row.refund.due_by,
+        "method": row.refund.method,
+        "payee": {"kind": row.refund.payee_kind, "name": row.refund.payee_name},
+        "status": row.status,
+    }
+
+
+@router.post("/refunds/{refund_id}/keep", response_model=RefundListed)
+def keep_refund(refund_id: int, data: KeepIn, session: SessionDep, admin: ApiAdmin) -> Any:
+    """Keep money owed back instead of paying it, with a written reason; audited."""
+    refunds.keep_refund(session, refund_id=refund_id, reason=data.reason, actor=admin.email)
+    return _listed_refund(session, refund_id)
+
+
+@router.put("/refunds/{refund_id}/bank-details", response_model=RefundListed)
+def refund_bank_details(
+    refund_id: int, data: AccountIn, session: SessionDep, admin: ApiAdmin
+) -> Any:
+    """The payer's account, given by the office (an organisation's, say); IBAN and BIC checked."""
+    refunds.office_bank_details(
+        session,
+        refund_id=refund_id,
+        account_holder=data.account_holder,
+        iban=data.iban,
+        bic=data.bic,
+        actor=admin.email,
+    )
+    return _listed_refund(session, refund_id)

@@ -207,7 +207,7 @@ def recorded_by_hand(
     )
 
 
-def _payee(session: Session, invoice: Invoice) -> tuple[str, str, int | None]:
+def refund_payee(session: Session, invoice: Invoice) -> tuple[str, str, int | None]:
     """Who gets money back from an invoice: whoever paid it (kind, name, application)."""
     if invoice.group_id is not None:
         return PayeeKind.organisation.value, str(invoice.buyer.get("name", "")), None
@@ -223,7 +223,7 @@ def owe_overpayment(
     session: Session, *, invoice: Invoice, payment: Payment, amount: Decimal, today: date
 ) -> Refund:
     """What a payment brought beyond the balance is owed back to whoever paid, in 30 days."""
-    kind, name, application_id = _payee(session, invoice)
+    kind, name, application_id = refund_payee(session, invoice)
     refund = Refund(
         application_id=application_id,
         invoice_id=invoice.id or 0,

@@ -1,7 +1,6 @@
 """Money owed back: what a participant paid on an invoice, refunds owed and paid out, and
 the bank details they go to."""
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -12,13 +11,14 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from app.clock import utcnow
-from app.config import iban_is_valid
+from app.config import iban_in_sepa, iban_is_valid
 from app.models import (
     Application,
     Edition,
     Invoice,
     InvoiceKind,
     InvoiceLine,
+    PayeeKind,
     Payment,
     PaymentMethod,
     Refund,
@@ -40,9 +40,6 @@ from app.services.errors import Conflict, InvalidInput, NotFound
 
 REFUND_SOURCE = "refund"
 # Payments to and from these countries need no BIC (the SEPA area).
-EU_EEA = "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO"
-SEPA_COUNTRIES = frozenset(EU_EEA.split()) | {"CH", "GB", "MC", "SM", "VA", "AD"}
-BIC_PATTERN = re.compile(r"^[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
 
 
 class RefundAlreadyCompleted(Conflict):
@@ -205,7 +202,9 @@ def give_bank_details(
         (
             r
             for r in refunds_of(session, application.id or 0)
-            if r.status == RefundStatus.owed.value and r.method == RefundMethod.bank_transfer.value
+            if r.status == RefundStatus.owed.value
+            and r.method == RefundMethod.bank_transfer.value
+            and r.payee_kind == PayeeKind.person.value
         ),
         None,
     )
@@ -213,6 +212,26 @@ def give_bank_details(
         raise Conflict(
             N_("No refund by bank transfer is owed to you, so no bank details are needed.")
         )
+    return _store_account(
+        session, refund, account_holder=account_holder, iban=iban, bic=bic, actor=application.email
+    )
+
+
+def _bic_is_valid(code: str) -> bool:
+    from schwifty import BIC
+    from schwifty.exceptions import SchwiftyException
+
+    try:
+        BIC(code)
+    except SchwiftyException:
+        return False
+    return True
+
+
+def _store_account(
+    session: Session, refund: Refund, *, account_holder: str, iban: str, bic: str, actor: str
+) -> Refund:
+    """Check an account (IBAN and BIC by their registries; a BIC only outside SEPA) and keep it."""
     holder = " ".join(account_holder.split())
     compact = "".join(iban.split()).upper()
     code = "".join(bic.split()).upper()
@@ -221,9 +240,9 @@ def give_bank_details(
         faults["account_holder"] = N_("Enter the name of the account holder.")
     if not iban_is_valid(compact):
         faults["iban"] = N_("This IBAN is not valid: check it against your bank statement.")
-    if code and not BIC_PATTERN.match(code):
+    if code and not _bic_is_valid(code):
         faults["bic"] = N_("A BIC has 8 or 11 letters and digits, e.g. CAIXESBBXXX.")
-    elif not code and "iban" not in faults and compact[:2] not in SEPA_COUNTRIES:
+    elif not code and "iban" not in faults and not iban_in_sepa(compact):
         faults["bic"] = N_("Your bank is outside the SEPA area: enter its BIC (SWIFT code).")
     if faults:
         raise InvalidInput(N_("The bank details need a correction."), fields=faults)
@@ -233,13 +252,62 @@ def give_bank_details(
     session.add(refund)
     record_change(
         session,
-        actor=application.email,
+        actor=actor,
         action="refund.bank_details",
         entity="refund",
         entity_id=refund.id or 0,
         after={"iban": f"…{compact[-4:]}", "bic": code},
     )
     session.commit()
+    return refund
+
+
+def office_bank_details(
+    session: Session, *, refund_id: int, account_holder: str, iban: str, bic: str, actor: str
+) -> Refund:
+    """The payer's account, given by the office: an organisation's, or an overpayer's."""
+    refund = get_refund(session, refund_id)
+    if (
+        refund.status != RefundStatus.owed.value
+        or refund.method != RefundMethod.bank_transfer.value
+    ):
+        raise Conflict(f"Refund {refund.id} is not owed by bank transfer: no account is needed.")
+    return _store_account(
+        session, refund, account_holder=account_holder, iban=iban, bic=bic, actor=actor
+    )
+
+
+def keep_refund(
+    session: Session, *, refund_id: int, reason: str, actor: str, now: datetime | None = None
+) -> Refund:
+    """Money owed back that the office keeps, with a written reason (the payer asked, say)."""
+    reason = " ".join(reason.split())
+    if not 3 <= len(reason) <= 500:
+        raise InvalidInput(
+            N_("The refund cannot be kept."),
+            fields={"reason": N_("Write why the money is kept instead of paid back.")},
+        )
+    refund = get_refund(session, refund_id)
+    changed = session.execute(
+        update(Refund)
+        .where(col(Refund.id) == refund.id, col(Refund.status) == RefundStatus.owed.value)
+        .values(status=RefundStatus.kept.value, kept_reason=reason)
+    )
+    if not changed.rowcount:  # type: ignore[attr-defined]
+        session.rollback()
+        raise Conflict(
+            f"Refund {refund.id} is not owed any more ({refund.status}); nothing changed."
+        )
+    record_change(
+        session,
+        actor=actor,
+        action="refund.kept",
+        entity="refund",
+        entity_id=refund.id or 0,
+        after={"amount": f"{refund.amount:.2f}", "reason": reason},
+    )
+    session.commit()
+    session.refresh(refund)
     return refund
 
 

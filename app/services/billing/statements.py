@@ -95,6 +95,8 @@ class StatementLine:
     # The n-th line of the file with exactly these values: two identical transfers on one
     # day stay two payments, while the same file imported again maps onto the same ids.
     occurrence: int = 0
+    # The bank's own id of the transaction (camt.053, Norma 43): the line's identity.
+    bank_id: str = ""
 
     @property
     def outgoing(self) -> bool:
@@ -104,6 +106,8 @@ class StatementLine:
     @property
     def external_id(self) -> str:
         """A stable id of this line, so that importing it again records nothing new."""
+        if self.bank_id:
+            return EXTERNAL_PREFIX + hashlib.sha256(self.bank_id.encode("utf-8")).hexdigest()
         key = "|".join(
             (
                 self.booked_on.isoformat(),
@@ -406,7 +410,10 @@ def parse_statement(
 
 def invoice_numbers_in(text: str) -> list[tuple[str, bool]]:
     """Invoice numbers named in a remittance text, each with whether it is a credit note's."""
-    found = []
+    from app.services.billing.bank_files import creditor_references_in
+
+    # A structured creditor reference (RF..) names its invoice for certain: it comes first.
+    found = [(number, False) for number in creditor_references_in(text)]
     for match in NUMBER_PATTERN.finditer(text.upper()):
         number = f"{match.group(2)}-{match.group(3)}"
         found.append(("CN" + number if match.group(1) else number, bool(match.group(1))))

@@ -26,6 +26,7 @@ from app.models import (
     Invoice,
     InvoiceKind,
     InvoiceLine,
+    PayeeKind,
     Payment,
     PaymentMethod,
     Refund,
@@ -37,6 +38,7 @@ from app.platform.i18n import N_, localized
 from app.platform.mail import Attachment, queue_email
 from app.platform.storage import Storage, new_key
 from app.services.billing.invoices import Seller, _issue, invoice_lines
+from app.services.billing.payments import refund_payee
 from app.services.billing.refunds import (
     _credited_line_ids,
     paid_share,
@@ -608,6 +610,8 @@ def cancel_registration(
     session.add(cancellation)
     session.flush()
     if invoice is not None and assessment.refund > ZERO and assessment.due_by is not None:
+        # Whoever paid is whoever gets it back: a group invoice's organisation, not the member.
+        payee_kind, payee_name, _ = refund_payee(session, invoice)
         refund = Refund(
             application_id=application.id or 0,
             cancellation_id=cancellation.id or 0,
@@ -616,6 +620,10 @@ def cancel_registration(
             currency=invoice.currency,
             due_by=assessment.due_by,
             method=assessment.method or RefundMethod.bank_transfer.value,
+            payee_kind=payee_kind,
+            payee_name=(
+                application.full_name if payee_kind == PayeeKind.person.value else payee_name
+            )[:200],
             created_at=now,
         )
         session.add(refund)
