@@ -41,6 +41,7 @@ from app.models.invoicing import Invoice, InvoiceKind, InvoiceLine, Payment, Pay
 from app.models.jobs import BackgroundJob
 from app.models.registry import IncomeGroup, Organisation
 from app.models.staff import LoginAttempt, Role, StaffUser
+from app.models.statements import BankStatement
 from app.models.stripe import CardCheckout, CheckoutStatus, StripeEvent
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "AttendanceStatus",
     "AuditEntry",
     "BackgroundJob",
+    "BankStatement",
     "Cancellation",
     "CancellationChannel",
     "CardCheckout",

@@ -21,6 +21,17 @@ AMOUNT = app.models.types.Amount(precision=12, scale=2)
 
 
 def upgrade() -> None:
+    op.create_table(
+        "bank_statement",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("format", sa.String(length=12), nullable=False),
+        sa.Column("filename", sa.String(length=200), nullable=False),
+        sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("uploaded_by", sa.String(length=254), nullable=False),
+        sa.Column("uploaded_at", app.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("confirmed_at", app.models.types.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
     with op.batch_alter_table("payment", schema=None) as batch_op:
         batch_op.add_column(sa.Column("overpaid", AMOUNT, server_default="0", nullable=False))
         batch_op.add_column(
@@ -71,3 +82,4 @@ def downgrade() -> None:
     with op.batch_alter_table("payment", schema=None) as batch_op:
         for column in ("void_reason", "voided_by", "voided_at", "payer", "overpaid"):
             batch_op.drop_column(column)
+    op.drop_table("bank_statement")

@@ -688,7 +688,7 @@ def test_a_second_caller_waits_for_the_invoice_lock_and_gets_the_same_payment(
             return real_held_money(session, invoice)
 
         monkeypatch.setattr(payments, "held_money", other_caller_arrives)
-        with Session(engine) as session:
+        with Session(engine, expire_on_commit=False) as session:
             result = card_payments.fulfil_checkout(session, stripe_session=paid)
         waiting.join(timeout=30)
         assert result is not None and not result.duplicate

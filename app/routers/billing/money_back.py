@@ -3,18 +3,19 @@
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, Query, Request, status
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from app.models import Invoice, Payment
 from app.platform.i18n import gettext, translate
+from app.services.billing import bank_files, money_back, payments, refunds
 from app.services.billing import invoices as invoicing
-from app.services.billing import money_back, payments, refunds
+from app.services.billing.statements import MAX_STATEMENT_BYTES
 from app.services.errors import InvalidInput
 from app.services.schemas import MoneyOut
-from app.web.dependencies import ApiAdmin, PageAdmin, SessionDep
+from app.web.dependencies import ApiAdmin, PageAdmin, SessionDep, read_upload
 from app.web.security import verify_csrf
 
 router = APIRouter(prefix="/api/v1", tags=["payments"])
@@ -229,3 +230,101 @@ def refund_bank_details(
         actor=admin.email,
     )
     return _listed_refund(session, refund_id)
+
+
+class StatementLineOut(BaseModel):
+    """A statement line and what confirming would do with it."""
+
+    line: int
+    value_date: date
+    amount: MoneyOut
+    reference: str
+    payer: str
+    matched_invoice: str | None
+    status: str
+    note: str
+
+
+class StatementOut(BaseModel):
+    """A statement's preview: nothing is recorded until it is confirmed."""
+
+    id: int
+    format: str
+    lines: list[StatementLineOut]
+    matched: int
+    unmatched: int
+    duplicates: int
+
+
+class ConfirmedOut(BaseModel):
+    """What confirming a statement recorded now (nothing the second time)."""
+
+    recorded: int
+    already_recorded: int
+    skipped: int
+
+
+class AssignIn(BaseModel):
+    """The invoice an unmatched line pays, chosen by a person."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    invoice_number: str = Field(min_length=1, max_length=20)
+
+
+@router.post("/statements", response_model=StatementOut, status_code=status.HTTP_201_CREATED)
+def upload_statement(
+    session: SessionDep, admin: ApiAdmin, file: Annotated[UploadFile, File()]
+) -> dict[str, Any]:
+    """A CSV, camt.053 or Norma 43 statement, detected by its content, previewed."""
+    raw = read_upload(file, MAX_STATEMENT_BYTES + 1)
+    preview = bank_files.upload_statement(
+        session, raw=raw, filename=file.filename or "", actor=admin.email
+    )
+    return {
+        "id": preview.statement.id,
+        "format": preview.statement.format,
+        "lines": [
+            {
+                "line": m.line.line,
+                "value_date": m.line.booked_on,
+                "amount": m.line.amount,
+                "reference": m.line.text[:500],
+                "payer": m.line.counterparty,
+                "matched_invoice": m.invoice_number,
+                "status": bank_files.line_status(m),
+                "note": m.note,
+            }
+            for m in preview.matches
+        ],
+        "matched": preview.count("matched"),
+        "unmatched": preview.count("unmatched", "suggested"),
+        "duplicates": preview.count("duplicate"),
+    }
+
+
+@router.post("/statements/{statement_id}/confirm", response_model=ConfirmedOut)
+def confirm_statement(statement_id: int, session: SessionDep, admin: ApiAdmin) -> dict[str, int]:
+    """Record the statement's matched lines, once: confirming again records nothing."""
+    result = bank_files.confirm_statement(session, statement_id=statement_id, actor=admin.email)
+    recorded, already, skipped = result.counts
+    return {"recorded": recorded, "already_recorded": already, "skipped": skipped}
+
+
+@router.post(
+    "/statements/{statement_id}/lines/{line}/assign",
+    response_model=PaymentListed,
+    status_code=status.HTTP_201_CREATED,
+)
+def assign_statement_line(
+    statement_id: int, line: int, data: AssignIn, session: SessionDep, admin: ApiAdmin
+) -> dict[str, Any]:
+    """Record a line that matched nothing on the invoice a person chose; audited."""
+    result = bank_files.assign_line(
+        session,
+        statement_id=statement_id,
+        line=line,
+        invoice_number=data.invoice_number,
+        actor=admin.email,
+    )
+    return listed_payment(result.payment)
