@@ -1,4 +1,4 @@
-"""payments voided and flagged for what they overpaid; refunds for overpayments, to whoever paid
+"""payments voided and flagged for what they overpaid; refunds for overpayments, to whoever paid; bank statements uploaded through the API
 
 Revision ID: payments_1
 Revises: 0013

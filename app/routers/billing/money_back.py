@@ -4,18 +4,18 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from app.models import Invoice, Payment
 from app.platform.i18n import gettext, translate
-from app.services.billing import bank_files, money_back, payments, refunds
+from app.services.billing import bank_files, money_back, payments, refunds, sepa_transfers
 from app.services.billing import invoices as invoicing
 from app.services.billing.statements import MAX_STATEMENT_BYTES
 from app.services.errors import InvalidInput
 from app.services.schemas import MoneyOut
-from app.web.dependencies import ApiAdmin, PageAdmin, SessionDep, read_upload
+from app.web.dependencies import ApiAdmin, PageAdmin, SellerDep, SessionDep, read_upload
 from app.web.security import verify_csrf
 
 router = APIRouter(prefix="/api/v1", tags=["payments"])
@@ -328,3 +328,25 @@ def assign_statement_line(
         actor=admin.email,
     )
     return listed_payment(result.payment)
+
+
+@router.get(
+    "/refunds/sepa-credit-transfer",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}},
+)
+def sepa_credit_transfer(
+    session: SessionDep,
+    seller: SellerDep,
+    admin: ApiAdmin,
+    edition: Annotated[str, Query(max_length=80)] = "",
+) -> Response:
+    """A pain.001 file paying every owed bank refund with an account; they are marked sent."""
+    made = sepa_transfers.credit_transfer_file(
+        session, seller=seller, actor=admin.email, edition_slug=edition
+    )
+    return Response(
+        made.xml,
+        media_type="application/xml",
+        headers={"Content-Disposition": 'attachment; filename="refunds-pain.001.xml"'},
+    )

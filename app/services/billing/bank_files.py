@@ -19,6 +19,7 @@ from app.clock import utcnow
 from app.models import BankStatement, PaymentMethod
 from app.platform.audit import record_change
 from app.services.billing.payments import PaymentResult, record_payment
+from app.services.billing.sepa_transfers import settle_sent_refunds
 from app.services.billing.statements import (
     MAX_STATEMENT_ROWS,
     ImportResult,
@@ -168,6 +169,10 @@ def parse_camt053(text: str) -> list[StatementLine]:
                     if _local(r.tag) == "Ref"
                 ),
                 _text(entry, "AddtlNtryInf"),
+                # Our own transfers come back with the end-to-end id we gave them.
+                end_to_end
+                if (end_to_end := _text(detail, "Refs", "EndToEndId")) != "NOTPROVIDED"
+                else "",
             ]
             bank_id = (
                 _text(detail, "Refs", "AcctSvcrRef")
@@ -350,6 +355,7 @@ def confirm_statement(
     lines = read_lines(statement.content, statement.format)
     ticked = [m.key for m in match_lines(session, lines) if m.kind == "number"]
     result = import_matches(session, lines=lines, accepted_ids=ticked, actor=actor)
+    settle_sent_refunds(session, lines, actor=actor)
     if statement.confirmed_at is None:
         statement.confirmed_at = now or utcnow()
         session.add(statement)
