@@ -6,7 +6,6 @@ so they need none. Every line keeps the bank's own id for the transaction, so a 
 twice records nothing twice.
 """
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -18,6 +17,11 @@ from sqlmodel import Session
 from app.clock import utcnow
 from app.models import BankStatement, PaymentMethod
 from app.platform.audit import record_change
+from app.services.billing.payment_codes import (
+    creditor_reference,
+    creditor_references_in,
+    invoice_number_of,
+)
 from app.services.billing.payments import PaymentResult, record_payment
 from app.services.billing.sepa_transfers import settle_sent_refunds
 from app.services.billing.statements import (
@@ -38,42 +42,7 @@ from app.services.billing.statements import (
 from app.services.errors import Conflict, NotFound
 
 StatementFormat = Literal["csv", "camt053", "norma43"]
-
-_RF = re.compile(r"RF(\d{2})([0-9A-Z]{1,21})")
-_NUMBER = re.compile(r"^((?:19|20)\d{2})-(\d{5})$")
-
-
-# ISO 11649 creditor references
-
-
-def _mod97(text: str) -> int:
-    return int("".join(str(int(c, 36)) for c in text)) % 97
-
-
-def creditor_reference(invoice_number: str) -> str:
-    """The invoice's structured creditor reference: `RF` + check digits + its number's digits."""
-    body = re.sub(r"[^0-9A-Z]", "", invoice_number.upper())
-    check = 98 - _mod97(body + "RF00")
-    return f"RF{check:02d}{body}"
-
-
-def invoice_number_of(reference: str) -> str | None:
-    """The invoice number a valid creditor reference of ours carries, or None."""
-    compact = re.sub(r"\s", "", reference.upper())
-    found = _RF.fullmatch(compact)
-    if found is None or _mod97(found.group(2) + "RF" + found.group(1)) != 1:
-        return None
-    body = found.group(2)
-    if len(body) != 9 or not body.isdigit():
-        return None
-    return f"{body[:4]}-{body[4:]}"
-
-
-def creditor_references_in(text: str) -> list[str]:
-    """Invoice numbers carried by valid creditor references anywhere in a text."""
-    compact = re.sub(r"(?<=[0-9A-Z]) (?=[0-9A-Z])", "", text.upper())
-    found = (invoice_number_of(m.group(0)) for m in _RF.finditer(compact))
-    return list(dict.fromkeys(n for n in found if n is not None))
+__all__ = ["creditor_reference", "creditor_references_in", "invoice_number_of"]
 
 
 # Which format a file is

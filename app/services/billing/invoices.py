@@ -31,6 +31,7 @@ from app.platform.audit import record_change
 from app.platform.pdf import render_pdf
 from app.platform.storage import Storage
 from app.services.billing.numbering import format_number, next_number
+from app.services.billing.payment_codes import creditor_reference, epc_qr_data_uri
 from app.services.billing.quotes import quote_for_edition
 from app.services.editions.fees import Quote
 from app.services.errors import Conflict, DomainError, NotFound
@@ -93,6 +94,7 @@ def _instructions(seller: Seller, number: str) -> dict[str, Any]:
         "iban": seller.iban,
         "bic": seller.bic,
         "reference": number,
+        "creditor_reference": creditor_reference(number),
     }
 
 
@@ -434,6 +436,24 @@ def _shown_detail(detail: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def _epc_qr(invoice: Invoice) -> str:
+    """Scan to pay, from the invoice as issued: only euro invoices with a creditor reference."""
+    instructions = invoice.payment_instructions
+    if invoice.currency != "EUR" or not instructions.get("creditor_reference"):
+        return ""
+    try:
+        return epc_qr_data_uri(
+            name=str(invoice.seller.get("name", "")),
+            iban=str(instructions.get("iban", "")),
+            bic=str(instructions.get("bic", "")),
+            amount=invoice.total,
+            reference=str(instructions["creditor_reference"]),
+        )
+    except ValueError:
+        # An IBAN or amount the EPC format cannot carry: the page keeps the written details.
+        return ""
+
+
 def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
     """Plain values of a stored invoice for its PDF: never live data."""
     refers_to = session.get(Invoice, invoice.refers_to_id) if invoice.refers_to_id else None
@@ -450,6 +470,7 @@ def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
         "seller": dict(invoice.seller),
         "buyer": {key: invoice.buyer.get(key, "") for key in BUYER_FIELDS},
         "instructions": dict(invoice.payment_instructions),
+        "epc_qr": _epc_qr(invoice),
         "tax_rate": f"{invoice.tax_rate.normalize():f}",
         "tax_note": invoice.tax_note,
         "net_total": i18n.amount(invoice.net_total),

@@ -410,7 +410,7 @@ def parse_statement(
 
 def invoice_numbers_in(text: str) -> list[tuple[str, bool]]:
     """Invoice numbers named in a remittance text, each with whether it is a credit note's."""
-    from app.services.billing.bank_files import creditor_references_in
+    from app.services.billing.payment_codes import creditor_references_in
 
     # A structured creditor reference (RF..) names its invoice for certain: it comes first.
     found = [(number, False) for number in creditor_references_in(text)]

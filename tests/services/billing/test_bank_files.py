@@ -114,3 +114,16 @@ def _number_of(session: Session, application_id: int) -> str:
     from app.services.billing.payments import participant_invoices
 
     return participant_invoices(session, application_id)[0].number
+
+
+def test_an_invoice_carries_its_creditor_reference_and_a_scan_to_pay_code(
+    session: Session, storage: LocalStorage, admin_user: StaffUser
+) -> None:
+    application = admit(
+        session, storage, admin_user, apply(session, storage, open_edition(session))
+    )
+    invoice = invoicing.get_invoice(session, _number_of(session, application.id or 0))
+    reference = invoice.payment_instructions["creditor_reference"]
+    assert bank_files.invoice_number_of(reference) == invoice.number
+    document = invoicing.invoice_document(session, invoice)
+    assert document["epc_qr"].startswith("data:image/svg+xml")
