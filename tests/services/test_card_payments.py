@@ -98,7 +98,7 @@ def test_a_checkout_is_for_the_outstanding_amount_keyed_by_our_row_with_the_invo
     url = start(session, stripe_api, application, invoice)
     row = only_checkout(session)
     [sent] = fake.creates
-    assert sent.idempotency_key == f"checkout-{row.id}-150000"
+    assert sent.idempotency_key == card_payments.checkout_idempotency_key(row, 150000)
     assert sent.form["metadata[invoice_number]"] == invoice.number
     assert sent.form["metadata[application_id]"] == str(application.id)
     assert sent.form["metadata[checkout_id]"] == str(row.id)
@@ -148,7 +148,7 @@ def test_money_arriving_between_clicks_starts_a_session_for_the_rest_and_expires
     assert (old.status, new.status, new.amount) == ("expired", "pending", Decimal("1000.00"))
     assert fake.sessions[old.stripe_session_id or ""]["status"] == "expired"
     assert fake.creates[1].form["line_items[0][price_data][unit_amount]"] == "100000"
-    assert fake.creates[1].idempotency_key == f"checkout-{new.id}-100000"
+    assert fake.creates[1].idempotency_key == card_payments.checkout_idempotency_key(new, 100000)
 
 
 def test_nothing_outstanding_starts_no_checkout(
@@ -750,6 +750,26 @@ def test_an_owed_card_refund_is_sent_once_keyed_by_our_row_and_recorded_once(
     assert len(fake.refunds) == 1
 
 
+def test_a_refund_made_in_stripes_dashboard_pays_the_owed_card_refund_of_that_amount(
+    session: Session,
+    storage: LocalStorage,
+    fake: FakeStripe,
+    stripe_api: stripe.StripeClient,
+    participant: tuple[Application, Invoice],
+) -> None:
+    intent, refund = cancelled_card_payer(session, storage, fake, stripe_api, participant)
+    charge = refunded_charge(intent, [("re_dashboard", 112500)])
+    later = refund.created_at + timedelta(seconds=1)
+    card_payments.handle_event(
+        session, event=event("charge.refunded", charge, event_id=new_id()), now=later
+    )
+    session.refresh(refund)
+    assert refund.status == "completed"
+    assert refunds(session) == [Decimal("-1125.00")]
+    assert card_payments.send_card_refunds(session, client=stripe_api) == []
+    assert not fake.refunds
+
+
 def test_the_webhook_first_then_the_sender_still_records_one_refund(
     session: Session,
     storage: LocalStorage,
@@ -764,6 +784,9 @@ def test_the_webhook_first_then_the_sender_still_records_one_refund(
         f"refund-{refund.id}-{intent}-112500",
     )[1]
     charge = refunded_charge(intent, [(made["id"], 112500)])
+    # Stripe lists the refund with the metadata our call gave it: the sender's, not the
+    # dashboard's, so the webhook leaves completing it to the sender.
+    charge["refunds"]["data"][0]["metadata"] = {"refund_id": str(refund.id)}
     later = refund.created_at + timedelta(seconds=1)
     card_payments.handle_event(
         session, event=event("charge.refunded", charge, event_id=new_id()), now=later

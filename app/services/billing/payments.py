@@ -448,6 +448,39 @@ class VoidResult:
     uncovered: list[str]
 
 
+def tell_uncovered(session: Session, *, invoice: Invoice) -> list[str]:
+    """Tell each confirmed participant of an invoice no longer paid in full; their references.
+
+    Their seat stays theirs (the office decides what follows); the e-mail says what is due.
+    """
+    due = outstanding(session, invoice)
+    if due <= ZERO:
+        return []
+    edition = session.get(Edition, invoice.edition_id)
+    assert edition is not None
+    uncovered: list[str] = []
+    for line in invoice_lines(session, invoice):
+        application = session.get(Application, line.application_id) if line.application_id else None
+        if application is None or application.status not in CONFIRMED:
+            continue
+        uncovered.append(application.reference)
+        queue_email(
+            session,
+            kind="payment_voided",
+            to=application.email,
+            subject=N_("A payment on invoice %(number)s was corrected"),
+            subject_values={"number": invoice.number},
+            context={
+                "application": application,
+                "edition": edition,
+                "invoice": invoice,
+                "outstanding": due,
+            },
+            application_id=application.id,
+        )
+    return uncovered
+
+
 def get_payment(session: Session, payment_id: int) -> Payment:
     """The payment with this id, or NotFound."""
     payment = session.get(Payment, payment_id)
@@ -504,31 +537,7 @@ def void_payment(
         session.add(withdrawn)
     session.flush()
     due = outstanding(session, invoice)
-    uncovered: list[str] = []
-    if due > ZERO:
-        edition = session.get(Edition, invoice.edition_id)
-        assert edition is not None
-        for line in invoice_lines(session, invoice):
-            application = (
-                session.get(Application, line.application_id) if line.application_id else None
-            )
-            if application is None or application.status not in CONFIRMED:
-                continue
-            uncovered.append(application.reference)
-            queue_email(
-                session,
-                kind="payment_voided",
-                to=application.email,
-                subject=N_("A payment on invoice %(number)s was corrected"),
-                subject_values={"number": invoice.number},
-                context={
-                    "application": application,
-                    "edition": edition,
-                    "invoice": invoice,
-                    "outstanding": due,
-                },
-                application_id=application.id,
-            )
+    uncovered = tell_uncovered(session, invoice=invoice)
     record_change(
         session,
         actor=actor,
