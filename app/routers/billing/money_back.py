@@ -13,9 +13,10 @@ from app.platform.i18n import gettext, translate
 from app.services.billing import bank_files, money_back, payments, refunds, sepa_transfers
 from app.services.billing import invoices as invoicing
 from app.services.billing.statements import MAX_STATEMENT_BYTES
-from app.services.errors import InvalidInput
+from app.services.errors import Conflict, InvalidInput
 from app.services.schemas import MoneyOut
 from app.web.dependencies import ApiAdmin, PageAdmin, SellerDep, SessionDep, read_upload
+from app.web.errors import error_responses
 from app.web.security import verify_csrf
 
 router = APIRouter(prefix="/api/v1", tags=["payments"])
@@ -103,7 +104,7 @@ def invoice_payments(number: str, session: SessionDep, admin: ApiAdmin) -> list[
     return [listed_payment(p) for p in payments.payments_for(session, invoice)]
 
 
-@router.post("/payments/{payment_id}/void", response_model=VoidOut)
+@router.post("/payments/{payment_id}/void", response_model=VoidOut, responses=error_responses(409))
 def void_payment(
     payment_id: int, data: VoidIn, session: SessionDep, admin: ApiAdmin
 ) -> dict[str, Any]:
@@ -209,14 +210,20 @@ def _listed_refund(session: Session, refund_id: int) -> dict[str, Any]:
     }
 
 
-@router.post("/refunds/{refund_id}/keep", response_model=RefundListed)
+@router.post(
+    "/refunds/{refund_id}/keep", response_model=RefundListed, responses=error_responses(409)
+)
 def keep_refund(refund_id: int, data: KeepIn, session: SessionDep, admin: ApiAdmin) -> Any:
     """Keep money owed back instead of paying it, with a written reason; audited."""
     refunds.keep_refund(session, refund_id=refund_id, reason=data.reason, actor=admin.email)
     return _listed_refund(session, refund_id)
 
 
-@router.put("/refunds/{refund_id}/bank-details", response_model=RefundListed)
+@router.put(
+    "/refunds/{refund_id}/bank-details",
+    response_model=RefundListed,
+    responses=error_responses(409),
+)
 def refund_bank_details(
     refund_id: int, data: AccountIn, session: SessionDep, admin: ApiAdmin
 ) -> Any:
@@ -315,6 +322,7 @@ def confirm_statement(statement_id: int, session: SessionDep, admin: ApiAdmin) -
     "/statements/{statement_id}/lines/{line}/assign",
     response_model=PaymentListed,
     status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409),
 )
 def assign_statement_line(
     statement_id: int, line: int, data: AssignIn, session: SessionDep, admin: ApiAdmin
@@ -333,7 +341,7 @@ def assign_statement_line(
 @router.get(
     "/refunds/sepa-credit-transfer",
     response_class=Response,
-    responses={200: {"content": {"application/xml": {}}}},
+    responses={200: {"content": {"application/xml": {}}}, **error_responses(409)},
 )
 def sepa_credit_transfer(
     session: SessionDep,
@@ -350,3 +358,54 @@ def sepa_credit_transfer(
         media_type="application/xml",
         headers={"Content-Disposition": 'attachment; filename="refunds-pain.001.xml"'},
     )
+
+
+@pages_router.post("/refunds/{refund_id}/keep", response_model=None)
+def keep_refund_page(
+    refund_id: int,
+    request: Request,
+    session: SessionDep,
+    user: PageAdmin,
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> RedirectResponse:
+    """The refunds page's "keep instead" button, with its written reason."""
+    try:
+        refunds.keep_refund(session, refund_id=refund_id, reason=reason, actor=user.email)
+    except InvalidInput as exc:
+        message = translate(exc.fields.get("reason", exc.message))
+    except Conflict as exc:
+        message = translate(exc.message)
+    else:
+        message = gettext("Refund %(id)s is kept: %(reason)s") % {"id": refund_id, "reason": reason}
+    request.session["flash"] = message
+    return RedirectResponse("/admin/refunds", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@pages_router.post("/refunds/{refund_id}/bank-details", response_model=None)
+def refund_account_page(
+    refund_id: int,
+    request: Request,
+    session: SessionDep,
+    user: PageAdmin,
+    account_holder: Annotated[str, Form(max_length=200)] = "",
+    iban: Annotated[str, Form(max_length=42)] = "",
+    bic: Annotated[str, Form(max_length=11)] = "",
+) -> RedirectResponse:
+    """The payer's account, entered by the office (an organisation's, an overpayer's)."""
+    try:
+        refunds.office_bank_details(
+            session,
+            refund_id=refund_id,
+            account_holder=account_holder,
+            iban=iban,
+            bic=bic,
+            actor=user.email,
+        )
+    except InvalidInput as exc:
+        message = " ".join(translate(m) for m in exc.fields.values()) or translate(exc.message)
+    except Conflict as exc:
+        message = translate(exc.message)
+    else:
+        message = gettext("The account for refund %(id)s is saved.") % {"id": refund_id}
+    request.session["flash"] = message
+    return RedirectResponse("/admin/refunds", status_code=status.HTTP_303_SEE_OTHER)

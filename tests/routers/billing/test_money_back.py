@@ -258,3 +258,39 @@ def test_an_overpayment_of_100_is_owed_back_on_every_surface(
     paid_back = client.get("/api/v1/refunds?status=paid", headers=admin_headers).json()
     assert [r["amount"] for r in paid_back] == ["100.00"]
     assert invoicing.amount_paid(session, invoice) == Decimal("1500.00")
+
+
+def test_the_refunds_page_takes_the_overpayers_account_and_can_keep_the_money_with_a_reason(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    session: Session,
+    participant: tuple[Application, Invoice],
+) -> None:
+    from tests.routers.test_auth import login
+
+    _, invoice = participant
+    api_pay(client, admin_headers, invoice.number, "1600.00")
+    refund = session.exec(select(Refund)).one()
+    login(client, "admin@example.org", "admin-password-123")
+    page = client.get("/admin/refunds").text
+    assert f'action="/admin/refunds/{refund.id}/bank-details"' in page
+    assert "overpaid" in page
+    saved = client.post(
+        f"/admin/refunds/{refund.id}/bank-details",
+        data={
+            "csrf_token": token(client, "/admin/refunds"),
+            "account_holder": "Ama Banda",
+            "iban": "ES712100041801020005",
+        },
+        follow_redirects=False,
+    )
+    assert "IBAN is not valid" in flash(client.get(saved.headers["location"]).text)
+    kept = client.post(
+        f"/admin/refunds/{refund.id}/keep",
+        data={"csrf_token": token(client, "/admin/refunds"), "reason": "Paid towards 2027"},
+        follow_redirects=False,
+    )
+    assert "is kept" in flash(client.get(kept.headers["location"]).text)
+    session.refresh(refund)
+    assert (refund.status, refund.kept_reason) == ("kept", "Paid towards 2027")
+    assert client.get("/api/v1/refunds?status=owed", headers=admin_headers).json() == []
