@@ -16,8 +16,8 @@ from app.money import MoneyError, parse_typed_amount
 from app.platform import jobs
 from app.platform.i18n import N_, gettext, ngettext, translate, translate_fields
 from app.routers.api_invoices import pdf_response
+from app.services.billing import bank_files, money_overview, payments, statements
 from app.services.billing import invoices as invoicing
-from app.services.billing import money_overview, payments, statements
 from app.services.editions.editions import (
     applications_are_open,
     edition_today,
@@ -634,11 +634,18 @@ def statement_preview(
             errors=exc.fields,
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    if date_column is None:
+    kind = bank_files.detect_format(text)
+    if kind != "csv":
+        # The bank's own format names every field: no columns to choose.
+        mapping: dict[str, str] = {"format": str(kind)}
+    elif date_column is None:
         return _mapping_form(request, user, csv_text=text)
-    mapping = _mapping(date_column, amount_column, counterparty_column, text_column, date_format)
+    else:
+        mapping = _mapping(
+            date_column, amount_column, counterparty_column, text_column, date_format
+        )
     try:
-        lines = statements.parse_statement(text, **mapping)
+        lines = statements.lines_of(text, mapping)
     except InvalidInput as exc:
         return _mapping_form(
             request,
@@ -690,6 +697,7 @@ def statement_import(
     counterparty_column: Annotated[str, Form(max_length=200)] = "",
     text_column: Annotated[str, Form(max_length=200)] = "",
     date_format: Annotated[str, Form(max_length=20)] = "",
+    statement_format: Annotated[str, Form(alias="format", max_length=12)] = "",
     accept: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     """Check the statement again and queue its import; the result page follows the job."""
@@ -700,9 +708,13 @@ def statement_import(
             errors={"file": gettext("The statement did not arrive: upload it again.")},
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    mapping = _mapping(date_column, amount_column, counterparty_column, text_column, date_format)
+    mapping = (
+        {"format": statement_format}
+        if statement_format in statements.BANK_FORMATS
+        else _mapping(date_column, amount_column, counterparty_column, text_column, date_format)
+    )
     try:
-        lines = statements.parse_statement(csv_text, **mapping)
+        lines = statements.lines_of(csv_text, mapping)
     except InvalidInput as exc:
         return _mapping_form(
             request,

@@ -408,6 +408,19 @@ def parse_statement(
     return lines
 
 
+BANK_FORMATS = ("camt053", "norma43")
+
+
+def lines_of(text: str, mapping: dict[str, str]) -> list[StatementLine]:
+    """A statement's lines: a bank's own file by its format, a CSV by its column mapping."""
+    kind = mapping.get("format", "")
+    if kind in BANK_FORMATS:
+        from app.services.billing.bank_files import read_lines
+
+        return read_lines(text, kind)
+    return parse_statement(text, **{k: v for k, v in mapping.items() if k != "format"})
+
+
 def invoice_numbers_in(text: str) -> list[tuple[str, bool]]:
     """Invoice numbers named in a remittance text, each with whether it is a credit note's."""
     from app.services.billing.payment_codes import creditor_references_in
@@ -769,7 +782,7 @@ def run_job(held: jobs.Claim, context: jobs.JobContext, session: Session | None)
     payload = held.payload
     mapping = {str(k): str(v) for k, v in dict(payload.get("mapping", {})).items()}
     try:
-        lines = parse_statement(str(payload.get("csv_text", "")), **mapping)
+        lines = lines_of(str(payload.get("csv_text", "")), mapping)
     except (StatementError, TypeError) as exc:
         raise jobs.JobFailed(f"The statement cannot be read any more: {exc}") from exc
     own = session is None
@@ -781,6 +794,9 @@ def run_job(held: jobs.Claim, context: jobs.JobContext, session: Session | None)
             accepted_ids=[str(key) for key in payload.get("accepted", [])],
             actor=held.created_by,
         )
+        from app.services.billing.sepa_transfers import settle_sent_refunds
+
+        settle_sent_refunds(work, lines, actor=held.created_by)
         work.commit()
     finally:
         if own:
