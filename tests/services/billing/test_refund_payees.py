@@ -1,9 +1,11 @@
 """Whoever paid is whoever gets money back: a group's organisation, or the person."""
 
 from decimal import Decimal
+from html import unescape
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.config import iban_in_sepa, iban_is_valid
@@ -14,6 +16,7 @@ from app.services.billing import refunds as refund_service
 from app.services.errors import Conflict, InvalidInput
 from app.services.registrations import applications as applications_service
 from tests.factories import make_organisation, open_edition
+from tests.routers.test_stripe import portal_of
 from tests.services.test_cancellations import cancel, pay
 from tests.services.test_invoicing import BASE, SECRET, SELLER, admit, apply
 
@@ -150,3 +153,17 @@ def test_a_bank_outside_sepa_is_asked_for_its_bic(
             actor="a",
         )
     assert "bic" in refused.value.fields
+
+
+def test_the_portal_tells_a_group_member_their_share_goes_back_to_the_organisation(
+    client: TestClient,
+    session: Session,
+    storage: LocalStorage,
+    admin_user: StaffUser,
+) -> None:
+    members, invoice = group_of_three(session, storage, admin_user)
+    pay(session, invoice.number, "2700.00")
+    cancel(session, storage, members[0])
+    portal = client.get(portal_of(session, members[0])).text
+    assert "goes back to Ciudad de México, which paid the group" in unescape(portal)
+    assert "refund-details-form" not in portal  # no account asked of the member
