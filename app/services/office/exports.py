@@ -321,6 +321,9 @@ class PaymentFilters:
 
 
 def _payment_kind(payment: Payment) -> str:
+    if payment.voided_at is not None:
+        # Kept in the list as recorded, never summed: the accountant sees what was corrected.
+        return "voided"
     if payment.source == TRANSFER_SOURCE:
         return "transfer"
     return "refund" if payment.amount < 0 else "received"
@@ -344,6 +347,7 @@ def payment_sheet(session: Session, edition: Edition, filters: PaymentFilters) -
         conditions.append(col(Payment.source) != TRANSFER_SOURCE)
         amount = col(Payment.amount)
         conditions.append(amount > 0 if filters.kind == "received" else amount < 0)
+        conditions.append(col(Payment.voided_at).is_(None))
     found = session.exec(
         select(Payment, Invoice)
         .join(Invoice, col(Invoice.id) == col(Payment.invoice_id))
@@ -365,7 +369,9 @@ def payment_sheet(session: Session, edition: Edition, filters: PaymentFilters) -
                 payment.reference,
                 payment.source,
                 "yes" if payment.flagged else "no",
-                payment.flag_reason,
+                f"Voided by {payment.voided_by}: {payment.void_reason}"
+                if payment.voided_at is not None
+                else payment.flag_reason,
                 payment.external_id or "",
                 payment.recorded_by,
                 _instant(payment.recorded_at, edition.timezone),

@@ -179,6 +179,15 @@ def test_a_voided_payment_stays_listed_and_leaves_every_balance(
     assert "Entered on the wrong invoice" in listed.json()[0]["note"]
     assert invoicing.amount_paid(session, invoice) == Decimal("0.00")
     assert invoicing.outstanding(session, invoice) == Decimal("1500.00")
+    from app.models import Edition
+    from app.services.office.exports import PaymentFilters, payment_sheet
+
+    edition = session.get(Edition, invoice.edition_id)
+    assert edition is not None
+    rows = payment_sheet(session, edition, PaymentFilters()).rows
+    assert [(row[3], row[5]) for row in rows] == [(Decimal("1500.00"), "voided")]
+    received = payment_sheet(session, edition, PaymentFilters(kind="received")).rows
+    assert received == []
     assert payments.participant_balance(session, application.id or 0).paid == Decimal("0.00")
     told = session.exec(
         select(OutboxMessage).where(
