@@ -303,3 +303,9 @@ def test_the_refunds_page_takes_the_overpayers_account_and_can_keep_the_money_wi
     session.refresh(refund)
     assert (refund.status, refund.kept_reason) == ("kept", "Paid towards 2027")
     assert client.get("/api/v1/refunds?status=owed", headers=admin_headers).json() == []
+    from app.models import Edition
+    from app.services.billing.money_overview import edition_money
+
+    edition = session.get(Edition, invoice.edition_id)
+    assert edition is not None
+    assert edition_money(session, edition).refunds_owed == Decimal("0.00")
