@@ -750,6 +750,38 @@ def test_an_owed_card_refund_is_sent_once_keyed_by_our_row_and_recorded_once(
     assert len(fake.refunds) == 1
 
 
+def test_a_card_payment_on_a_paid_invoice_is_owed_back_to_the_card_and_sent_through_stripe(
+    session: Session,
+    fake: FakeStripe,
+    stripe_api: stripe.StripeClient,
+    participant: tuple[Application, Invoice],
+) -> None:
+    _, invoice = participant
+    # The card checkout was paid while a transfer for the same invoice was on its way.
+    paid = paid_session(fake, session, stripe_api, participant)
+    payments.record_payment(
+        session,
+        invoice_number=invoice.number,
+        amount=Decimal("1500.00"),
+        received_on=date.today(),
+        method="bank_transfer",
+        reference="paid by transfer first",
+        actor="admin",
+    )
+    card_payments.handle_event(
+        session, event=event("checkout.session.completed", paid, event_id=new_id())
+    )
+    intent = str(paid["payment_intent"])
+    [owed] = card_payments.card_refunds_owed(session)
+    assert (owed.reason, owed.amount, owed.method) == ("overpayment", Decimal("1500.00"), "card")
+    [outcome] = card_payments.send_card_refunds(session, client=stripe_api)
+    assert outcome.sent
+    session.refresh(owed)
+    assert owed.status == "completed"
+    assert [r["payment_intent"] for r in fake.refunds.values()] == [intent]
+    assert invoicing.amount_paid(session, invoice) == Decimal("1500.00")
+
+
 def test_a_refund_made_in_stripes_dashboard_pays_the_owed_card_refund_of_that_amount(
     session: Session,
     storage: LocalStorage,

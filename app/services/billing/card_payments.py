@@ -745,12 +745,12 @@ def send_card_refund(
         )
         return CardRefundOutcome(refund_id, False, sent, problem)
     # The day it was paid is the office's day (the edition's clock), as for any refund.
-    application = session.get(Application, refund.application_id)
+    invoice = session.get(Invoice, refund.invoice_id)
     try:
         refund_by_card(
             session,
             refund_id=refund_id,
-            completed_on=office_day(session, application.edition_id if application else None, now),
+            completed_on=office_day(session, invoice.edition_id if invoice else None, now),
             reference=", ".join(sent),
             payment_recorded=True,
             now=now,

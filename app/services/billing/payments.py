@@ -163,13 +163,14 @@ def same_transfer(
     received_on: date,
     reference: str,
     external_id: str | None = None,
+    method: str | None = None,
 ) -> Payment | None:
     """A payment on the invoice, not voided, that is this transfer already.
 
     Two entries typed by hand are one transfer when amount, value date and reference agree.
-    Against a bank line or a card charge the reference was written by the bank, not typed,
-    so amount and value date on the invoice are enough. Two lines with ids of their own are
-    two transfers, as the bank says.
+    Against a bank line or a card charge of the same method the reference was written by the
+    bank, not typed, so amount and value date on the invoice are enough. Two lines with ids
+    of their own are two transfers, as the bank says; a card charge is never a transfer.
     """
     query = select(Payment).where(
         Payment.invoice_id == invoice.id,
@@ -178,13 +179,16 @@ def same_transfer(
         counted_payments(),
     )
     if external_id:
+        if method is not None:
+            query = query.where(Payment.method == method)
         return session.exec(query.where(col(Payment.external_id).is_(None))).first()
     wanted = _same_reference(reference)
     return next(
         (
             p
             for p in session.exec(query).all()
-            if p.external_id is not None or _same_reference(p.reference) == wanted
+            if (p.external_id is not None and (method is None or p.method == method))
+            or _same_reference(p.reference) == wanted
         ),
         None,
     )
@@ -204,6 +208,7 @@ def recorded_by_hand(
         received_on=received_on,
         reference="",
         external_id="bank line",
+        method=PaymentMethod.bank_transfer.value,
     )
 
 
@@ -297,6 +302,7 @@ def record_payment(
         received_on=received_on,
         reference=reference,
         external_id=external_id,
+        method=method,
     )
     if twin is not None and not confirm_duplicate:
         # Nothing was written; the lock goes with the caller's transaction.
