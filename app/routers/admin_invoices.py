@@ -16,7 +16,7 @@ from app.money import MoneyError, parse_typed_amount
 from app.platform import jobs
 from app.platform.i18n import N_, gettext, ngettext, translate, translate_fields
 from app.routers.api_invoices import pdf_response
-from app.services.billing import bank_files, money_overview, payments, statements
+from app.services.billing import bank_files, card_payments, money_overview, payments, statements
 from app.services.billing import invoices as invoicing
 from app.services.editions.editions import (
     applications_are_open,
@@ -416,7 +416,13 @@ def money_page(
     return templates.TemplateResponse(
         request,
         "admin/invoices/money.html",
-        {"user": user, "editions": editions, "edition": chosen, "overview": overview},
+        {
+            "user": user,
+            "editions": editions,
+            "edition": chosen,
+            "overview": overview,
+            "card_events": card_payments.unprocessed_events(session),
+        },
     )
 
 

@@ -46,6 +46,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("void_reason", sa.String(length=500), server_default="", nullable=False)
         )
+    with op.batch_alter_table("stripe_event", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("problem", sa.String(length=500), server_default="", nullable=False)
+        )
     with op.batch_alter_table("refund", schema=None) as batch_op:
         batch_op.alter_column("application_id", existing_type=sa.Integer(), nullable=True)
         batch_op.alter_column("cancellation_id", existing_type=sa.Integer(), nullable=True)
@@ -82,4 +86,6 @@ def downgrade() -> None:
     with op.batch_alter_table("payment", schema=None) as batch_op:
         for column in ("void_reason", "voided_by", "voided_at", "payer", "overpaid"):
             batch_op.drop_column(column)
+    with op.batch_alter_table("stripe_event", schema=None) as batch_op:
+        batch_op.drop_column("problem")
     op.drop_table("bank_statement")

@@ -398,6 +398,19 @@ def return_from_checkout(
     return "guaranteed" if application.status in CONFIRMED else "received"
 
 
+def unprocessed_events(session: Session) -> list[StripeEvent]:
+    """Signed card events that could not be matched to our records, newest first: a person
+    looks at each in Stripe's dashboard and records the money by hand or asks for a resend."""
+    return list(
+        session.exec(
+            select(StripeEvent)
+            .where(col(StripeEvent.processed_at).is_(None))
+            .order_by(col(StripeEvent.received_at).desc())
+            .limit(50)
+        ).all()
+    )
+
+
 def _claim_event(session: Session, *, event_id: str, kind: str, now: datetime) -> bool:
     """Store the event as processed, in the transaction that processes it; False if it was.
 
@@ -419,7 +432,13 @@ def _claim_event(session: Session, *, event_id: str, kind: str, now: datetime) -
 
 
 def _finish_event(
-    session: Session, *, event_id: str, kind: str, now: datetime, processed: bool
+    session: Session,
+    *,
+    event_id: str,
+    kind: str,
+    now: datetime,
+    processed: bool,
+    problem: str = "",
 ) -> bool:
     """Commit the event's row; False when a concurrent delivery stored it first."""
     row = session.get(StripeEvent, event_id)
@@ -427,6 +446,7 @@ def _finish_event(
         # A rollback on the way (a lost race inside fulfilment) took our insert with it.
         row = StripeEvent(id=event_id, type=kind[:100], received_at=now)
     row.processed_at = now if processed else None
+    row.problem = problem[:500]
     session.add(row)
     try:
         session.commit()
@@ -621,7 +641,14 @@ def handle_event(session: Session, *, event: dict[str, Any], now: datetime | Non
         # the same event would not help.
         session.rollback()
         log.error("stripe event %s (%s) not processed: %s", event_id, kind, exc.message)
-        stored = _finish_event(session, event_id=event_id, kind=kind, now=now, processed=False)
+        stored = _finish_event(
+            session,
+            event_id=event_id,
+            kind=kind,
+            now=now,
+            processed=False,
+            problem=exc.message,
+        )
         return "unmatched" if stored else "duplicate"
     stored = _finish_event(session, event_id=event_id, kind=kind, now=now, processed=True)
     return outcome if stored else "duplicate"

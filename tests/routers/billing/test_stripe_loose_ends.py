@@ -74,7 +74,15 @@ def test_a_signed_event_with_a_malformed_amount_is_answered_and_kept_for_a_perso
         assert response.json()["outcome"] == "unmatched"
         stored = session.exec(select(StripeEvent).where(StripeEvent.id == event_id)).one()
         assert stored.processed_at is None
+        assert "not an amount in cents" in stored.problem
     assert session.exec(select(Payment)).all() == []
+    # The office sees them on the money page, with why.
+    from tests.routers.test_auth import login
+
+    login(card_client, "admin@example.org", "admin-password-123")
+    money = card_client.get("/admin/money").text
+    assert "Card events that need a person" in money
+    assert "not an amount in cents" in money
 
 
 def test_checkout_keys_differ_for_the_same_row_id_made_at_another_moment() -> None:
