@@ -383,14 +383,23 @@ class Settings(BaseSettings):
 
 
 def iban_is_valid(iban: str) -> bool:
-    """ISO 13616 check: country, check digits, and the mod-97 checksum."""
-    compact = iban.replace(" ", "").upper()
-    if not 15 <= len(compact) <= 34 or not compact[:2].isalpha() or not compact[2:4].isdigit():
+    """ISO 13616 as each country's registry entry says: length, structure, bank code, checksum."""
+    from schwifty import IBAN
+    from schwifty.exceptions import SchwiftyException
+
+    try:
+        IBAN(iban.replace(" ", "").upper())
+    except SchwiftyException:
         return False
-    if not compact.isalnum():
-        return False
-    digits = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])
-    return int(digits) % 97 == 1
+    return True
+
+
+def iban_in_sepa(iban: str) -> bool:
+    """Whether a valid IBAN's bank is in the SEPA scheme (Gibraltar, the Crown Dependencies
+    and Åland included), where a transfer needs no BIC."""
+    from schwifty import IBAN
+
+    return bool(IBAN(iban.replace(" ", "").upper()).in_sepa_zone)
 
 
 def _development_secret(var_dir: Path) -> str:

@@ -31,6 +31,7 @@ from app.platform.mail import MailSettings, deliver_due
 from app.platform.readiness import readiness
 from app.platform.storage import StorageUnavailable, make_storage
 from app.routers.billing import api as billing_api
+from app.routers.billing import money_back
 from app.routers.billing import pages as billing_pages
 from app.routers.billing import stripe as billing_stripe
 from app.routers.certificates import credentials
@@ -450,6 +451,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(billing_stripe.router)
     app.include_router(teaching_pages.router)
     app.include_router(teaching_api.router)
+    app.include_router(money_back.router)
+    app.include_router(money_back.pages_router)
 
     install_error_handlers(app)
     # The API's error answers, declared in /openapi.json as they are sent.

@@ -24,8 +24,10 @@ from app.models.cancellations import (
     Cancellation,
     CancellationChannel,
     OfferStatus,
+    PayeeKind,
     Refund,
     RefundMethod,
+    RefundReason,
     RefundStatus,
     SeatOffer,
 )
@@ -40,6 +42,7 @@ from app.models.invoicing import Invoice, InvoiceKind, InvoiceLine, Payment, Pay
 from app.models.jobs import BackgroundJob
 from app.models.registry import IncomeGroup, Organisation
 from app.models.staff import LoginAttempt, Role, StaffUser
+from app.models.statements import BankStatement
 from app.models.stripe import CardCheckout, CheckoutStatus, StripeEvent
 from app.models.tax_records import TaxRecord, TaxRecordSubmission
 
@@ -52,6 +55,7 @@ __all__ = [
     "AttendanceStatus",
     "AuditEntry",
     "BackgroundJob",
+    "BankStatement",
     "BuyerBilling",
     "Cancellation",
     "CancellationChannel",
@@ -80,11 +84,13 @@ __all__ = [
     "OfferStatus",
     "Organisation",
     "OutboxMessage",
+    "PayeeKind",
     "Payment",
     "PaymentMethod",
     "RateLimitWindow",
     "Refund",
     "RefundMethod",
+    "RefundReason",
     "RefundStatus",
     "Role",
     "SeatOffer",

@@ -31,6 +31,24 @@ class RefundStatus(StrEnum):
 
     owed = "owed"
     completed = "completed"
+    # Not paid back, with a written reason (the payer asked the office to keep it, say).
+    kept = "kept"
+    # No longer owed: the payment whose excess it was is voided.
+    withdrawn = "withdrawn"
+
+
+class RefundReason(StrEnum):
+    """Why money is owed back."""
+
+    cancellation = "cancellation"
+    overpayment = "overpayment"
+
+
+class PayeeKind(StrEnum):
+    """Who gets a refund: whoever paid, a person or the organisation of a group invoice."""
+
+    person = "person"
+    organisation = "organisation"
 
 
 class OfferStatus(StrEnum):
@@ -79,11 +97,17 @@ class Cancellation(SQLModel, table=True):
 
 
 class Refund(SQLModel, table=True):
-    """Money owed back after an accepted cancellation, until it is paid out."""
+    """Money owed back (after an accepted cancellation or an overpayment) until paid out."""
 
     id: int | None = Field(default=None, primary_key=True)
-    application_id: int = Field(foreign_key="application.id", index=True)
-    cancellation_id: int = Field(foreign_key="cancellation.id", unique=True)
+    # None for an overpayment of a group invoice, which no one participant paid.
+    application_id: int | None = Field(default=None, foreign_key="application.id", index=True)
+    cancellation_id: int | None = Field(default=None, foreign_key="cancellation.id", unique=True)
+    reason: str = Field(default=RefundReason.cancellation.value, sa_type=String(16))
+    # The payment whose excess this refund pays back (reason overpayment).
+    payment_id: int | None = Field(default=None, foreign_key="payment.id", unique=True)
+    payee_kind: str = Field(default=PayeeKind.person.value, sa_type=String(16))
+    payee_name: str = Field(default="", sa_type=String(200))
     # The invoice the money was paid against; the refund is paid out of it.
     invoice_id: int = Field(foreign_key="invoice.id", index=True)
     amount: Decimal = Field(sa_type=Amount)
@@ -98,6 +122,9 @@ class Refund(SQLModel, table=True):
     account_holder: str = Field(default="", sa_type=String(200))
     iban: str = Field(default="", sa_type=String(34))
     bic: str = Field(default="", sa_type=String(11))
+    # Put in a SEPA credit transfer file for the bank; paid once the statement shows it.
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    kept_reason: str = Field(default="", sa_type=String(500))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

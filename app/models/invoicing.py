@@ -96,3 +96,11 @@ class Payment(SQLModel, table=True):
     flagged: bool = False
     flag_reason: str = Field(default="", sa_type=String(500))
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # What of this payment went beyond the invoice's balance when it was recorded: owed back.
+    overpaid: Decimal = Field(default=Decimal("0.00"), sa_type=Amount)
+    # Who paid, as the statement line, the card or the administrator named them.
+    payer: str = Field(default="", sa_type=String(200))
+    # A mistaken payment is voided, never deleted: it stays, out of every balance.
+    voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    voided_by: str = Field(default="", sa_type=String(254))
+    void_reason: str = Field(default="", sa_type=String(500))

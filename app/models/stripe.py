@@ -30,6 +30,8 @@ class StripeEvent(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # Empty while an event could not be matched to our records: someone should look.
     processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Why it was not processed, for the person who looks.
+    problem: str = Field(default="", sa_type=String(500))
 
 
 class CardCheckout(SQLModel, table=True):

@@ -6,13 +6,16 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, PlainSerializer
 
-from app.money import format_money, round_cents
+from app.money import MAX_AMOUNT, format_money, parse_typed_amount, round_cents
 
 
 def _no_float_rounding(value: Any) -> Any:
     # JSON numbers arrive as floats; their shortest repr is what the sender wrote.
     if isinstance(value, float):
-        return str(value)
+        value = str(value)
+    if isinstance(value, str) and not any(c in value.lower() for c in "einfa"):
+        # Read as the staff forms read it: a dot or a comma as the decimal mark.
+        return parse_typed_amount(value)
     return value
 
 
@@ -21,7 +24,7 @@ def _two_places(value: Decimal) -> Decimal:
         raise ValueError("must be a finite amount")
     if value.as_tuple().exponent < -2 and value != round_cents(value):  # type: ignore[operator]
         raise ValueError("at most two decimal places")
-    if abs(value) >= Decimal("1000000000"):
+    if abs(value) >= MAX_AMOUNT:
         raise ValueError("too large")
     return round_cents(value)
 

@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 
 from app.models import Application, Edition, OutboxMessage, StaffUser
 from app.platform import pdf
+from app.services.billing import invoices as invoicing
 from app.services.billing.invoices import Seller
 from app.services.billing.payments import participant_invoices
 from app.services.registrations import applications as applications_service
@@ -243,7 +244,7 @@ def _pdf_text(data: bytes) -> str:
 
 
 def test_pdfs_print_the_text_literally_and_fetch_nothing(
-    client: TestClient, hostile: Hostile, fetched: list[str]
+    client: TestClient, session: Session, hostile: Hostile, fetched: list[str]
 ) -> None:
     for path in (
         f"/portal/{hostile.token}/invoices/{hostile.invoice_number}.pdf",
@@ -255,6 +256,10 @@ def test_pdfs_print_the_text_literally_and_fetch_nothing(
         assert response.headers["content-type"] == "application/pdf"
         text = re.sub(r"\s+", "", _pdf_text(response.content))
         assert "<script>alert(1)</script>" in text, path
-    # Invoices and visa letters use no images or fonts of their own: had any of the typed
-    # markup become a tag, its `src` would have been asked for here.
-    assert fetched == []
+    # Invoices and visa letters use no images or fonts of their own but the invoice's
+    # scan-to-pay code, a data: URL we make: had any of the typed markup become a tag, its
+    # `src` would have been asked for here.
+    invoice = invoicing.get_invoice(session, hostile.invoice_number)
+    scan_to_pay = invoicing.invoice_document(session, invoice)["epc_qr"]
+    assert scan_to_pay
+    assert [url for url in fetched if url != scan_to_pay] == []

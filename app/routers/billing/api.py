@@ -90,6 +90,9 @@ class PaymentIn(BaseModel):
     received_on: DateIn
     method: PaymentMethod
     reference: str = Field(default="", max_length=200)
+    # The same transfer (amount, value date, reference) recorded before is refused (409)
+    # unless the caller confirms it is a second one.
+    confirm_duplicate: bool = False
 
 
 class PaymentRecorded(BaseModel):
@@ -226,6 +229,7 @@ def record_payment(
         method=data.method.value,
         reference=data.reference,
         actor=admin.email,
+        confirm_duplicate=data.confirm_duplicate,
     )
     return {
         "payment": _payment(result.payment),

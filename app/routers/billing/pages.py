@@ -11,12 +11,15 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, 
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from app.models import Application, Edition, Invoice, StaffUser
+from app.models import Application, Edition, Invoice, Payment, StaffUser
+from app.money import MoneyError, parse_typed_amount
 from app.platform import jobs
 from app.platform.i18n import N_, gettext, ngettext, translate, translate_fields
 from app.routers.billing.api import pdf_response, ubl_response
 from app.services.billing import (
+    bank_files,
     buyers,
+    card_payments,
     invoice_files,
     money_overview,
     payments,
@@ -235,6 +238,7 @@ def _invoice_page(
     errors: dict[str, str] | None = None,
     notice: str | None = None,
     flash: str | None = None,
+    duplicate: Payment | None = None,
     status_code: int = status.HTTP_200_OK,
 ) -> Response:
     edition = session.get(Edition, invoice.edition_id)
@@ -280,6 +284,7 @@ def _invoice_page(
                 "reference": "",
             },
             "errors": errors or {},
+            "duplicate": duplicate,
             "notice": notice,
             "flash": flash,
         },
@@ -321,9 +326,14 @@ def _parse_payment_form(
         errors["amount"] = gettext("Enter the amount received.")
     else:
         try:
-            parsed_amount = statements.parse_amount(amount)
-        except ValueError:
-            errors["amount"] = gettext("Enter the amount received as a number, such as 1500.00.")
+            parsed_amount = parse_typed_amount(amount)
+        except MoneyError as exc:
+            errors["amount"] = {
+                "places": gettext(
+                    "Write at most two decimals after the mark, such as 10.05 or 10,05."
+                ),
+                "size": gettext("This amount is too large: check the digits."),
+            }.get(exc.problem) or gettext("Enter the amount received as a number, such as 1500.00.")
     try:
         parsed_date = date.fromisoformat(received_on.strip())
     except ValueError:
@@ -366,6 +376,7 @@ def record_bank_transfer(
     amount: Annotated[str, Form(max_length=40)] = "",
     received_on: Annotated[str, Form(max_length=40)] = "",
     reference: Annotated[str, Form(max_length=200)] = "",
+    confirm_duplicate: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Record a bank transfer; full payment confirms, an overpayment is flagged for refund."""
     invoice = invoicing.get_invoice(session, number)
@@ -390,6 +401,18 @@ def record_bank_transfer(
             method="bank_transfer",
             reference=reference,
             actor=user.email,
+            confirm_duplicate=bool(confirm_duplicate),
+        )
+    except payments.DuplicatePayment as exc:
+        return _invoice_page(
+            request,
+            session,
+            user,
+            invoice,
+            values=values,
+            notice=gettext("Nothing was recorded. %(reason)s") % {"reason": translate(exc.message)},
+            duplicate=exc.payment,
+            status_code=status.HTTP_409_CONFLICT,
         )
     except InvalidInput as exc:
         return _invoice_page(
@@ -431,7 +454,13 @@ def money_page(
     return templates.TemplateResponse(
         request,
         "billing/invoices/money.html",
-        {"user": user, "editions": editions, "edition": chosen, "overview": overview},
+        {
+            "user": user,
+            "editions": editions,
+            "edition": chosen,
+            "overview": overview,
+            "card_events": card_payments.unprocessed_events(session),
+        },
     )
 
 
@@ -664,11 +693,18 @@ def statement_preview(
             errors=exc.fields,
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    if date_column is None:
+    kind = bank_files.detect_format(text)
+    if kind != "csv":
+        # The bank's own format names every field: no columns to choose.
+        mapping: dict[str, str] = {"format": str(kind)}
+    elif date_column is None:
         return _mapping_form(request, user, csv_text=text)
-    mapping = _mapping(date_column, amount_column, counterparty_column, text_column, date_format)
+    else:
+        mapping = _mapping(
+            date_column, amount_column, counterparty_column, text_column, date_format
+        )
     try:
-        lines = statements.parse_statement(text, **mapping)
+        lines = statements.lines_of(text, mapping)
     except InvalidInput as exc:
         return _mapping_form(
             request,
@@ -720,6 +756,7 @@ def statement_import(
     counterparty_column: Annotated[str, Form(max_length=200)] = "",
     text_column: Annotated[str, Form(max_length=200)] = "",
     date_format: Annotated[str, Form(max_length=20)] = "",
+    statement_format: Annotated[str, Form(alias="format", max_length=12)] = "",
     accept: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     """Check the statement again and queue its import; the result page follows the job."""
@@ -730,9 +767,13 @@ def statement_import(
             errors={"file": gettext("The statement did not arrive: upload it again.")},
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    mapping = _mapping(date_column, amount_column, counterparty_column, text_column, date_format)
+    mapping = (
+        {"format": statement_format}
+        if statement_format in statements.BANK_FORMATS
+        else _mapping(date_column, amount_column, counterparty_column, text_column, date_format)
+    )
     try:
-        lines = statements.parse_statement(csv_text, **mapping)
+        lines = statements.lines_of(csv_text, mapping)
     except InvalidInput as exc:
         return _mapping_form(
             request,

@@ -2,7 +2,7 @@
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -22,20 +22,29 @@ from app.models import (
     Payment,
     PaymentMethod,
     Refund,
+    RefundStatus,
     StripeEvent,
 )
 from app.money import CENT, ZERO
 from app.platform.audit import record_change
-from app.services.billing.invoices import amount_paid, get_invoice, invoice_lines, outstanding
+from app.services.billing.invoices import (
+    amount_paid,
+    counted_payments,
+    get_invoice,
+    invoice_lines,
+    outstanding,
+)
 from app.services.billing.payments import (
     CONFIRMED,
     PaymentResult,
+    lock_invoice,
     office_day,
     participant_invoices,
     record_payment,
+    tell_uncovered,
 )
 from app.services.billing.refunds import RefundAlreadyCompleted, card_refunds_owed, refund_by_card
-from app.services.errors import Conflict, DomainError, NotFound
+from app.services.errors import Conflict, DomainError, InvalidInput, NotFound
 
 log = logging.getLogger("diplomat.stripe")
 
@@ -83,6 +92,21 @@ def stripe_client(*, api_key: str, api_base: str = "") -> stripe.StripeClient:
 def to_cents(amount: Decimal) -> int:
     """An amount as Stripe counts it (two-decimal currencies)."""
     return int((amount * 100).to_integral_value())
+
+
+def stripe_cents(value: Any, what: str) -> int:
+    """An amount in cents as a signed Stripe event gives it; anything else is refused.
+
+    The signature proves who sent the event, not that every field is what we expect: a
+    malformed amount is a DomainError, so the event is kept for a person and answered (Stripe
+    retrying it would not mend it), never a 500.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidInput(f"Stripe sent {what} {value!r}, not an amount in cents.")
+    text = str(value).strip()
+    if not text.isdigit() or len(text) > 11:
+        raise InvalidInput(f"Stripe sent {what} {value!r}, not an amount in cents.")
+    return int(text)
 
 
 def from_cents(cents: int) -> Decimal:
@@ -188,6 +212,17 @@ def _expire_session(client: stripe.StripeClient, stripe_session_id: str) -> None
         ) from exc
 
 
+def checkout_idempotency_key(row: CardCheckout, cents: int) -> str:
+    """The key of one checkout row's session at Stripe: the same on every retry of the row.
+
+    The row's id alone repeats across installations sharing a Stripe account and after a
+    database is restored from a backup (Stripe would answer the new checkout with the old
+    one's session for 24 hours); the instant the row was made, to the microsecond, does not.
+    """
+    made = row.created_at.astimezone(UTC)
+    return f"diplomat-checkout-{row.id}-{cents}-{made:%Y%m%dT%H%M%S%f}"
+
+
 def _create_session(
     session: Session,
     *,
@@ -226,7 +261,7 @@ def _create_session(
                 "success_url": success_url,
                 "cancel_url": cancel_url,
             },
-            {"idempotency_key": f"checkout-{row.id}-{cents}"},
+            {"idempotency_key": checkout_idempotency_key(row, cents)},
         )
     except stripe.IdempotencyError:
         if not retry:
@@ -321,7 +356,7 @@ def fulfil_checkout(
         result = record_payment(
             session,
             invoice_number=invoice.number,
-            amount=from_cents(int(stripe_session.get("amount_total") or 0)),
+            amount=from_cents(stripe_cents(stripe_session.get("amount_total"), "amount_total")),
             received_on=office_day(session, invoice.edition_id, now),
             method=PaymentMethod.card.value,
             reference=_object_id(stripe_session),
@@ -378,6 +413,19 @@ def return_from_checkout(
     return "guaranteed" if application.status in CONFIRMED else "received"
 
 
+def unprocessed_events(session: Session) -> list[StripeEvent]:
+    """Signed card events that could not be matched to our records, newest first: a person
+    looks at each in Stripe's dashboard and records the money by hand or asks for a resend."""
+    return list(
+        session.exec(
+            select(StripeEvent)
+            .where(col(StripeEvent.processed_at).is_(None))
+            .order_by(col(StripeEvent.received_at).desc())
+            .limit(50)
+        ).all()
+    )
+
+
 def _claim_event(session: Session, *, event_id: str, kind: str, now: datetime) -> bool:
     """Store the event as processed, in the transaction that processes it; False if it was.
 
@@ -399,7 +447,13 @@ def _claim_event(session: Session, *, event_id: str, kind: str, now: datetime) -
 
 
 def _finish_event(
-    session: Session, *, event_id: str, kind: str, now: datetime, processed: bool
+    session: Session,
+    *,
+    event_id: str,
+    kind: str,
+    now: datetime,
+    processed: bool,
+    problem: str = "",
 ) -> bool:
     """Commit the event's row; False when a concurrent delivery stored it first."""
     row = session.get(StripeEvent, event_id)
@@ -407,6 +461,7 @@ def _finish_event(
         # A rollback on the way (a lost race inside fulfilment) took our insert with it.
         row = StripeEvent(id=event_id, type=kind[:100], received_at=now)
     row.processed_at = now if processed else None
+    row.problem = problem[:500]
     session.add(row)
     try:
         session.commit()
@@ -426,26 +481,41 @@ def _settle_checkout(session: Session, stripe_session: dict[str, Any], status: s
 
 def _refunds_of(
     session: Session, charge: dict[str, Any], payment_intent: str
-) -> list[tuple[str, int]]:
-    """(external id, cents) of each refund on a charge."""
+) -> list[tuple[str, int, bool]]:
+    """(external id, cents, whether we may have sent it) of each refund on a charge.
+
+    A refund we sent names our refund row in its metadata; one made in Stripe's dashboard does
+    not. Without the refund list, who made it is unknown.
+    """
     refunds = charge.get("refunds")
     listed = refunds.get("data") if isinstance(refunds, dict) else None
     if isinstance(listed, list):
         return [
-            (_object_id(refund), int(refund.get("amount") or 0))
+            (
+                _object_id(refund),
+                stripe_cents(refund.get("amount"), "a refund amount"),
+                _sent_by_us(refund),
+            )
             for refund in listed
             if isinstance(refund, dict) and refund.get("status") not in REFUND_NOT_PAID_OUT
         ]
     # API versions since 2022-11-15 leave the refund list out of the charge: record what the
     # running total adds to what is recorded already, keyed by that total.
-    refunded = int(charge.get("amount_refunded") or 0)
+    refunded = stripe_cents(charge.get("amount_refunded") or 0, "amount_refunded")
     recorded = session.exec(
         select(func.coalesce(func.sum(Payment.amount), 0)).where(
-            Payment.source == REFUND_SOURCE, Payment.reference == payment_intent
+            Payment.source == REFUND_SOURCE,
+            Payment.reference == payment_intent,
+            counted_payments(),
         )
     ).one()
     already = -to_cents(Decimal(recorded))
-    return [(f"{_object_id(charge)}:refunded:{refunded}", refunded - already)]
+    return [(f"{_object_id(charge)}:refunded:{refunded}", refunded - already, True)]
+
+
+def _sent_by_us(refund: dict[str, Any]) -> bool:
+    metadata = refund.get("metadata")
+    return isinstance(metadata, dict) and bool(metadata.get("refund_id"))
 
 
 def _record_refunds(session: Session, *, charge: dict[str, Any], now: datetime) -> str:
@@ -459,10 +529,11 @@ def _record_refunds(session: Session, *, charge: dict[str, Any], now: datetime) 
         raise NotFound(
             f"Charge {_object_id(charge)} was refunded, but its payment is not recorded here."
         )
-    invoice = session.get(Invoice, paid.invoice_id)
-    assert invoice is not None
+    # Serialised with payments and cancellations on the invoice: the balance is read committed.
+    invoice = lock_invoice(session, paid.invoice_id)
     recorded = 0
-    for external_id, cents in _refunds_of(session, charge, payment_intent):
+    amounts: list[Decimal] = []
+    for external_id, cents, ours in _refunds_of(session, charge, payment_intent):
         if not external_id or cents <= 0:
             continue
         if session.exec(select(Payment.id).where(Payment.external_id == external_id)).first():
@@ -484,6 +555,8 @@ def _record_refunds(session: Session, *, charge: dict[str, Any], now: datetime) 
         except IntegrityError:
             continue  # another event listing the same refund recorded it a moment ago
         recorded += 1
+        if not ours:
+            amounts.append(-refund.amount)
         record_change(
             session,
             actor=ACTOR,
@@ -492,7 +565,54 @@ def _record_refunds(session: Session, *, charge: dict[str, Any], now: datetime) 
             entity_id=invoice.number,
             after={"amount": f"{refund.amount:.2f}", "refund": external_id},
         )
+    if recorded:
+        _settle_owed_card_refunds(session, invoice=invoice, amounts=amounts, now=now)
+        # A refund made in Stripe's own dashboard may leave a confirmed seat unpaid.
+        uncovered = tell_uncovered(session, invoice=invoice)
+        if uncovered:
+            record_change(
+                session,
+                actor=ACTOR,
+                action="payment.uncovered",
+                entity="invoice",
+                entity_id=invoice.number,
+                after={
+                    "uncovered": uncovered,
+                    "outstanding": f"{outstanding(session, invoice):.2f}",
+                },
+            )
     return "refund recorded" if recorded else "refund already recorded"
+
+
+def _settle_owed_card_refunds(
+    session: Session, *, invoice: Invoice, amounts: list[Decimal], now: datetime
+) -> None:
+    """A refund made in Stripe's dashboard pays an owed card refund of the same amount."""
+    for amount in amounts:
+        owed = next(
+            (
+                r
+                for r in card_refunds_owed(session)
+                if r.invoice_id == invoice.id and r.amount == amount
+            ),
+            None,
+        )
+        if owed is None:
+            continue
+        # The negative payment is recorded already: only the refund's status moves.
+        owed.status = RefundStatus.completed.value
+        owed.completed_on = office_day(session, invoice.edition_id, now)
+        owed.completed_by = ACTOR
+        owed.reference = "paid in Stripe's dashboard"
+        session.add(owed)
+        record_change(
+            session,
+            actor=ACTOR,
+            action="refund.completed",
+            entity="refund",
+            entity_id=owed.id or 0,
+            after={"amount": f"{amount:.2f}", "invoice": invoice.number, "method": "card"},
+        )
 
 
 def _dispatch(session: Session, *, kind: str, obj: dict[str, Any], now: datetime) -> str:
@@ -536,7 +656,14 @@ def handle_event(session: Session, *, event: dict[str, Any], now: datetime | Non
         # the same event would not help.
         session.rollback()
         log.error("stripe event %s (%s) not processed: %s", event_id, kind, exc.message)
-        stored = _finish_event(session, event_id=event_id, kind=kind, now=now, processed=False)
+        stored = _finish_event(
+            session,
+            event_id=event_id,
+            kind=kind,
+            now=now,
+            processed=False,
+            problem=exc.message,
+        )
         return "unmatched" if stored else "duplicate"
     stored = _finish_event(session, event_id=event_id, kind=kind, now=now, processed=True)
     return outcome if stored else "duplicate"
@@ -574,6 +701,7 @@ def _card_payments_of(session: Session, refund: Refund) -> list[tuple[Payment, D
                 Payment.source == REFUND_SOURCE,
                 Payment.reference == payment.external_id,
                 col(Payment.recorded_at) < refund.created_at,
+                counted_payments(),
             )
         ).one()
         left = payment.amount + Decimal(refunded).quantize(CENT)
@@ -596,7 +724,9 @@ def _record_card_refund(
             session.add(
                 Payment(
                     invoice_id=payment.invoice_id,
-                    amount=-from_cents(int(stripe_refund.get("amount") or 0)),
+                    amount=-from_cents(
+                        stripe_cents(stripe_refund.get("amount"), "a refund amount")
+                    ),
                     received_on=received_on,
                     method=PaymentMethod.card.value,
                     reference=payment.external_id or "",
@@ -657,12 +787,12 @@ def send_card_refund(
         )
         return CardRefundOutcome(refund_id, False, sent, problem)
     # The day it was paid is the office's day (the edition's clock), as for any refund.
-    application = session.get(Application, refund.application_id)
+    invoice = session.get(Invoice, refund.invoice_id)
     try:
         refund_by_card(
             session,
             refund_id=refund_id,
-            completed_on=office_day(session, application.edition_id if application else None, now),
+            completed_on=office_day(session, invoice.edition_id if invoice else None, now),
             reference=", ".join(sent),
             payment_recorded=True,
             now=now,

@@ -32,6 +32,7 @@ from app.platform.storage import Storage
 from app.services.billing import verifactu
 from app.services.billing.buyers import application_billing, buyer_copy, group_billing
 from app.services.billing.numbering import format_number, next_number
+from app.services.billing.payment_codes import creditor_reference, epc_qr_data_uri
 from app.services.billing.quotes import quote_for_edition, quote_line_json
 from app.services.editions.fees import Quote
 from app.services.editions.vat import LineVat, line_vat
@@ -116,6 +117,7 @@ def _instructions(seller: Seller, number: str) -> dict[str, Any]:
         "iban": seller.iban,
         "bic": seller.bic,
         "reference": number,
+        "creditor_reference": creditor_reference(number),
     }
 
 
@@ -438,10 +440,20 @@ def invoice_lines(session: Session, invoice: Invoice) -> list[InvoiceLine]:
     )
 
 
+def counted_payments() -> Any:
+    """The condition every sum of payments carries: a voided payment is out of every balance."""
+    return col(Payment.voided_at).is_(None)
+
+
 def amount_paid(session: Session, invoice: Invoice) -> Decimal:
-    """What has been received against an invoice, refunds deducted."""
+    """What has been received against an invoice, refunds paid out and voided payments left out.
+
+    The one sum of money received on an invoice: every balance is built on it.
+    """
     total = session.exec(
-        select(func.coalesce(func.sum(Payment.amount), 0)).where(Payment.invoice_id == invoice.id)
+        select(func.coalesce(func.sum(Payment.amount), 0)).where(
+            Payment.invoice_id == invoice.id, counted_payments()
+        )
     ).one()
     return Decimal(total).quantize(Decimal("0.01")) if not isinstance(total, Decimal) else total
 
@@ -486,6 +498,24 @@ def _shown_detail(detail: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def _epc_qr(invoice: Invoice) -> str:
+    """Scan to pay, from the invoice as issued: only euro invoices with a creditor reference."""
+    instructions = invoice.payment_instructions
+    if invoice.currency != "EUR" or not instructions.get("creditor_reference"):
+        return ""
+    try:
+        return epc_qr_data_uri(
+            name=str(invoice.seller.get("name", "")),
+            iban=str(instructions.get("iban", "")),
+            bic=str(instructions.get("bic", "")),
+            amount=invoice.total,
+            reference=str(instructions["creditor_reference"]),
+        )
+    except ValueError:
+        # An IBAN or amount the EPC format cannot carry: the page keeps the written details.
+        return ""
+
+
 def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
     """Plain values of a stored invoice for its PDF: never live data."""
     refers_to = session.get(Invoice, invoice.refers_to_id) if invoice.refers_to_id else None
@@ -514,6 +544,7 @@ def invoice_document(session: Session, invoice: Invoice) -> dict[str, Any]:
         "buyer": {key: invoice.buyer.get(key, "") for key in BUYER_FIELDS}
         | {"dir3": invoice.buyer.get("dir3") or {}},
         "instructions": dict(invoice.payment_instructions),
+        "epc_qr": _epc_qr(invoice),
         "tax_rate": f"{invoice.tax_rate.normalize():f}",
         "tax_note": invoice.tax_note,
         "net_total": i18n.amount(invoice.net_total),

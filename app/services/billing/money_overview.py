@@ -18,9 +18,11 @@ from app.models import (
     InvoiceKind,
     Organisation,
     Payment,
+    Refund,
+    RefundStatus,
 )
 from app.money import ZERO
-from app.services.billing.invoices import invoiced_application_ids
+from app.services.billing.invoices import counted_payments, invoiced_application_ids
 from app.services.editions.editions import edition_today
 
 # The cancellation service moves money it retains from the cancelled invoice to the fee
@@ -42,6 +44,8 @@ class InvoiceRow:
     refunded: Decimal = ZERO
     transferred: Decimal = ZERO
     credited: Decimal = ZERO
+    # Money owed back that the office keeps, with a written reason: no longer owed.
+    kept: Decimal = ZERO
 
     @property
     def paid(self) -> Decimal:
@@ -83,7 +87,7 @@ class InvoiceRow:
         invoice."""
         if not self.is_invoice:
             return ZERO
-        return max(self.paid - self.payable, ZERO)
+        return max(self.paid - self.payable - self.kept, ZERO)
 
     @property
     def buyer(self) -> str:
@@ -186,7 +190,7 @@ def _payment_sums(session: Session, *condition: Any) -> dict[int, tuple[Decimal,
             func.sum(case((~real, amount), else_=0)),
         )
         .join(Invoice, col(Invoice.id) == col(Payment.invoice_id))
-        .where(*condition)
+        .where(counted_payments(), *condition)
         .group_by(col(Payment.invoice_id))
     ).all()
     return {
@@ -206,11 +210,23 @@ def _credited(invoices: Sequence[Invoice]) -> dict[int, Decimal]:
     return credited
 
 
+def _kept(session: Session, *condition: Any) -> dict[int, Decimal]:
+    """Refunds kept with a reason, per invoice, for the invoices the condition picks."""
+    rows = session.exec(
+        select(Refund.invoice_id, func.sum(Refund.amount))
+        .join(Invoice, col(Invoice.id) == col(Refund.invoice_id))
+        .where(Refund.status == RefundStatus.kept.value, *condition)
+        .group_by(col(Refund.invoice_id))
+    ).all()
+    return {invoice_id: _as_amount(amount) for invoice_id, amount in rows}
+
+
 def _row(
     invoice: Invoice,
     today: date,
     sums: dict[int, tuple[Decimal, Decimal, Decimal]],
     credited: dict[int, Decimal],
+    kept: dict[int, Decimal] | None = None,
 ) -> InvoiceRow:
     received, refunded, transferred = sums.get(invoice.id or 0, (ZERO, ZERO, ZERO))
     return InvoiceRow(
@@ -220,6 +236,7 @@ def _row(
         refunded=refunded,
         transferred=transferred,
         credited=credited.get(invoice.id or 0, ZERO),
+        kept=(kept or {}).get(invoice.id or 0, ZERO),
     )
 
 
@@ -228,21 +245,30 @@ def invoice_rows(session: Session, edition: Edition, *, today: date) -> list[Inv
 
     Two queries however many invoices: the invoices, and the payment sums grouped by invoice.
     """
-    invoices = session.exec(
-        select(Invoice)
+    # Refunds kept with a reason come with each invoice, in the same query.
+    kept_sum = (
+        select(func.coalesce(func.sum(Refund.amount), 0))
+        .where(Refund.invoice_id == Invoice.id, Refund.status == RefundStatus.kept.value)
+        .scalar_subquery()
+    )
+    found = session.exec(
+        select(Invoice, kept_sum)
         .where(Invoice.edition_id == edition.id)
         .order_by(col(Invoice.issue_date).desc(), col(Invoice.number).desc())
     ).all()
+    invoices = [invoice for invoice, _ in found]
+    kept = {invoice.id or 0: _as_amount(amount) for invoice, amount in found}
     sums = _payment_sums(session, Invoice.edition_id == edition.id)
     credited = _credited(invoices)
-    return [_row(invoice, today, sums, credited) for invoice in invoices]
+    return [_row(invoice, today, sums, credited, kept) for invoice in invoices]
 
 
 def invoice_row(session: Session, invoice: Invoice, *, today: date) -> InvoiceRow:
     """One invoice with its payments and credit notes summed, as the register shows it."""
     credit_notes = session.exec(select(Invoice).where(Invoice.refers_to_id == invoice.id)).all()
     sums = _payment_sums(session, col(Invoice.id) == invoice.id)
-    return _row(invoice, today, sums, _credited(credit_notes))
+    kept = _kept(session, col(Invoice.id) == invoice.id)
+    return _row(invoice, today, sums, _credited(credit_notes), kept)
 
 
 def payable_rows(
@@ -300,6 +326,7 @@ def edition_money(
             Invoice.edition_id == edition.id,
             col(Payment.flagged),
             col(Payment.resolved_at).is_(None),
+            counted_payments(),
         )
         .order_by(col(Payment.received_on), col(Payment.id))
     ).all()

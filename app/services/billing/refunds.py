@@ -1,7 +1,6 @@
 """Money owed back: what a participant paid on an invoice, refunds owed and paid out, and
 the bank details they go to."""
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -12,31 +11,35 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from app.clock import utcnow
-from app.config import iban_is_valid
+from app.config import iban_in_sepa, iban_is_valid
 from app.models import (
     Application,
     Edition,
     Invoice,
     InvoiceKind,
     InvoiceLine,
+    PayeeKind,
     Payment,
     PaymentMethod,
     Refund,
     RefundMethod,
+    RefundReason,
     RefundStatus,
 )
 from app.money import CENT, ZERO, round_cents
 from app.platform.audit import record_change
 from app.platform.i18n import N_, Message, Term, Value, stored_money, use_language
 from app.platform.mail import queue_email
-from app.services.billing.invoices import amount_paid, billed_total, invoice_lines
+from app.services.billing.invoices import (
+    amount_paid,
+    billed_total,
+    counted_payments,
+    invoice_lines,
+)
 from app.services.errors import Conflict, InvalidInput, NotFound
 
 REFUND_SOURCE = "refund"
 # Payments to and from these countries need no BIC (the SEPA area).
-EU_EEA = "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO"
-SEPA_COUNTRIES = frozenset(EU_EEA.split()) | {"CH", "GB", "MC", "SM", "VA", "AD"}
-BIC_PATTERN = re.compile(r"^[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
 
 
 class RefundAlreadyCompleted(Conflict):
@@ -123,7 +126,9 @@ def open_total(session: Session, invoice: Invoice) -> Decimal:
 def _card_money(session: Session, invoice_id: int) -> Decimal:
     total = session.exec(
         select(func.coalesce(func.sum(Payment.amount), 0)).where(
-            Payment.invoice_id == invoice_id, Payment.method == PaymentMethod.card.value
+            Payment.invoice_id == invoice_id,
+            Payment.method == PaymentMethod.card.value,
+            counted_payments(),
         )
     ).one()
     owed_by_card = session.exec(
@@ -217,7 +222,9 @@ def give_bank_details(
         (
             r
             for r in refunds_of(session, application.id or 0)
-            if r.status == RefundStatus.owed.value and r.method == RefundMethod.bank_transfer.value
+            if r.status == RefundStatus.owed.value
+            and r.method == RefundMethod.bank_transfer.value
+            and r.payee_kind == PayeeKind.person.value
         ),
         None,
     )
@@ -225,6 +232,26 @@ def give_bank_details(
         raise Conflict(
             N_("No refund by bank transfer is owed to you, so no bank details are needed.")
         )
+    return _store_account(
+        session, refund, account_holder=account_holder, iban=iban, bic=bic, actor=application.email
+    )
+
+
+def _bic_is_valid(code: str) -> bool:
+    from schwifty import BIC
+    from schwifty.exceptions import SchwiftyException
+
+    try:
+        BIC(code)
+    except SchwiftyException:
+        return False
+    return True
+
+
+def _store_account(
+    session: Session, refund: Refund, *, account_holder: str, iban: str, bic: str, actor: str
+) -> Refund:
+    """Check an account (IBAN and BIC by their registries; a BIC only outside SEPA) and keep it."""
     holder = " ".join(account_holder.split())
     compact = "".join(iban.split()).upper()
     code = "".join(bic.split()).upper()
@@ -233,9 +260,9 @@ def give_bank_details(
         faults["account_holder"] = N_("Enter the name of the account holder.")
     if not iban_is_valid(compact):
         faults["iban"] = N_("This IBAN is not valid: check it against your bank statement.")
-    if code and not BIC_PATTERN.match(code):
+    if code and not _bic_is_valid(code):
         faults["bic"] = N_("A BIC has 8 or 11 letters and digits, e.g. CAIXESBBXXX.")
-    elif not code and "iban" not in faults and compact[:2] not in SEPA_COUNTRIES:
+    elif not code and "iban" not in faults and not iban_in_sepa(compact):
         faults["bic"] = N_("Your bank is outside the SEPA area: enter its BIC (SWIFT code).")
     if faults:
         raise InvalidInput(N_("The bank details need a correction."), fields=faults)
@@ -245,13 +272,62 @@ def give_bank_details(
     session.add(refund)
     record_change(
         session,
-        actor=application.email,
+        actor=actor,
         action="refund.bank_details",
         entity="refund",
         entity_id=refund.id or 0,
         after={"iban": f"…{compact[-4:]}", "bic": code},
     )
     session.commit()
+    return refund
+
+
+def office_bank_details(
+    session: Session, *, refund_id: int, account_holder: str, iban: str, bic: str, actor: str
+) -> Refund:
+    """The payer's account, given by the office: an organisation's, or an overpayer's."""
+    refund = get_refund(session, refund_id)
+    if (
+        refund.status != RefundStatus.owed.value
+        or refund.method != RefundMethod.bank_transfer.value
+    ):
+        raise Conflict(f"Refund {refund.id} is not owed by bank transfer: no account is needed.")
+    return _store_account(
+        session, refund, account_holder=account_holder, iban=iban, bic=bic, actor=actor
+    )
+
+
+def keep_refund(
+    session: Session, *, refund_id: int, reason: str, actor: str, now: datetime | None = None
+) -> Refund:
+    """Money owed back that the office keeps, with a written reason (the payer asked, say)."""
+    reason = " ".join(reason.split())
+    if not 3 <= len(reason) <= 500:
+        raise InvalidInput(
+            N_("The refund cannot be kept."),
+            fields={"reason": N_("Write why the money is kept instead of paid back.")},
+        )
+    refund = get_refund(session, refund_id)
+    changed = session.execute(
+        update(Refund)
+        .where(col(Refund.id) == refund.id, col(Refund.status) == RefundStatus.owed.value)
+        .values(status=RefundStatus.kept.value, kept_reason=reason)
+    )
+    if not changed.rowcount:  # type: ignore[attr-defined]
+        session.rollback()
+        raise Conflict(
+            f"Refund {refund.id} is not owed any more ({refund.status}); nothing changed."
+        )
+    record_change(
+        session,
+        actor=actor,
+        action="refund.kept",
+        entity="refund",
+        entity_id=refund.id or 0,
+        after={"amount": f"{refund.amount:.2f}", "reason": reason},
+    )
+    session.commit()
+    session.refresh(refund)
     return refund
 
 
@@ -297,19 +373,19 @@ def _mark_completed(
                 recorded_at=now,
             )
         )
-    application = session.get(Application, refund.application_id)
-    assert application is not None
-    edition = session.get(Edition, application.edition_id)
+    application = session.get(Application, refund.application_id) if refund.application_id else None
+    edition = session.get(Edition, invoice.edition_id)
     assert edition is not None
-    queue_email(
-        session,
-        kind="cancellation_refund_paid",
-        to=application.email,
-        subject=N_("Your refund of %(sum)s is on its way"),
-        subject_values={"sum": _refund_sum(refund, application.language)},
-        context={"application": application, "edition": edition, "refund": refund},
-        application_id=application.id,
-    )
+    if application is not None and refund.reason == RefundReason.cancellation.value:
+        queue_email(
+            session,
+            kind="cancellation_refund_paid",
+            to=application.email,
+            subject=N_("Your refund of %(sum)s is on its way"),
+            subject_values={"sum": _refund_sum(refund, application.language)},
+            context={"application": application, "edition": edition, "refund": refund},
+            application_id=application.id,
+        )
     record_change(
         session,
         actor=actor,
@@ -351,8 +427,8 @@ def _check_completion(completed_on: date, reference: str, *, now: datetime, owed
 
 def _owed_on(session: Session, refund: Refund) -> date:
     """The day a refund became owed, on the clock of the edition's office."""
-    application = session.get(Application, refund.application_id)
-    edition = session.get(Edition, application.edition_id) if application else None
+    invoice = session.get(Invoice, refund.invoice_id)
+    edition = session.get(Edition, invoice.edition_id) if invoice else None
     zone = ZoneInfo(edition.timezone) if edition else UTC
     return refund.created_at.astimezone(zone).date()
 
@@ -454,7 +530,8 @@ class RefundRow:
     """An owed refund with who it is for and where it stands."""
 
     refund: Refund
-    application: Application
+    # None for an overpayment of a group invoice: the payee is its organisation.
+    application: Application | None
     edition: Edition
     invoice: Invoice
     days_left: int
@@ -480,9 +557,10 @@ def refunds_due(session: Session, *, now: datetime | None = None) -> RefundsDue:
     now = now or utcnow()
     rows = session.exec(
         select(Refund, Application, Edition, Invoice)
-        .join(Application, col(Application.id) == col(Refund.application_id))
-        .join(Edition, col(Edition.id) == col(Application.edition_id))
         .join(Invoice, col(Invoice.id) == col(Refund.invoice_id))
+        .join(Edition, col(Edition.id) == col(Invoice.edition_id))
+        .outerjoin(Application, col(Application.id) == col(Refund.application_id))
+        .where(col(Refund.status).in_([RefundStatus.owed.value, RefundStatus.completed.value]))
         .order_by(col(Refund.due_by), col(Refund.id))
     ).all()
     overdue: list[RefundRow] = []

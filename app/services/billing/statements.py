@@ -27,7 +27,7 @@ from app.money import ZERO
 from app.platform import jobs
 from app.platform.audit import record_change
 from app.services.billing.money_overview import InvoiceRow, payable_rows
-from app.services.billing.payments import record_payment
+from app.services.billing.payments import DuplicatePayment, record_payment, recorded_by_hand
 from app.services.errors import DomainError, InvalidInput, NotFound
 
 MAX_STATEMENT_BYTES = 2 * 1024 * 1024
@@ -95,6 +95,8 @@ class StatementLine:
     # The n-th line of the file with exactly these values: two identical transfers on one
     # day stay two payments, while the same file imported again maps onto the same ids.
     occurrence: int = 0
+    # The bank's own id of the transaction (camt.053, Norma 43): the line's identity.
+    bank_id: str = ""
 
     @property
     def outgoing(self) -> bool:
@@ -104,6 +106,8 @@ class StatementLine:
     @property
     def external_id(self) -> str:
         """A stable id of this line, so that importing it again records nothing new."""
+        if self.bank_id:
+            return EXTERNAL_PREFIX + hashlib.sha256(self.bank_id.encode("utf-8")).hexdigest()
         key = "|".join(
             (
                 self.booked_on.isoformat(),
@@ -404,9 +408,25 @@ def parse_statement(
     return lines
 
 
+BANK_FORMATS = ("camt053", "norma43")
+
+
+def lines_of(text: str, mapping: dict[str, str]) -> list[StatementLine]:
+    """A statement's lines: a bank's own file by its format, a CSV by its column mapping."""
+    kind = mapping.get("format", "")
+    if kind in BANK_FORMATS:
+        from app.services.billing.bank_files import read_lines
+
+        return read_lines(text, kind)
+    return parse_statement(text, **{k: v for k, v in mapping.items() if k != "format"})
+
+
 def invoice_numbers_in(text: str) -> list[tuple[str, bool]]:
     """Invoice numbers named in a remittance text, each with whether it is a credit note's."""
-    found = []
+    from app.services.billing.payment_codes import creditor_references_in
+
+    # A structured creditor reference (RF..) names its invoice for certain: it comes first.
+    found = [(number, False) for number in creditor_references_in(text)]
     for match in NUMBER_PATTERN.finditer(text.upper()):
         number = f"{match.group(2)}-{match.group(3)}"
         found.append(("CN" + number if match.group(1) else number, bool(match.group(1))))
@@ -525,6 +545,17 @@ def _reference(line: StatementLine) -> str:
     return " · ".join(part for part in parts if part)[:200]
 
 
+def _typed_by_hand(session: Session, line: StatementLine) -> bool:
+    """The line repeats a payment typed by hand on an invoice it names (and so closed)."""
+    return any(
+        recorded_by_hand(
+            session, invoice_number=number, amount=line.amount, received_on=line.booked_on
+        )
+        is not None
+        for number, _ in invoice_numbers_in(line.text)
+    )
+
+
 def _recorded_meanwhile(session: Session, key: str) -> bool:
     return session.exec(select(Payment.id).where(Payment.external_id == key)).first() is not None
 
@@ -549,7 +580,7 @@ def import_matches(
             result.already_recorded.append(match)
             continue
         if not match.can_record or match.invoice_number is None:
-            if _recorded_meanwhile(session, match.key):
+            if _recorded_meanwhile(session, match.key) or _typed_by_hand(session, match.line):
                 # Another import recorded the line between the matcher's look-ups, and so
                 # closed its invoice: it is recorded, not unmatched.
                 result.already_recorded.append(match)
@@ -570,9 +601,15 @@ def import_matches(
                 actor=actor,
                 source=SOURCE,
                 external_id=match.key,
+                payer=match.line.counterparty,
             )
         except IntegrityError:
             # Someone imported the same line at the same moment; theirs stands.
+            session.rollback()
+            result.already_recorded.append(match)
+            continue
+        except DuplicatePayment:
+            # An administrator typed this transfer in by hand already.
             session.rollback()
             result.already_recorded.append(match)
             continue
@@ -745,7 +782,7 @@ def run_job(held: jobs.Claim, context: jobs.JobContext, session: Session | None)
     payload = held.payload
     mapping = {str(k): str(v) for k, v in dict(payload.get("mapping", {})).items()}
     try:
-        lines = parse_statement(str(payload.get("csv_text", "")), **mapping)
+        lines = lines_of(str(payload.get("csv_text", "")), mapping)
     except (StatementError, TypeError) as exc:
         raise jobs.JobFailed(f"The statement cannot be read any more: {exc}") from exc
     own = session is None
@@ -757,6 +794,9 @@ def run_job(held: jobs.Claim, context: jobs.JobContext, session: Session | None)
             accepted_ids=[str(key) for key in payload.get("accepted", [])],
             actor=held.created_by,
         )
+        from app.services.billing.sepa_transfers import settle_sent_refunds
+
+        settle_sent_refunds(work, lines, actor=held.created_by)
         work.commit()
     finally:
         if own:

@@ -42,6 +42,7 @@ from app.models import (
 from app.money import ZERO, round_cents
 from app.platform.audit import record_change
 from app.platform.i18n import N_, Listing, Message, Money, Term
+from app.services.billing.invoices import counted_payments
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registrations.applications import get_application
 
@@ -113,7 +114,7 @@ def _outstanding_by_application(
         invoice_id: amount or ZERO
         for invoice_id, amount in session.exec(
             select(Payment.invoice_id, func.sum(Payment.amount))
-            .where(col(Payment.invoice_id).in_(ids))
+            .where(col(Payment.invoice_id).in_(ids), counted_payments())
             .group_by(col(Payment.invoice_id))
         ).all()
     }

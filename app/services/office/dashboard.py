@@ -23,6 +23,7 @@ from app.models import (
     Cancellation,
     CourseSession,
     Edition,
+    Invoice,
     InvoiceLine,
     Module,
     Organisation,
@@ -124,7 +125,8 @@ class RefundDue:
     """An owed refund and whom it is for."""
 
     refund: Refund
-    application: Application
+    # None for an overpayment of a group invoice (its organisation paid).
+    application: Application | None
     days_left: int
 
 
@@ -425,8 +427,9 @@ def _amount(value: object) -> Decimal:
 def _refunds(session: Session, edition: Edition, today: date) -> Refunds:
     rows = session.exec(
         select(Refund, Application)
-        .join(Application, col(Application.id) == col(Refund.application_id))
-        .where(Application.edition_id == edition.id)
+        .join(Invoice, col(Invoice.id) == col(Refund.invoice_id))
+        .outerjoin(Application, col(Application.id) == col(Refund.application_id))
+        .where(Invoice.edition_id == edition.id)
         .order_by(col(Refund.due_by), col(Refund.id))
     ).all()
     owed: list[RefundDue] = []
@@ -436,7 +439,7 @@ def _refunds(session: Session, edition: Edition, today: date) -> Refunds:
         if refund.status == RefundStatus.completed.value:
             completed_count += 1
             completed_amount += refund.amount
-        else:
+        elif refund.status == RefundStatus.owed.value:
             owed.append(RefundDue(refund, application, (refund.due_by - today).days))
     return Refunds(owed, completed_count, completed_amount)
 

@@ -321,6 +321,9 @@ class PaymentFilters:
 
 
 def _payment_kind(payment: Payment) -> str:
+    if payment.voided_at is not None:
+        # Kept in the list as recorded, never summed: the accountant sees what was corrected.
+        return "voided"
     if payment.source == TRANSFER_SOURCE:
         return "transfer"
     return "refund" if payment.amount < 0 else "received"
@@ -344,6 +347,7 @@ def payment_sheet(session: Session, edition: Edition, filters: PaymentFilters) -
         conditions.append(col(Payment.source) != TRANSFER_SOURCE)
         amount = col(Payment.amount)
         conditions.append(amount > 0 if filters.kind == "received" else amount < 0)
+        conditions.append(col(Payment.voided_at).is_(None))
     found = session.exec(
         select(Payment, Invoice)
         .join(Invoice, col(Invoice.id) == col(Payment.invoice_id))
@@ -365,7 +369,9 @@ def payment_sheet(session: Session, edition: Edition, filters: PaymentFilters) -
                 payment.reference,
                 payment.source,
                 "yes" if payment.flagged else "no",
-                payment.flag_reason,
+                f"Voided by {payment.voided_by}: {payment.void_reason}"
+                if payment.voided_at is not None
+                else payment.flag_reason,
                 payment.external_id or "",
                 payment.recorded_by,
                 _instant(payment.recorded_at, edition.timezone),
@@ -406,7 +412,7 @@ def refund_sheet(
 
     The account number stays out of the file: only the holder's name is exported.
     """
-    conditions: list[Any] = [Application.edition_id == edition.id]
+    conditions: list[Any] = [Invoice.edition_id == edition.id]
     if status in ("owed", "overdue"):
         conditions.append(col(Refund.status) == RefundStatus.owed.value)
     if status == "overdue":
@@ -415,8 +421,8 @@ def refund_sheet(
         conditions.append(col(Refund.status) == RefundStatus.completed.value)
     found = session.exec(
         select(Refund, Application, Invoice)
-        .join(Application, col(Application.id) == col(Refund.application_id))
         .join(Invoice, col(Invoice.id) == col(Refund.invoice_id))
+        .outerjoin(Application, col(Application.id) == col(Refund.application_id))
         .where(*conditions)
         .order_by(col(Refund.due_by), col(Refund.id))
     ).all()
@@ -425,13 +431,18 @@ def refund_sheet(
         owed = refund.status == RefundStatus.owed.value
         body.append(
             [
-                application.reference,
-                application.full_name,
+                application.reference if application else "",
+                # An overpayment of a group invoice goes back to its organisation.
+                application.full_name if application else refund.payee_name,
                 invoice.number,
                 refund.amount,
                 refund.currency,
                 refund.due_by,
-                ("overdue" if refund.due_by < today else "owed") if owed else "paid out",
+                ("overdue" if refund.due_by < today else "owed")
+                if owed
+                else (
+                    "paid out" if refund.status == RefundStatus.completed.value else refund.status
+                ),
                 refund.method.replace("_", " "),
                 refund.completed_on,
                 refund.completed_by or "",

@@ -26,6 +26,7 @@ from app.models import (
     Invoice,
     InvoiceKind,
     InvoiceLine,
+    PayeeKind,
     Payment,
     PaymentMethod,
     Refund,
@@ -38,6 +39,7 @@ from app.platform.mail import Attachment, queue_email
 from app.platform.storage import Storage, new_key
 from app.services.billing.einvoices import ubl_attachments
 from app.services.billing.invoices import Seller, invoice_lines, issue_document
+from app.services.billing.payments import refund_payee
 from app.services.billing.refunds import (
     credited_line_ids,
     paid_share,
@@ -605,7 +607,9 @@ def cancel_registration(
         actor=actor,
         now=now,
     )
-    refund = _owe_the_refund(session, cancellation=cancellation, assessment=assessment, now=now)
+    refund = _owe_the_refund(
+        session, application=application, cancellation=cancellation, assessment=assessment, now=now
+    )
     outcome = CancellationOutcome(cancellation, refund, credit_note, fee_invoice)
     _tell_of_the_acceptance(
         session,
@@ -749,12 +753,19 @@ def _record_acceptance(
 
 
 def _owe_the_refund(
-    session: Session, *, cancellation: Cancellation, assessment: Assessment, now: datetime
+    session: Session,
+    *,
+    application: Application,
+    cancellation: Cancellation,
+    assessment: Assessment,
+    now: datetime,
 ) -> Refund | None:
-    """The refund the policy grants, owed by its due date to whoever paid."""
+    """The refund the policy grants, owed by its due date to whoever paid: a group invoice's
+    organisation, not the member."""
     invoice = assessment.invoice
     if invoice is None or assessment.refund <= ZERO or assessment.due_by is None:
         return None
+    payee_kind, payee_name, _ = refund_payee(session, invoice)
     refund = Refund(
         application_id=cancellation.application_id,
         cancellation_id=cancellation.id or 0,
@@ -763,6 +774,10 @@ def _owe_the_refund(
         currency=invoice.currency,
         due_by=assessment.due_by,
         method=assessment.method or RefundMethod.bank_transfer.value,
+        payee_kind=payee_kind,
+        payee_name=(application.full_name if payee_kind == PayeeKind.person.value else payee_name)[
+            :200
+        ],
         created_at=now,
     )
     session.add(refund)

@@ -287,7 +287,8 @@ def _cancellation_panel(
             RefundLine(
                 refund=refund,
                 needs_details=refund.status == RefundStatus.owed.value
-                and refund.method == "bank_transfer",
+                and refund.method == "bank_transfer"
+                and refund.payee_kind == "person",
             )
             for refund in refunds_of(session, application_id)
         ),

@@ -1,0 +1,1 @@
+"""Billing pages and API: invoices, payments, refunds and statements."""

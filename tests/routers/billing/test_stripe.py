@@ -126,7 +126,7 @@ def test_pay_by_card_redirects_to_checkout_keyed_by_our_row_with_the_invoice_num
     row = session.exec(select(CardCheckout)).one()
     assert response.headers["location"] == f"{fake.url}/pay/{row.stripe_session_id}"
     [sent] = fake.creates
-    assert sent.idempotency_key == f"checkout-{row.id}-150000"
+    assert sent.idempotency_key == card_payments.checkout_idempotency_key(row, 150000)
     assert sent.form["metadata[invoice_number]"] == number
     assert sent.form["success_url"].endswith(
         f"{portal}/card-payment/success?session_id={{CHECKOUT_SESSION_ID}}"

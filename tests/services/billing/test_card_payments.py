@@ -98,7 +98,7 @@ def test_a_checkout_is_for_the_outstanding_amount_keyed_by_our_row_with_the_invo
     url = start(session, stripe_api, application, invoice)
     row = only_checkout(session)
     [sent] = fake.creates
-    assert sent.idempotency_key == f"checkout-{row.id}-150000"
+    assert sent.idempotency_key == card_payments.checkout_idempotency_key(row, 150000)
     assert sent.form["metadata[invoice_number]"] == invoice.number
     assert sent.form["metadata[application_id]"] == str(application.id)
     assert sent.form["metadata[checkout_id]"] == str(row.id)
@@ -148,7 +148,7 @@ def test_money_arriving_between_clicks_starts_a_session_for_the_rest_and_expires
     assert (old.status, new.status, new.amount) == ("expired", "pending", Decimal("1000.00"))
     assert fake.sessions[old.stripe_session_id or ""]["status"] == "expired"
     assert fake.creates[1].form["line_items[0][price_data][unit_amount]"] == "100000"
-    assert fake.creates[1].idempotency_key == f"checkout-{new.id}-100000"
+    assert fake.creates[1].idempotency_key == card_payments.checkout_idempotency_key(new, 100000)
 
 
 def test_nothing_outstanding_starts_no_checkout(
@@ -644,7 +644,7 @@ def test_webhook_and_success_page_at_once_record_one_payment(
         cleanup(engine, edition_id, event_ids)
 
 
-def test_a_payment_inserted_between_check_and_insert_is_returned_not_duplicated(
+def test_a_second_caller_waits_for_the_invoice_lock_and_gets_the_same_payment(
     engine: Engine,
     tmp_path: Path,
     fake: FakeStripe,
@@ -659,29 +659,41 @@ def test_a_payment_inserted_between_check_and_insert_is_returned_not_duplicated(
     try:
         paid = committed_paid_checkout(engine, fake, stripe_api, application_id, number)
         real_held_money = payments.held_money
+        others: list[payments.PaymentResult] = []
 
-        def other_caller_wins(session: Session, invoice: Invoice) -> Decimal:
-            # Runs after record_payment found no payment and before it inserts its own.
-            monkeypatch.setattr(payments, "held_money", real_held_money)
-            with Session(engine) as other:
-                payments.record_payment(
-                    other,
-                    invoice_number=number,
-                    amount=Decimal("1500.00"),
-                    received_on=date.today(),
-                    method="card",
-                    reference=paid["id"],
-                    actor="stripe",
-                    source="stripe",
-                    external_id=paid["payment_intent"],
+        def other_caller() -> None:
+            with Session(writer_engine(engine), expire_on_commit=False) as other:
+                others.append(
+                    payments.record_payment(
+                        other,
+                        invoice_number=number,
+                        amount=Decimal("1500.00"),
+                        received_on=date.today(),
+                        method="card",
+                        reference=paid["id"],
+                        actor="stripe",
+                        source="stripe",
+                        external_id=paid["payment_intent"],
+                    )
                 )
+
+        waiting = threading.Thread(target=other_caller)
+
+        def other_caller_arrives(session: Session, invoice: Invoice) -> Decimal:
+            # Runs after record_payment locked the invoice and found no payment.
+            monkeypatch.setattr(payments, "held_money", real_held_money)
+            waiting.start()
+            waiting.join(timeout=0.5)
+            assert waiting.is_alive()  # held at the invoice's lock
             return real_held_money(session, invoice)
 
-        monkeypatch.setattr(payments, "held_money", other_caller_wins)
-        with Session(engine) as session:
+        monkeypatch.setattr(payments, "held_money", other_caller_arrives)
+        with Session(engine, expire_on_commit=False) as session:
             result = card_payments.fulfil_checkout(session, stripe_session=paid)
-        assert result is not None and result.duplicate
-        assert result.payment.external_id == paid["payment_intent"]
+        waiting.join(timeout=30)
+        assert result is not None and not result.duplicate
+        assert [r.duplicate for r in others] == [True]
+        assert others[0].payment.id == result.payment.id
         assert count_payments(engine, number) == 1
     finally:
         cleanup(engine, edition_id, [])
@@ -738,6 +750,58 @@ def test_an_owed_card_refund_is_sent_once_keyed_by_our_row_and_recorded_once(
     assert len(fake.refunds) == 1
 
 
+def test_a_card_payment_on_a_paid_invoice_is_owed_back_to_the_card_and_sent_through_stripe(
+    session: Session,
+    fake: FakeStripe,
+    stripe_api: stripe.StripeClient,
+    participant: tuple[Application, Invoice],
+) -> None:
+    _, invoice = participant
+    # The card checkout was paid while a transfer for the same invoice was on its way.
+    paid = paid_session(fake, session, stripe_api, participant)
+    payments.record_payment(
+        session,
+        invoice_number=invoice.number,
+        amount=Decimal("1500.00"),
+        received_on=date.today(),
+        method="bank_transfer",
+        reference="paid by transfer first",
+        actor="admin",
+    )
+    card_payments.handle_event(
+        session, event=event("checkout.session.completed", paid, event_id=new_id())
+    )
+    intent = str(paid["payment_intent"])
+    [owed] = card_payments.card_refunds_owed(session)
+    assert (owed.reason, owed.amount, owed.method) == ("overpayment", Decimal("1500.00"), "card")
+    [outcome] = card_payments.send_card_refunds(session, client=stripe_api)
+    assert outcome.sent
+    session.refresh(owed)
+    assert owed.status == "completed"
+    assert [r["payment_intent"] for r in fake.refunds.values()] == [intent]
+    assert invoicing.amount_paid(session, invoice) == Decimal("1500.00")
+
+
+def test_a_refund_made_in_stripes_dashboard_pays_the_owed_card_refund_of_that_amount(
+    session: Session,
+    storage: LocalStorage,
+    fake: FakeStripe,
+    stripe_api: stripe.StripeClient,
+    participant: tuple[Application, Invoice],
+) -> None:
+    intent, refund = cancelled_card_payer(session, storage, fake, stripe_api, participant)
+    charge = refunded_charge(intent, [("re_dashboard", 112500)])
+    later = refund.created_at + timedelta(seconds=1)
+    card_payments.handle_event(
+        session, event=event("charge.refunded", charge, event_id=new_id()), now=later
+    )
+    session.refresh(refund)
+    assert refund.status == "completed"
+    assert refunds(session) == [Decimal("-1125.00")]
+    assert card_payments.send_card_refunds(session, client=stripe_api) == []
+    assert not fake.refunds
+
+
 def test_the_webhook_first_then_the_sender_still_records_one_refund(
     session: Session,
     storage: LocalStorage,
@@ -752,6 +816,9 @@ def test_the_webhook_first_then_the_sender_still_records_one_refund(
         f"refund-{refund.id}-{intent}-112500",
     )[1]
     charge = refunded_charge(intent, [(made["id"], 112500)])
+    # Stripe lists the refund with the metadata our call gave it: the sender's, not the
+    # dashboard's, so the webhook leaves completing it to the sender.
+    charge["refunds"]["data"][0]["metadata"] = {"refund_id": str(refund.id)}
     later = refund.created_at + timedelta(seconds=1)
     card_payments.handle_event(
         session, event=event("charge.refunded", charge, event_id=new_id()), now=later

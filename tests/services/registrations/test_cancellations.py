@@ -94,14 +94,18 @@ def cancel(
     )
 
 
+_transfers = itertools.count()
+
+
 def pay(session: Session, number: str, amount: str, method: str = "bank_transfer") -> None:
+    # Each call is a transfer of its own (its own bank reference), never the same one twice.
     payments.record_payment(
         session,
         invoice_number=number,
         amount=Decimal(amount),
         received_on=date.today(),
         method=method,
-        reference="",
+        reference=f"transfer {next(_transfers)}",
         actor="admin@example.org",
     )
 
@@ -338,8 +342,14 @@ def test_an_overpayment_is_refunded_in_full_on_top_of_the_75_percent(
     pay(session, invoice.number, "1600.00")
     outcome = cancel(session, storage, application)
     assert outcome.refund is not None
-    assert outcome.refund.amount == Decimal("1225.00")  # 1125 + the 100 overpaid
+    assert outcome.refund.amount == Decimal("1125.00")
     assert outcome.cancellation.retained == Decimal("375.00")
+    # The 100 overpaid was owed back from the moment it was recorded, as a refund of its own.
+    owed = refund_service.refunds_of(session, application.id or 0)
+    assert sorted((r.reason, r.amount) for r in owed) == [
+        ("cancellation", Decimal("1125.00")),
+        ("overpayment", Decimal("100.00")),
+    ]
 
 
 # Groups
