@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from alembic import command
-from alembic.config import Config
 from sqlmodel import Session
 
-from app.config import PROJECT_ROOT, get_settings
-from app.db import get_engine
+from app.config import get_settings
+from app.db import alembic_config, get_engine
 from app.platform.logs import log_config
 from app.services.errors import DomainError
 from app.services.office.demo import database_is_empty, load_demo
@@ -40,22 +39,6 @@ if TYPE_CHECKING:
     from app.platform import jobs
 
 DEFAULT_ADMIN_EMAIL = "admin@example.org"
-
-
-def alembic_config(url: str | None = None) -> Config:
-    """Alembic's configuration for this project, pointed at `url` or the configured database."""
-    # A checkout keeps them beside the code; an installed package (the image) ships them
-    # inside itself, as app/migrations.
-    shipped = Path(__file__).resolve().parent / "migrations"
-    migrations = PROJECT_ROOT / "migrations"
-    if not (migrations / "env.py").is_file() and (shipped / "env.py").is_file():
-        migrations = shipped
-    ini = PROJECT_ROOT / "alembic.ini"
-    config = Config(str(ini)) if ini.is_file() else Config()
-    config.set_main_option("script_location", str(migrations))
-    config.attributes["url"] = url or get_settings().database_url
-    config.attributes["configure_logger"] = False
-    return config
 
 
 @db_cli.command("upgrade")

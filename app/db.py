@@ -1,14 +1,16 @@
 """Engines and their settings per dialect; request sessions are in app.web.sessions."""
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlmodel import create_engine
 
-from app.config import get_settings
+from app.config import PROJECT_ROOT, get_settings
 
 SQLITE_IMMEDIATE = "diplomat_sqlite_immediate"
 
@@ -87,3 +89,19 @@ def pool_capacity(engine: Engine) -> int | None:
     if isinstance(pool, QueuePool) and pool._max_overflow >= 0:
         return pool.size()
     return None
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """Alembic's configuration for this project, pointed at `url` or the configured database."""
+    # A checkout keeps them beside the code; an installed package (the image) ships them
+    # inside itself, as app/migrations.
+    shipped = Path(__file__).resolve().parent / "migrations"
+    migrations = PROJECT_ROOT / "migrations"
+    if not (migrations / "env.py").is_file() and (shipped / "env.py").is_file():
+        migrations = shipped
+    ini = PROJECT_ROOT / "alembic.ini"
+    config = Config(str(ini)) if ini.is_file() else Config()
+    config.set_main_option("script_location", str(migrations))
+    config.attributes["url"] = url or get_settings().database_url
+    config.attributes["configure_logger"] = False
+    return config

@@ -136,9 +136,8 @@ def main() -> None:
         from alembic import command
         from sqlmodel import Session
 
-        from app.cli import alembic_config
         from app.config import Settings
-        from app.db import make_engine
+        from app.db import alembic_config, make_engine
         from app.platform.pdf import render_pdf
         from app.platform.storage import LocalStorage
         from app.services.certificates import issuing as service

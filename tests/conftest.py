@@ -24,9 +24,8 @@ os.environ["DIPLOMAT_SECRET_KEY"] = "test-secret-key-" + "x" * 32
 os.environ["DIPLOMAT_DATABASE_URL"] = f"sqlite:///{_TMP / 'default.db'}"
 
 import app.services.office.staff  # noqa: E402
-from app.cli import alembic_config  # noqa: E402
 from app.config import Settings  # noqa: E402
-from app.db import make_engine  # noqa: E402
+from app.db import alembic_config, make_engine  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.platform.jobs import Work  # noqa: E402
 from app.routers.billing.pages import import_launcher  # noqa: E402

@@ -79,9 +79,9 @@ def test_migrations_are_found_inside_an_installed_package(tmp_path: Path) -> Non
     shutil.copytree(PROJECT_ROOT / "migrations", tmp_path / "app" / "migrations")
     script = (
         "import app.config as c, pathlib; c.PROJECT_ROOT = pathlib.Path('/nonexistent');"
-        "import app.cli as cli; cli.PROJECT_ROOT = c.PROJECT_ROOT;"
+        "import app.db as db; db.PROJECT_ROOT = c.PROJECT_ROOT;"
         "from alembic.script import ScriptDirectory;"
-        "print(ScriptDirectory.from_config(cli.alembic_config(url='x')).get_heads())"
+        "print(ScriptDirectory.from_config(db.alembic_config(url='x')).get_heads())"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=False

@@ -8,14 +8,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.db import alembic_config
 from app.platform.storage import Storage
 
 
 @lru_cache
 def code_heads() -> frozenset[str]:
     """The migration heads this code expects the database to be at."""
-    from app.cli import alembic_config  # the command line knows where the migrations are
-
     return frozenset(ScriptDirectory.from_config(alembic_config(url="unused")).get_heads())
 
 

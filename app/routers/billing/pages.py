@@ -17,12 +17,13 @@ from app.platform import jobs
 from app.platform.i18n import N_, gettext, ngettext, translate, translate_fields
 from app.routers.billing.api import pdf_response, ubl_response
 from app.services.billing import (
-    bank_files,
+    bank_formats,
     buyers,
     card_payments,
     invoice_files,
     money_overview,
     payments,
+    statement_lines,
     statements,
     verifactu,
     verifactu_sender,
@@ -567,7 +568,7 @@ def _statement_form(
             "user": user,
             "csv_text": csv_text,
             "errors": errors or {},
-            "max_rows": statements.MAX_STATEMENT_ROWS,
+            "max_rows": statement_lines.MAX_STATEMENT_ROWS,
         },
         status_code=status_code,
     )
@@ -693,7 +694,7 @@ def statement_preview(
             errors=exc.fields,
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    kind = bank_files.detect_format(text)
+    kind = bank_formats.detect_format(text)
     if kind != "csv":
         # The bank's own format names every field: no columns to choose.
         mapping: dict[str, str] = {"format": str(kind)}

@@ -4,12 +4,9 @@ the issuer's DID document and keys, its profile, the achievements and the revoca
 import json
 from typing import Annotated, Any
 
-import segno
 from fastapi import APIRouter, Header, Path, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from app.models import Certificate
-from app.platform.i18n import gettext
 from app.platform.rate_limit import Limit, RateLimited, hit
 from app.routers.certificates.issuing import VERIFY_SCOPE, OptionsDep
 from app.services.certificates import credentials, open_badges, verifiable
@@ -21,9 +18,7 @@ from app.services.registrations.applications import application_for_token
 from app.web.dependencies import (
     SessionDep,
     SettingsDep,
-    certificate_options,
     client_address,
-    templates,
 )
 from app.web.errors import error_responses
 
@@ -129,25 +124,6 @@ def portal_credential(
             "Cache-Control": "private, no-store",
         },
     )
-
-
-def credential_offer(request: Request, certificate: Certificate) -> dict[str, str]:
-    """What the portal offers a wallet: the credential's public address and its QR code."""
-    options = certificate_options(request)
-    url = f"{options.base_url}/api/v1/certificates/{certificate.number}/credential"
-    svg: str = segno.make(url, error="m").svg_inline(
-        scale=1,
-        border=2,
-        omitsize=True,
-        title=gettext("QR code of your credential's address, for a wallet app"),
-        svgclass="qr-code",
-        lineclass="qr-line",
-    )
-    # A role and the <title> give screen readers a name for the picture.
-    return {"url": url, "qr": svg.replace("<svg ", '<svg role="img" ', 1)}
-
-
-templates.env.globals["credential_offer"] = credential_offer
 
 
 def _did_document(options: OptionsDep) -> Response:

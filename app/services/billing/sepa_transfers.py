@@ -15,7 +15,7 @@ from app.platform.audit import record_change
 from app.services.billing.card_payments import to_cents
 from app.services.billing.invoices import Seller
 from app.services.billing.refunds import complete_refund
-from app.services.billing.statements import StatementLine
+from app.services.billing.statement_lines import StatementLine
 from app.services.errors import Conflict
 
 SCHEMA = "pain.001.001.03"

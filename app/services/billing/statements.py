@@ -26,14 +26,20 @@ from app.models import BackgroundJob, Invoice, Payment, PaymentMethod
 from app.money import ZERO
 from app.platform import jobs
 from app.platform.audit import record_change
+from app.services.billing.bank_formats import parse_camt053, parse_norma43
 from app.services.billing.money_overview import InvoiceRow, payable_rows
 from app.services.billing.payments import DuplicatePayment, record_payment, recorded_by_hand
-from app.services.errors import DomainError, InvalidInput, NotFound
+from app.services.billing.sepa_transfers import settle_sent_refunds
+from app.services.billing.statement_lines import (
+    MAX_STATEMENT_ROWS,
+    StatementError,
+    StatementLine,
+    normal_text,
+)
+from app.services.errors import DomainError, NotFound
 
 MAX_STATEMENT_BYTES = 2 * 1024 * 1024
-MAX_STATEMENT_ROWS = 5000
 SOURCE = "statement"
-EXTERNAL_PREFIX = "statement:"
 JOB_KIND = "statement_import"
 # The formats a bank offers in its export, as the form names them.
 DATE_FORMATS: dict[str, str] = {
@@ -79,47 +85,6 @@ _AMOUNT_JUNK = re.compile(r"(?i)eur|€|\s|'|’")
 MatchKind = Literal["number", "amount", "recorded", "unmatched", "ignored"]
 
 
-class StatementError(InvalidInput):
-    """A statement that cannot be read; `fields` names the file or each bad line."""
-
-
-@dataclass(frozen=True)
-class StatementLine:
-    """One credit or debit of a statement, as read from its row."""
-
-    line: int
-    booked_on: date
-    amount: Decimal
-    counterparty: str
-    text: str
-    # The n-th line of the file with exactly these values: two identical transfers on one
-    # day stay two payments, while the same file imported again maps onto the same ids.
-    occurrence: int = 0
-    # The bank's own id of the transaction (camt.053, Norma 43): the line's identity.
-    bank_id: str = ""
-
-    @property
-    def outgoing(self) -> bool:
-        """Money that left the account (or a zero line): never a payment received."""
-        return self.amount <= ZERO
-
-    @property
-    def external_id(self) -> str:
-        """A stable id of this line, so that importing it again records nothing new."""
-        if self.bank_id:
-            return EXTERNAL_PREFIX + hashlib.sha256(self.bank_id.encode("utf-8")).hexdigest()
-        key = "|".join(
-            (
-                self.booked_on.isoformat(),
-                f"{self.amount:.2f}",
-                _normal(self.counterparty),
-                _normal(self.text),
-                str(self.occurrence),
-            )
-        )
-        return EXTERNAL_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
 @dataclass(frozen=True)
 class Match:
     """What a statement line would pay, and why."""
@@ -161,10 +126,6 @@ class ImportResult:
     def counts(self) -> tuple[int, int, int]:
         """(recorded, already recorded, skipped)."""
         return len(self.recorded), len(self.already_recorded), len(self.skipped)
-
-
-def _normal(value: str) -> str:
-    return _SPACES.sub(" ", value).strip()
 
 
 def decode_statement(raw: bytes) -> str:
@@ -393,7 +354,7 @@ def parse_statement(
     seen: Counter[tuple[date, Decimal, str, str]] = Counter()
     lines = []
     for number, booked_on, amount, counterparty, text in parsed:
-        identity = (booked_on, amount, _normal(counterparty), _normal(text))
+        identity = (booked_on, amount, normal_text(counterparty), normal_text(text))
         lines.append(
             StatementLine(
                 line=number,
@@ -414,10 +375,10 @@ BANK_FORMATS = ("camt053", "norma43")
 def lines_of(text: str, mapping: dict[str, str]) -> list[StatementLine]:
     """A statement's lines: a bank's own file by its format, a CSV by its column mapping."""
     kind = mapping.get("format", "")
-    if kind in BANK_FORMATS:
-        from app.services.billing.bank_files import read_lines
-
-        return read_lines(text, kind)
+    if kind == "camt053":
+        return parse_camt053(text)
+    if kind == "norma43":
+        return parse_norma43(text)
     return parse_statement(text, **{k: v for k, v in mapping.items() if k != "format"})
 
 
@@ -541,7 +502,7 @@ def _with_running_notes(matches: list[Match]) -> list[Match]:
 
 
 def _reference(line: StatementLine) -> str:
-    parts = [_normal(line.counterparty), _normal(line.text)]
+    parts = [normal_text(line.counterparty), normal_text(line.text)]
     return " · ".join(part for part in parts if part)[:200]
 
 
@@ -794,8 +755,6 @@ def run_job(held: jobs.Claim, context: jobs.JobContext, session: Session | None)
             accepted_ids=[str(key) for key in payload.get("accepted", [])],
             actor=held.created_by,
         )
-        from app.services.billing.sepa_transfers import settle_sent_refunds
-
         settle_sent_refunds(work, lines, actor=held.created_by)
         work.commit()
     finally:

@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 import jwt
+import segno
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.hazmat.primitives.serialization import (
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
+from app.platform.i18n import gettext
 from app.services.certificates import data_integrity
 from app.services.certificates.jsonld_contexts import DID_V1, MULTIKEY_V1
 from app.services.certificates.open_badges import KEYS_PATH, Issuer
@@ -199,3 +201,26 @@ def vc_jwt(issuer: Issuer, credential: dict[str, Any], *, algorithm: str = "RS25
         headers={"kid": key_url(issuer, thumbprint(private.public_key())), "typ": "JWT"},
     )
     return token
+
+
+@dataclass(frozen=True)
+class WalletOffer:
+    """What the portal offers a wallet: the credential's public address and its QR code (SVG)."""
+
+    url: str
+    qr_svg: str
+
+
+def wallet_offer(base_url: str, number: str) -> WalletOffer:
+    """The offer of certificate `number`'s credential to a wallet app."""
+    url = f"{base_url}/api/v1/certificates/{number}/credential"
+    svg: str = segno.make(url, error="m").svg_inline(
+        scale=1,
+        border=2,
+        omitsize=True,
+        title=gettext("QR code of your credential's address, for a wallet app"),
+        svgclass="qr-code",
+        lineclass="qr-line",
+    )
+    # A role and the <title> give screen readers a name for the picture.
+    return WalletOffer(url=url, qr_svg=svg.replace("<svg ", '<svg role="img" ', 1))

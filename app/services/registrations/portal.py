@@ -26,6 +26,7 @@ from app.models import (
 from app.services.billing.invoices import outstanding
 from app.services.billing.payments import Balance, participant_balance, participant_invoices
 from app.services.billing.refunds import refunds_of
+from app.services.certificates.credentials import WalletOffer, wallet_offer
 from app.services.certificates.issuing import (
     CertificateOptions,
     certificate_of,
@@ -68,6 +69,7 @@ class CertificatePanel:
     certificate: Certificate | None = None
     verification_url: str = ""
     linkedin_url: str = ""
+    wallet_offer: WalletOffer | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,7 @@ def _certificate_panel(
         certificate=certificate,
         verification_url=verification_url(options, certificate.number),
         linkedin_url=linkedin_url(options, certificate, edition),
+        wallet_offer=wallet_offer(options.base_url, certificate.number),
     )
 
 

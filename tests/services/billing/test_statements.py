@@ -12,7 +12,7 @@ from app.models import Application, Edition, Invoice, Payment, StaffUser
 from app.platform.storage import LocalStorage
 from app.services.billing import invoices as invoicing
 from app.services.billing import payments, statements
-from app.services.billing.statements import StatementError, StatementLine
+from app.services.billing.statement_lines import StatementError, StatementLine
 from app.services.registrations import applications as service
 from tests.factories import application_payload, open_edition
 
