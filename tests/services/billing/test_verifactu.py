@@ -366,6 +366,7 @@ def test_a_spanish_office_needs_its_nif_and_in_production_its_certificate(tmp_pa
         "bank_iban": "DE89 3704 0044 0532 0130 00",
         "organisation_tax_id": "ESG08012346",
         "open_badges_private_key": Settings().open_badges_private_key,
+        "open_badges_rsa_private_key": Settings().open_badges_rsa_private_key,
         "certificate_signatories": [{"name": "Real Person", "title": "Director"}],
         "verifactu_environment": "production",
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.db import writer_engine
 from app.models import Application, AuditEntry, Edition, OutboxMessage, StaffUser
@@ -185,7 +185,9 @@ def test_resending_the_link_mails_only_an_address_that_applied(
     service.resend_portal_link(
         session, edition=edition, email="nobody@example.org", secret_key=SECRET, base_url=BASE
     )
-    kinds = [m.kind for m in session.exec(select(OutboxMessage)).all()]
+    kinds = [
+        m.kind for m in session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
+    ]
     assert kinds == ["application_received", "portal_link"]
 
 
