@@ -10,6 +10,16 @@ HUNDRED = Decimal("100")
 MAX_AMOUNT = Decimal("1000000000")
 
 
+def as_money(value: object) -> Decimal:
+    """A sum SQL returned, as money: None is nothing, a Decimal is rounded to the cent, and a
+    plain integer is whole cents (SQLite sums cents where no column type reaches the result)."""
+    if value is None:
+        return ZERO
+    if isinstance(value, Decimal):
+        return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    return (Decimal(str(value)) / 100).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
 class MoneyError(ValueError):
     """A value that is not an amount of money; `problem` says which rule it breaks."""
 

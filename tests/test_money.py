@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.money import MoneyError, format_money, percent_of, to_money
+from app.money import MoneyError, as_money, format_money, percent_of, to_money
 
 
 @pytest.mark.rules
@@ -41,3 +41,12 @@ def test_amounts_survive_the_database_exactly(session) -> None:  # type: ignore[
     session.expire_all()
     assert edition.fee_standard == Decimal("1234567.89")
     assert edition.fee_member == Decimal("0.01")
+
+
+@pytest.mark.rules
+def test_a_sql_sum_becomes_money_to_the_cent() -> None:
+    assert as_money(None) == Decimal("0.00")
+    assert as_money(Decimal("1500")) == Decimal("1500.00")
+    assert as_money(Decimal("0.005")) == Decimal("0.01")
+    # SQLite sums whole cents where no column type reaches the result.
+    assert as_money(150050) == Decimal("1500.50")

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, 
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
+from app.clock import edition_today
 from app.models import Application, Edition, Invoice, Payment, StaffUser
 from app.money import MoneyError, parse_typed_amount
 from app.platform import jobs
@@ -31,7 +32,6 @@ from app.services.billing import (
 from app.services.billing import invoices as invoicing
 from app.services.editions.editions import (
     applications_are_open,
-    edition_today,
     get_edition,
     list_editions,
 )

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
+from app.clock import edition_today
 from app.models import Edition, Organisation
 from app.services.billing.quotes import quote_for_edition
 from app.services.editions import editions as edition_service
@@ -89,7 +90,7 @@ def home(request: Request, session: SessionDep) -> Response:
     for edition in edition_service.list_editions(session):
         if edition_service.applications_are_open(edition):
             open_now.append(edition)
-        elif edition.end_date >= edition_service.edition_today(edition):
+        elif edition.end_date >= edition_today(edition):
             upcoming.append(edition)
         else:
             past.append(edition)

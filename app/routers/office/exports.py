@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
+from app.clock import edition_today
 from app.models import Edition, Module
 from app.platform.i18n import gettext
 from app.services.editions.editions import (
     applications_are_open,
-    edition_today,
     get_edition,
     list_editions,
 )

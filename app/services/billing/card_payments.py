@@ -25,7 +25,7 @@ from app.models import (
     RefundStatus,
     StripeEvent,
 )
-from app.money import CENT, ZERO
+from app.money import CENT, ZERO, as_money
 from app.platform.audit import record_change
 from app.services.billing.invoices import (
     amount_paid,
@@ -704,7 +704,7 @@ def _card_payments_of(session: Session, refund: Refund) -> list[tuple[Payment, D
                 counted_payments(),
             )
         ).one()
-        left = payment.amount + Decimal(refunded).quantize(CENT)
+        left = payment.amount + as_money(refunded)
         if left > ZERO:
             found.append((payment, left))
     return sorted(found, key=lambda item: item[1], reverse=True)

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app.clock import utcnow
+from app.clock import edition_today, utcnow
 from app.models import (
     ApplicantGroup,
     Application,
@@ -25,7 +24,7 @@ from app.models import (
     Refund,
     RefundStatus,
 )
-from app.money import ZERO, percent_of
+from app.money import ZERO, as_money, percent_of
 from app.platform import i18n
 from app.platform.audit import record_change
 from app.platform.storage import Storage
@@ -85,10 +84,6 @@ class Seller:
 
 class NothingToInvoice(DomainError):
     """Every member is invoiced already, or none is admitted."""
-
-
-def _today(edition: Edition, now: datetime) -> date:
-    return now.astimezone(ZoneInfo(edition.timezone)).date()
 
 
 def due_date(edition: Edition, issue_date: date, due_days: int) -> date:
@@ -172,7 +167,7 @@ def issue_document(
     credits: list[int | None] | None = None,
 ) -> Invoice:
     """Number, copy and store one invoice or credit note: the way every document is issued."""
-    issue_date = _today(edition, now)
+    issue_date = edition_today(edition, now)
     series, prefix = CREDIT_NOTE_SERIES if kind == InvoiceKind.credit_note else INVOICE_SERIES
     number = format_number(
         prefix, issue_date.year, next_number(session, series=series, year=issue_date.year)
@@ -455,7 +450,7 @@ def amount_paid(session: Session, invoice: Invoice) -> Decimal:
             Payment.invoice_id == invoice.id, counted_payments()
         )
     ).one()
-    return Decimal(total).quantize(Decimal("0.01")) if not isinstance(total, Decimal) else total
+    return as_money(total)
 
 
 def billed_total(session: Session, invoice: Invoice) -> Decimal:
@@ -465,7 +460,7 @@ def billed_total(session: Session, invoice: Invoice) -> Decimal:
             Invoice.refers_to_id == invoice.id, Invoice.kind == InvoiceKind.credit_note.value
         )
     ).one()
-    return invoice.total + Decimal(credited).quantize(Decimal("0.01"))
+    return invoice.total + as_money(credited)
 
 
 def held_money(session: Session, invoice: Invoice) -> Decimal:
@@ -475,7 +470,7 @@ def held_money(session: Session, invoice: Invoice) -> Decimal:
             Refund.invoice_id == invoice.id, Refund.status == RefundStatus.owed.value
         )
     ).one()
-    return amount_paid(session, invoice) - Decimal(owed).quantize(Decimal("0.01"))
+    return amount_paid(session, invoice) - as_money(owed)
 
 
 def outstanding(session: Session, invoice: Invoice) -> Decimal:

@@ -2,11 +2,10 @@
 
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from app.clock import utcnow
+from app.clock import edition_today, utcnow
 from app.models import Edition, Invoice, Refund, RefundStatus
 
 
@@ -26,7 +25,7 @@ def refund_status(refund: Refund, edition: Edition, now: datetime) -> str:
         return "paid"
     if refund.status != RefundStatus.owed.value:
         return refund.status
-    today = now.astimezone(ZoneInfo(edition.timezone)).date()
+    today = edition_today(edition, now)
     return "overdue" if refund.due_by < today else "owed"
 
 

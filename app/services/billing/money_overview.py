@@ -9,6 +9,7 @@ from typing import Any, Literal
 from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
+from app.clock import edition_today
 from app.models import (
     ApplicantGroup,
     Application,
@@ -21,9 +22,8 @@ from app.models import (
     Refund,
     RefundStatus,
 )
-from app.money import ZERO
+from app.money import ZERO, as_money
 from app.services.billing.invoices import counted_payments, invoiced_application_ids
-from app.services.editions.editions import edition_today
 
 # The cancellation service moves money it retains from the cancelled invoice to the fee
 # invoice with a pair of payments of this source: they change what each invoice has paid,
@@ -169,15 +169,6 @@ class GroupToInvoice:
     waiting: int
 
 
-def _as_amount(value: object) -> Decimal:
-    if value is None:
-        return ZERO
-    if isinstance(value, Decimal):
-        return value.quantize(Decimal("0.01"))
-    # SQLite sums whole cents when no column type is applied to the result.
-    return (Decimal(str(value)) / 100).quantize(Decimal("0.01"))
-
-
 def _payment_sums(session: Session, *condition: Any) -> dict[int, tuple[Decimal, Decimal, Decimal]]:
     """(received, refunded, transferred) per invoice, for the invoices the condition picks."""
     real = col(Payment.source) != TRANSFER_SOURCE
@@ -194,7 +185,7 @@ def _payment_sums(session: Session, *condition: Any) -> dict[int, tuple[Decimal,
         .group_by(col(Payment.invoice_id))
     ).all()
     return {
-        invoice_id: (_as_amount(received), _as_amount(refunded), _as_amount(transferred))
+        invoice_id: (as_money(received), as_money(refunded), as_money(transferred))
         for invoice_id, received, refunded, transferred in rows
     }
 
@@ -218,7 +209,7 @@ def _kept(session: Session, *condition: Any) -> dict[int, Decimal]:
         .where(Refund.status == RefundStatus.kept.value, *condition)
         .group_by(col(Refund.invoice_id))
     ).all()
-    return {invoice_id: _as_amount(amount) for invoice_id, amount in rows}
+    return {invoice_id: as_money(amount) for invoice_id, amount in rows}
 
 
 def _row(
@@ -257,7 +248,7 @@ def invoice_rows(session: Session, edition: Edition, *, today: date) -> list[Inv
         .order_by(col(Invoice.issue_date).desc(), col(Invoice.number).desc())
     ).all()
     invoices = [invoice for invoice, _ in found]
-    kept = {invoice.id or 0: _as_amount(amount) for invoice, amount in found}
+    kept = {invoice.id or 0: as_money(amount) for invoice, amount in found}
     sums = _payment_sums(session, Invoice.edition_id == edition.id)
     credited = _credited(invoices)
     return [_row(invoice, today, sums, credited, kept) for invoice in invoices]

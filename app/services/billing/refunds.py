@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from app.clock import utcnow
+from app.clock import edition_today, utcnow
 from app.config import iban_in_sepa, iban_is_valid
 from app.models import (
     Application,
@@ -26,7 +26,7 @@ from app.models import (
     RefundReason,
     RefundStatus,
 )
-from app.money import CENT, ZERO, round_cents
+from app.money import ZERO, as_money, round_cents
 from app.platform.audit import record_change
 from app.platform.i18n import N_, Message, Term, Value, stored_money, use_language
 from app.platform.mail import queue_email
@@ -90,7 +90,7 @@ def owed_refunds(
     )
     if application_id is not None:
         query = query.where(Refund.application_id == application_id)
-    return Decimal(session.exec(query).one()).quantize(CENT)
+    return as_money(session.exec(query).one())
 
 
 def paid_share(session: Session, invoice: Invoice, application_id: int) -> Decimal:
@@ -138,7 +138,7 @@ def _card_money(session: Session, invoice_id: int) -> Decimal:
             Refund.method == RefundMethod.card.value,
         )
     ).one()
-    return Decimal(total).quantize(CENT) - Decimal(owed_by_card).quantize(CENT)
+    return as_money(total) - as_money(owed_by_card)
 
 
 def refund_method(session: Session, invoice_id: int, amount: Decimal) -> str:
@@ -568,7 +568,7 @@ def refunds_due(session: Session, *, now: datetime | None = None) -> RefundsDue:
     later: list[RefundRow] = []
     completed: list[RefundRow] = []
     for refund, application, edition, invoice in rows:
-        today = now.astimezone(ZoneInfo(edition.timezone)).date()
+        today = edition_today(edition, now)
         row = RefundRow(refund, application, edition, invoice, (refund.due_by - today).days)
         if refund.status == RefundStatus.completed.value:
             completed.append(row)

@@ -4,12 +4,11 @@ that the office uploads to its bank; a statement that shows them marks them paid
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sepaxml import SepaTransfer
 from sqlmodel import Session, col, select
 
-from app.clock import utcnow
+from app.clock import edition_today, utcnow
 from app.models import Edition, Invoice, Refund, RefundMethod, RefundStatus
 from app.platform.audit import record_change
 from app.services.billing.card_payments import to_cents
@@ -80,7 +79,7 @@ def credit_transfer_file(
             "name": refund.account_holder or refund.payee_name,
             "IBAN": refund.iban,
             "amount": to_cents(refund.amount),
-            "execution_date": now.astimezone(ZoneInfo(edition.timezone)).date(),
+            "execution_date": edition_today(edition, now),
             "description": f"Refund {refund.reason} invoice {invoice.number}",
             "endtoend_id": f"DIPLOMAT-REFUND-{refund.id}",
         }

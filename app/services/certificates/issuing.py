@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from app.clock import utcnow
+from app.clock import edition_today, utcnow
 from app.config import Settings
 from app.models import (
     Application,
@@ -158,11 +158,6 @@ def _edition_of(session: Session, application: Application) -> Edition:
     if edition is None:
         raise NotFound(f"There is no edition {application.edition_id}.")
     return edition
-
-
-def issue_date(edition: Edition, now: datetime) -> date:
-    """Today on the edition's clock."""
-    return now.astimezone(ZoneInfo(edition.timezone)).date()
 
 
 def date_in_words(value: date) -> str:
@@ -370,7 +365,7 @@ def _record_issue(
     eligibility: Eligibility,
 ) -> Certificate:
     """Rows, status, e-mail and audit entry of one new certificate (the caller commits)."""
-    issued_on = issue_date(edition, now)
+    issued_on = edition_today(edition, now)
     certificate = Certificate(
         number=number,
         application_id=application.id or 0,
@@ -516,7 +511,7 @@ def issue_certificate(
         number=number,
         holder=holder,
         version=1,
-        issued_on=issue_date(edition, now),
+        issued_on=edition_today(edition, now),
         edition=edition,
         modules=_modules(session, edition),
         options=options,
@@ -610,7 +605,7 @@ def issue_for_edition(
         progress(0, total, 0)
     if not candidates:
         return result
-    issued_on = issue_date(edition, now)
+    issued_on = edition_today(edition, now)
     modules = _modules(session, edition)
     numbers = _unique_numbers(
         session, certificate_numbers.prefix_for(edition.start_date.year), total
@@ -895,7 +890,7 @@ def reissue(
         number=certificate.number,
         holder=name,
         version=version,
-        issued_on=issue_date(edition, now),
+        issued_on=edition_today(edition, now),
         edition=edition,
         modules=_modules(session, edition),
         options=options,
@@ -927,7 +922,7 @@ def reissue(
             certificate_id=certificate.id or 0,
             version=version,
             holder_name=name,
-            issued_on=issue_date(edition, now),
+            issued_on=edition_today(edition, now),
             issued_at=now,
             issued_by=actor,
             reason=text,

@@ -279,12 +279,6 @@ def applications_are_open(edition: Edition, *, now: datetime | None = None) -> b
     return edition.applications_open <= now < edition.applications_close
 
 
-def edition_today(edition: Edition, now: datetime | None = None) -> date:
-    """Today on the edition's calendar: it decides what is overdue, and whether the edition
-    is over."""
-    return (now or utcnow()).astimezone(ZoneInfo(edition.timezone)).date()
-
-
 def fee_schedule(edition: Edition, *, group_size: int) -> FeeSchedule:
     """The edition's fee schedule for the pricing rules, for a group of `group_size`.
 

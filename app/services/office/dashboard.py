@@ -10,12 +10,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app.clock import utcnow
+from app.clock import edition_today, utcnow
 from app.models import (
     Application,
     ApplicationStatus,
@@ -30,7 +29,7 @@ from app.models import (
     Refund,
     RefundStatus,
 )
-from app.money import ZERO
+from app.money import ZERO, as_money
 from app.platform.i18n import N_
 from app.services.billing.money_overview import MoneyOverview, edition_money
 from app.services.certificates.eligibility import evaluate_edition
@@ -412,16 +411,7 @@ def _retained(session: Session, edition: Edition) -> Decimal:
         .join(Application, col(Application.id) == col(Cancellation.application_id))
         .where(Application.edition_id == edition.id, col(Cancellation.accepted))
     ).one()
-    return _amount(total)
-
-
-def _amount(value: object) -> Decimal:
-    if value is None:
-        return ZERO
-    if isinstance(value, Decimal):
-        return value.quantize(Decimal("0.01"))
-    # SQLite sums whole cents when no column type is applied to the result.
-    return (Decimal(str(value)) / 100).quantize(Decimal("0.01"))
+    return as_money(total)
 
 
 def _refunds(session: Session, edition: Edition, today: date) -> Refunds:
@@ -555,7 +545,7 @@ def edition_dashboard(
 ) -> Dashboard:
     """Every figure of an edition's dashboard, as of now on the edition's calendar."""
     now = now or utcnow()
-    today = now.astimezone(ZoneInfo(edition.timezone)).date()
+    today = edition_today(edition, now)
     funnel, by_country = _status_by_country(session, edition)
     all_countries = _every_country(by_country)
     countries, other_countries = _countries(all_countries)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
+from app.clock import local_day
 from app.models import (
     Application,
     AttendanceMark,
@@ -140,7 +141,7 @@ class Office:
             self.session,
             invoice_number=invoice.number,
             amount=amount if amount is not None else invoice.total,
-            received_on=at.astimezone(ZoneInfo(self.edition.timezone)).date(),
+            received_on=local_day(at, self.edition.timezone),
             method=method,
             reference=invoice.number,
             actor=self.admin.email,

@@ -13,12 +13,11 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, delete, func, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
-from app.clock import utcnow
+from app.clock import edition_today, utcnow
 from app.db import writer_engine
 from app.models import (
     ApplicantGroup,
@@ -587,18 +586,14 @@ def retention_ends(edition: Edition) -> date:
     return edition.end_date + timedelta(days=edition.retention_days)
 
 
-def _today(edition: Edition, now: datetime) -> date:
-    return now.astimezone(ZoneInfo(edition.timezone)).date()
-
-
 def edition_has_ended(edition: Edition, now: datetime) -> bool:
     """Whether the edition's last day is over on its own clock."""
-    return _today(edition, now) > edition.end_date
+    return edition_today(edition, now) > edition.end_date
 
 
 def retention_is_over(edition: Edition, now: datetime) -> bool:
     """Whether the edition's retention period has run out."""
-    return _today(edition, now) >= retention_ends(edition)
+    return edition_today(edition, now) >= retention_ends(edition)
 
 
 def erasure_blockers(session: Session, application: Application, *, now: datetime) -> list[str]:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from app.clock import utcnow
+from app.clock import edition_today, local_day, utcnow
 from app.models import (
     Application,
     ApplicationStatus,
@@ -195,8 +195,7 @@ def assess(session: Session, *, application: Application, received_at: datetime)
     due_by = decision.refund_due_by
     if excess > ZERO:
         due_by = due_by or (
-            received_at.astimezone(ZoneInfo(edition.timezone)).date()
-            + timedelta(days=edition.refund_within_days)
+            local_day(received_at, edition.timezone) + timedelta(days=edition.refund_within_days)
         )
         reason = Message(
             N_(
@@ -314,7 +313,7 @@ def portal_request(
         channel=CancellationChannel.portal.value,
         course_name=_course_words(edition),
         full_name=application.full_name,
-        registration_date=application.submitted_at.astimezone(ZoneInfo(edition.timezone)).date(),
+        registration_date=local_day(application.submitted_at, edition.timezone),
         contact=application.email,
     )
 
@@ -477,7 +476,7 @@ def _invoice_the_retained_fee(
             )
         )
     # The retained money moves from the cancelled invoice to the fee invoice it now pays.
-    day = now.astimezone(ZoneInfo(edition.timezone)).date()
+    day = edition_today(edition, now)
     for target, amount, words in (
         (invoice, -retained, f"Retained as cancellation fee {fee.number}"),
         (fee, retained, f"Retained from {invoice.number}"),
@@ -920,7 +919,7 @@ def _already_cancelled(
     done = accepted_cancellation(session, application.id or 0)
     if done is None:
         return AlreadyCancelled(N_("This place is already cancelled; nothing more happens."))
-    day = done.received_at.astimezone(ZoneInfo(edition.timezone)).date()
+    day = local_day(done.received_at, edition.timezone)
     return AlreadyCancelled(
         Message(
             N_(

@@ -5,6 +5,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from app.clock import local_day
 from app.money import ZERO, percent_of
 from app.platform.i18n import N_, Amount, Day, Message, Moment, Number
 
@@ -57,7 +58,7 @@ def decide_cancellation(
         raise ValueError("the time a cancellation was received must carry a time zone")
     cutoff = deadline(policy)
     paid = max(payments_received - refunds_made, ZERO)
-    local_day = received_at.astimezone(ZoneInfo(policy.timezone)).date()
+    received_on = local_day(received_at, policy.timezone)
     cutoff_words = Moment(cutoff, policy.timezone)
     if received_at >= cutoff:
         return CancellationDecision(
@@ -68,7 +69,11 @@ def decide_cancellation(
                     "the course starts; this one was received on %(received)s. The registration "
                     "stands and nothing is refunded."
                 ),
-                {"deadline": cutoff_words, "days": policy.cutoff_days, "received": Day(local_day)},
+                {
+                    "deadline": cutoff_words,
+                    "days": policy.cutoff_days,
+                    "received": Day(received_on),
+                },
             ),
             deadline=cutoff,
             paid=paid,
@@ -77,7 +82,7 @@ def decide_cancellation(
             refund_due_by=None,
         )
     refund = percent_of(paid, policy.refund_percent)
-    due_by = local_day + timedelta(days=policy.refund_within_days)
+    due_by = received_on + timedelta(days=policy.refund_within_days)
     if paid == ZERO:
         reason = Message(
             N_("Cancelled before the deadline. Nothing was paid, so nothing is refunded.")

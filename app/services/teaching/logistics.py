@@ -6,12 +6,11 @@ import re
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlmodel import Session, col, select
 
-from app.clock import utcnow
+from app.clock import edition_today, utcnow
 from app.models import Application, ApplicationStatus, Edition
 from app.platform.audit import record_change
 from app.platform.i18n import N_, localized
@@ -363,10 +362,6 @@ def save_logistics(
     return application
 
 
-def _issue_date(edition: Edition, now: datetime) -> date:
-    return now.astimezone(ZoneInfo(edition.timezone)).date()
-
-
 def visa_letter_document(
     application: Application,
     edition: Edition,
@@ -450,7 +445,7 @@ def issue_visa_letter(
         organisation_address=organisation_address,
         signer_name=signer_name,
         signer_title=signer_title,
-        issued_on=_issue_date(edition, now),
+        issued_on=edition_today(edition, now),
     )
     key = new_key("visa-letters", ".pdf")
     storage.put(key, render_pdf("visa_letter.html", document, fetcher=fetcher))
@@ -488,7 +483,7 @@ def issue_visa_letter(
 
 
 def _edition_has_ended(edition: Edition, now: datetime) -> bool:
-    return _issue_date(edition, now) > edition.end_date
+    return edition_today(edition, now) > edition.end_date
 
 
 def erase_visa_details(

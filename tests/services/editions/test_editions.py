@@ -5,11 +5,8 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlmodel import Session
 
-from app.services.editions.editions import (
-    applications_are_open,
-    cancellation_deadline,
-    edition_today,
-)
+from app.clock import edition_today
+from app.services.editions.editions import applications_are_open, cancellation_deadline
 from tests.factories import make_edition
 
 
