@@ -204,7 +204,7 @@ def open_edition_slug(live_server: LiveServer) -> str:
 def log_in(page, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
     """Log in as the first administrator."""
     page.goto("/admin/login")
-    page.get_by_label("E-mail", exact=True).fill(live_server.admin_email)
+    page.get_by_role("textbox", name="E-mail").fill(live_server.admin_email)
     page.get_by_label("Password").fill(live_server.admin_password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/admin")

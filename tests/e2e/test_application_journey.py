@@ -21,7 +21,7 @@ def fill_application(
     page.goto(f"/editions/{slug}/apply")
     page.get_by_label("Given name").fill("Ama")
     page.get_by_label("Family name").fill("Banda")
-    page.get_by_label("E-mail", exact=True).fill(email)
+    page.get_by_role("textbox", name="E-mail").fill(email)
     page.get_by_label("Find your organisation").fill(organisation_search)
     page.get_by_label(organisation).check()
     page.get_by_label("Job title").fill("International relations officer")

@@ -98,7 +98,7 @@ def _open_dashboard(browser, server: LiveServer, width: int):  # type: ignore[no
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto("/admin/login?next=/admin/dashboard")
-    page.get_by_label("E-mail", exact=True).fill(server.admin_email)
+    page.get_by_role("textbox", name="E-mail").fill(server.admin_email)
     page.get_by_label("Password").fill(server.admin_password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/dashboard")

@@ -23,7 +23,7 @@ def test_visitor_opens_the_edition_from_the_home_page(page, live_server: LiveSer
 def test_admin_logs_in_and_sees_the_admin_home(page, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
     page.goto("/admin")
     page.wait_for_url("**/admin/login?next=%2Fadmin")
-    page.get_by_label("E-mail", exact=True).fill(live_server.admin_email)
+    page.get_by_role("textbox", name="E-mail").fill(live_server.admin_email)
     page.get_by_label("Password").fill(live_server.admin_password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/admin")

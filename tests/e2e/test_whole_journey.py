@@ -192,7 +192,7 @@ def apply(  # type: ignore[no-untyped-def]
     page.goto(f"/editions/{slug}/apply")
     page.get_by_label("Given name").fill(name[0])
     page.get_by_label("Family name").fill(name[1])
-    page.get_by_label("E-mail", exact=True).fill(email)
+    page.get_by_role("textbox", name="E-mail").fill(email)
     page.get_by_label("Find your organisation").fill("Barcel")
     page.get_by_label("Barcelona City Council").check()
     page.get_by_label("Job title").fill("International relations officer")
@@ -329,7 +329,7 @@ def test_a_group_applies_pays_attends_hands_in_and_verifies_the_certificate(
     # 8. The tutor logs in and takes attendance: the two sessions of yesterday, all present.
     tutor = open_page()
     tutor.goto("/admin/login")
-    tutor.get_by_label("E-mail", exact=True).fill(TUTOR)
+    tutor.get_by_role("textbox", name="E-mail").fill(TUTOR)
     tutor.get_by_label("Password").fill(tutor_password)
     tutor.get_by_role("button", name="Log in").click()
     tutor.wait_for_url("**/admin")
