@@ -1,6 +1,7 @@
 """Small builders for test data."""
 
 import io
+import itertools
 import secrets
 import tempfile
 from datetime import UTC, date, datetime, time, timedelta
@@ -25,7 +26,7 @@ from app.models import (
     SessionKind,
     StaffUser,
 )
-from app.platform.storage import LocalStorage
+from app.platform.storage import LocalStorage, Storage
 from app.services.billing import payments
 from app.services.billing.invoices import Seller
 from app.services.billing.quotes import quote_as_json, quote_for_edition
@@ -125,11 +126,110 @@ def open_edition(session: Session, **overrides: Any) -> Edition:
     return make_edition(session, **values)
 
 
-# --- Eligible participants (final work and eligibility) ---------------------------------
-
 FACTORY_SECRET = "test-secret-key-" + "x" * 32
 FACTORY_BASE_URL = "http://testserver"
 FACTORY_ADMIN = "factory-admin@example.org"
+FACTORY_SELLER = Seller(
+    name="Metropolis",
+    address="Avinyó, 15\n08002 Barcelona",
+    tax_id="ESG00000000",
+    bank_name="Example Bank",
+    iban="ES91 2100 0418 4502 0005 1332",
+    bic="CAIXESBBXXX",
+    due_days=14,
+)
+
+
+# --- Applying, admitting and paying through the services --------------------------------
+
+
+def submission(
+    session: Session,
+    storage: Storage,
+    edition: Edition,
+    *,
+    cv: bytes | None = None,
+    cv_filename: str = "cv.pdf",
+    **overrides: Any,
+) -> applications_service.SubmittedApplication:
+    """An application submitted through the service; keyword arguments change the form."""
+    return applications_service.submit_application(
+        session,
+        edition_slug=edition.slug,
+        data=applications_service.ApplicationIn.model_validate(application_payload(**overrides)),
+        cv=cv,
+        cv_filename=cv_filename if cv else None,
+        storage=storage,
+        secret_key=FACTORY_SECRET,
+        base_url=FACTORY_BASE_URL,
+    )
+
+
+def submit(
+    session: Session,
+    storage: Storage,
+    edition: Edition,
+    *,
+    cv: bytes | None = None,
+    cv_filename: str = "cv.pdf",
+    **overrides: Any,
+) -> Application:
+    """The application `submission` stores."""
+    return submission(
+        session, storage, edition, cv=cv, cv_filename=cv_filename, **overrides
+    ).application
+
+
+def admit(
+    session: Session,
+    storage: Storage,
+    admin: StaffUser,
+    application: Application,
+    *,
+    seller: Seller = FACTORY_SELLER,
+) -> Application:
+    """The application admitted by `admin`, which issues its invoice unless the fee is waived."""
+    return applications_service.decide(
+        session,
+        application_id=application.id or 0,
+        decision="admit",
+        actor=admin,
+        storage=storage,
+        secret_key=FACTORY_SECRET,
+        base_url=FACTORY_BASE_URL,
+        seller=seller,
+    )
+
+
+_transfers = itertools.count()
+
+
+def pay(
+    session: Session,
+    invoice: Invoice | str,
+    amount: str | Decimal,
+    method: str = "bank_transfer",
+    *,
+    received_on: date | None = None,
+    reference: str | None = None,
+    actor: str = "admin@example.org",
+) -> payments.PaymentResult:
+    """A payment against the invoice (or invoice number), received today unless told.
+
+    Without a `reference` each call is a transfer of its own (its own bank reference), never
+    the same one twice."""
+    return payments.record_payment(
+        session,
+        invoice_number=invoice if isinstance(invoice, str) else invoice.number,
+        amount=Decimal(amount),
+        received_on=received_on or date.today(),
+        method=method,
+        reference=f"transfer {next(_transfers)}" if reference is None else reference,
+        actor=actor,
+    )
+
+
+# --- Eligible participants (final work and eligibility) ---------------------------------
 
 
 def pdf_bytes(pages: int = 1) -> bytes:
@@ -271,15 +371,7 @@ def make_eligible_participant(session: Session, edition: Edition, **overrides: A
         storage=storage,
         secret_key=FACTORY_SECRET,
         base_url=FACTORY_BASE_URL,
-        seller=Seller(
-            name="Metropolis",
-            address="Avinyó, 15\n08002 Barcelona",
-            tax_id="ESG00000000",
-            bank_name="Example Bank",
-            iban="ES91 2100 0418 4502 0005 1332",
-            bic="CAIXESBBXXX",
-            due_days=14,
-        ),
+        seller=FACTORY_SELLER,
     )
     invoice = session.exec(
         select(Invoice)

@@ -29,7 +29,14 @@ from app.services.billing import payments, statements
 from app.services.registrations import applications as service
 from app.worker import job_context
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
-from tests.factories import application_payload, make_organisation, office_today, open_edition
+from tests.factories import (
+    admit,
+    make_organisation,
+    office_today,
+    open_edition,
+    pay,
+    submit,
+)
 from tests.routers.office.test_auth import csrf_from, login
 
 SECRET = "test-secret-key-" + "x" * 32
@@ -59,47 +66,13 @@ def storage(client: TestClient) -> Storage:
     return found
 
 
-def submit(session: Session, storage: Storage, edition: Edition, **overrides: Any) -> Application:
-    return service.submit_application(
-        session,
-        edition_slug=edition.slug,
-        data=service.ApplicationIn.model_validate(application_payload(**overrides)),
-        cv=None,
-        cv_filename=None,
-        storage=storage,
-        secret_key=SECRET,
-        base_url=BASE,
-    ).application
-
-
 def admitted(
     session: Session, storage: Storage, admin: StaffUser, edition: Edition, **overrides: Any
 ) -> tuple[Application, Invoice]:
     """An admitted participant with the invoice admission issued."""
     application = submit(session, storage, edition, **overrides)
-    service.decide(
-        session,
-        application_id=application.id or 0,
-        decision="admit",
-        actor=admin,
-        storage=storage,
-        secret_key=SECRET,
-        base_url=BASE,
-        seller=SELLER,
-    )
+    admit(session, storage, admin, application)
     return application, payments.participant_invoices(session, application.id or 0)[0]
-
-
-def pay(session: Session, invoice: Invoice, amount: str) -> None:
-    payments.record_payment(
-        session,
-        invoice_number=invoice.number,
-        amount=Decimal(amount),
-        received_on=YESTERDAY,
-        method="bank_transfer",
-        reference="by hand",
-        actor="test",
-    )
 
 
 def token(client: TestClient, path: str = "/admin/invoices") -> str:
@@ -216,7 +189,7 @@ def test_the_register_filters_open_paid_overdue_and_all(
     _, unpaid = admitted(session, storage, admin_user, edition, email="u@x.org")
     _, paid = admitted(session, storage, admin_user, edition, email="p@x.org")
     _, late = admitted(session, storage, admin_user, edition, email="l@x.org")
-    pay(session, paid, "1500.00")
+    pay(session, paid, "1500.00", received_on=YESTERDAY, reference="by hand", actor="test")
     late.due_date = office_today() - timedelta(days=5)
     session.add(late)
     session.commit()
@@ -252,7 +225,7 @@ def test_the_invoice_page_shows_lines_with_participant_links_and_payments(
 ) -> None:
     edition = open_edition(session)
     application, invoice = admitted(session, storage, admin_user, edition)
-    pay(session, invoice, "400.00")
+    pay(session, invoice, "400.00", received_on=YESTERDAY, reference="by hand", actor="test")
     html = admin.get(f"/admin/invoices/{invoice.number}").text
     assert f'href="/admin/applications/{application.id}"' in html
     assert "Registration fee: Ama Banda" in html
@@ -378,8 +351,8 @@ def test_the_money_page_adds_up_and_lists_overdue_and_flagged_payments(
     edition = open_edition(session)
     _, late = admitted(session, storage, admin_user, edition, email="l@x.org")
     _, over = admitted(session, storage, admin_user, edition, email="o@x.org")
-    pay(session, late, "500.00")
-    pay(session, over, "1600.00")
+    pay(session, late, "500.00", received_on=YESTERDAY, reference="by hand", actor="test")
+    pay(session, over, "1600.00", received_on=YESTERDAY, reference="by hand", actor="test")
     late.due_date = office_today() - timedelta(days=4)
     session.add(late)
     session.commit()
@@ -492,7 +465,7 @@ def test_preview_then_import_records_ticked_lines_once_and_a_reimport_records_no
     edition = open_edition(session)
     by_number, numbered = admitted(session, storage, admin_user, edition, email="n@x.org")
     _, suggested = admitted(session, storage, admin_user, edition, email="s@x.org")
-    pay(session, suggested, "100.00")
+    pay(session, suggested, "100.00", received_on=YESTERDAY, reference="by hand", actor="test")
     day = YESTERDAY.strftime("%d/%m/%Y")
     text = (
         "Fecha;Importe;Ordenante;Concepto\n"

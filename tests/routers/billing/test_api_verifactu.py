@@ -17,7 +17,7 @@ from app.services.billing import verifactu
 from app.services.billing.voiding import void_invoice
 from app.web.dependencies import app_seller
 from tests.conftest import ADMIN_PASSWORD
-from tests.factories import open_edition
+from tests.factories import open_edition, pay
 from tests.routers.office.test_auth import login
 from tests.services.billing.verifactu_helpers import (
     SPANISH_SELLER,
@@ -25,7 +25,6 @@ from tests.services.billing.verifactu_helpers import (
     admitted,
     cancel,
 )
-from tests.services.registrations.test_cancellations import pay
 
 
 @pytest.fixture

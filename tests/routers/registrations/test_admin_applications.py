@@ -29,7 +29,7 @@ from app.services.errors import NotFound
 from app.services.registrations import applications as service
 from app.services.registrations import review as review_service
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
-from tests.factories import application_payload, make_organisation, open_edition
+from tests.factories import application_payload, make_organisation, open_edition, submit
 from tests.routers.office.test_auth import csrf_from, login
 
 SECRET = "test-secret-key-" + "x" * 32
@@ -50,20 +50,6 @@ def storage(client: TestClient) -> Storage:
     """The storage of the application under test, so its pages find what tests store."""
     found: Storage = client.app.state.storage  # type: ignore[attr-defined]
     return found
-
-
-def submit(session: Session, storage: Storage, edition: Edition, **overrides: Any) -> Application:
-    cv = overrides.pop("cv", None)
-    return service.submit_application(
-        session,
-        edition_slug=edition.slug,
-        data=service.ApplicationIn.model_validate(application_payload(**overrides)),
-        cv=cv,
-        cv_filename="my cv.pdf" if cv else None,
-        storage=storage,
-        secret_key=SECRET,
-        base_url=BASE,
-    ).application
 
 
 def decide(
@@ -172,7 +158,7 @@ def _paths(application_id: int, message_id: int) -> tuple[list[str], list[str]]:
 @pytest.fixture
 def one_application(session: Session, storage: Storage) -> tuple[Application, OutboxMessage]:
     edition = open_edition(session)
-    application = submit(session, storage, edition, cv=PDF)
+    application = submit(session, storage, edition, cv=PDF, cv_filename="my cv.pdf")
     message = session.exec(select(OutboxMessage)).one()
     return application, message
 
@@ -504,6 +490,7 @@ def test_the_detail_page_shows_everything_sent_with_html_escaped(
         storage,
         edition,
         cv=PDF,
+        cv_filename="my cv.pdf",
         organisation_id=org.id,
         given_name="<i>Ama</i>",
         motivation=motivation,
@@ -537,7 +524,7 @@ def test_the_detail_page_shows_everything_sent_with_html_escaped(
 def test_the_cv_downloads_as_a_pdf_attachment(
     admin: TestClient, session: Session, storage: Storage
 ) -> None:
-    application = submit(session, storage, open_edition(session), cv=PDF)
+    application = submit(session, storage, open_edition(session), cv=PDF, cv_filename="my cv.pdf")
     response = admin.get(f"{LIST}/{application.id}/cv")
     assert response.status_code == 200
     assert response.content == PDF
@@ -550,7 +537,7 @@ def test_the_cv_downloads_as_a_pdf_attachment(
 def test_the_cv_is_refused_to_tutors(
     client: TestClient, tutor_user: StaffUser, session: Session, storage: Storage
 ) -> None:
-    application = submit(session, storage, open_edition(session), cv=PDF)
+    application = submit(session, storage, open_edition(session), cv=PDF, cv_filename="my cv.pdf")
     login(client, "tutor@example.org", TUTOR_PASSWORD)
     response = client.get(f"{LIST}/{application.id}/cv")
     assert response.status_code == 403

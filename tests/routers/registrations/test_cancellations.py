@@ -23,9 +23,9 @@ from app.services.billing import payments
 from app.services.billing import refunds as refund_service
 from app.services.registrations import applications as applications_service
 from tests.conftest import ADMIN_PASSWORD, TUTOR_PASSWORD
-from tests.factories import open_edition
+from tests.factories import admit, open_edition, submit
 from tests.routers.office.test_auth import csrf_from, login
-from tests.services.billing.test_invoicing import BASE, SECRET, SELLER, admit, apply
+from tests.services.billing.test_invoicing import BASE, SECRET, SELLER
 
 EML = b"From: Ama Banda <ama@x.org>\r\nSubject: Cancellation\r\n\r\nPlease cancel my place.\r\n"
 
@@ -49,7 +49,7 @@ def participant(
     edition = session.exec(select(Edition).where(Edition.slug == "diploma-open")).first()
     if edition is None:
         edition = open_edition(session)
-    application = admit(session, storage, admin, apply(session, storage, edition, email=email))
+    application = admit(session, storage, admin, submit(session, storage, edition, email=email))
     found = refund_service.registration_invoice(session, application.id or 0)
     assert found is not None
     invoice = found[0]
@@ -364,10 +364,10 @@ def test_the_portal_offers_a_freed_seat_to_accept(
     client: TestClient, session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session, capacity=1)
-    holder = admit(session, storage, admin_user, apply(session, storage, edition, email="h@x.org"))
+    holder = admit(session, storage, admin_user, submit(session, storage, edition, email="h@x.org"))
     waiting = applications_service.decide(
         session,
-        application_id=apply(session, storage, edition, email="w@x.org").id or 0,
+        application_id=submit(session, storage, edition, email="w@x.org").id or 0,
         decision="waitlist",
         actor=admin_user,
         storage=storage,
@@ -563,10 +563,10 @@ def test_the_offers_page_shows_offers_by_status(
     client: TestClient, session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session, capacity=1)
-    holder = admit(session, storage, admin_user, apply(session, storage, edition, email="h@x.org"))
+    holder = admit(session, storage, admin_user, submit(session, storage, edition, email="h@x.org"))
     applications_service.decide(
         session,
-        application_id=apply(session, storage, edition, email="w@x.org").id or 0,
+        application_id=submit(session, storage, edition, email="w@x.org").id or 0,
         decision="waitlist",
         actor=admin_user,
         storage=storage,

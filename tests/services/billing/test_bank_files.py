@@ -11,8 +11,7 @@ from app.models import Payment, StaffUser
 from app.platform.storage import LocalStorage
 from app.services.billing import bank_files, statements
 from app.services.billing import invoices as invoicing
-from tests.factories import open_edition
-from tests.services.billing.test_invoicing import admit, apply
+from tests.factories import admit, open_edition, submit
 
 FILES = Path(__file__).parent / "files"
 
@@ -57,7 +56,7 @@ def test_a_camt053_file_imports_matches_by_creditor_reference_and_reimports_noth
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     application = admit(
-        session, storage, admin_user, apply(session, storage, open_edition(session))
+        session, storage, admin_user, submit(session, storage, open_edition(session))
     )
     invoice = invoicing.get_invoice(session, _number_of(session, application.id or 0))
     text = camt053(invoice.number)
@@ -85,7 +84,7 @@ def test_a_norma43_file_imports_matches_by_number_and_reimports_nothing(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     application = admit(
-        session, storage, admin_user, apply(session, storage, open_edition(session))
+        session, storage, admin_user, submit(session, storage, open_edition(session))
     )
     invoice = invoicing.get_invoice(session, _number_of(session, application.id or 0))
     text = norma43(invoice.number)
@@ -120,7 +119,7 @@ def test_an_invoice_carries_its_creditor_reference_and_a_scan_to_pay_code(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     application = admit(
-        session, storage, admin_user, apply(session, storage, open_edition(session))
+        session, storage, admin_user, submit(session, storage, open_edition(session))
     )
     invoice = invoicing.get_invoice(session, _number_of(session, application.id or 0))
     reference = invoice.payment_instructions["creditor_reference"]

@@ -27,8 +27,8 @@ from app.platform.storage import LocalStorage
 from app.services.billing import card_payments, payments
 from app.services.billing import invoices as invoicing
 from app.services.errors import Conflict, NotFound
-from tests.factories import open_edition
-from tests.services.billing.test_invoicing import SELLER, admit, apply
+from tests.factories import admit, open_edition, submit
+from tests.services.billing.test_invoicing import SELLER
 from tests.stripe_fake import SECRET_KEY, FakeStripe, event, refunded_charge, running_fake_stripe
 
 SUCCESS = "http://testserver/portal/t/card-payment/success?session_id={CHECKOUT_SESSION_ID}"
@@ -55,7 +55,7 @@ def admitted(
     session: Session, storage: LocalStorage, admin: StaffUser, edition: Any, **overrides: Any
 ) -> tuple[Application, Invoice]:
     """An admitted participant and their 1500.00 EUR invoice."""
-    application = admit(session, storage, admin, apply(session, storage, edition, **overrides))
+    application = admit(session, storage, admin, submit(session, storage, edition, **overrides))
     invoice = payments.participant_invoices(session, application.id or 0)[0]
     return application, invoice
 
@@ -522,7 +522,7 @@ def committed_participants(
         edition = open_edition(session, slug=f"stripe-{uuid.uuid4().hex[:8]}", capacity=count)
         made = []
         for i in range(count):
-            application = apply(session, storage, edition, email=f"card{i}@x.org")
+            application = submit(session, storage, edition, email=f"card{i}@x.org")
             application.status = "admitted"
             session.add(application)
             invoice = invoicing.issue_invoice(

@@ -27,8 +27,15 @@ from app.services.registrations import applications as applications_service
 from app.services.registrations import cancellation_intake as cancellations
 from app.services.registrations.cancellation_intake import CancellationOffice
 from tests.en16931 import Rules
-from tests.factories import edition_payload, make_organisation, office_today, open_edition
-from tests.services.billing.test_invoicing import BASE, SECRET, apply
+from tests.factories import (
+    admit,
+    edition_payload,
+    make_organisation,
+    office_today,
+    open_edition,
+    submit,
+)
+from tests.services.billing.test_invoicing import BASE, SECRET
 from tests.services.billing.test_invoicing import SELLER as OLD_SELLER
 from tests.services.registrations.test_cancellations import written
 
@@ -71,19 +78,6 @@ def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "files")
 
 
-def admit(session: Session, storage: LocalStorage, admin: StaffUser, application: Application):  # type: ignore[no-untyped-def]
-    return applications_service.decide(
-        session,
-        application_id=application.id or 0,
-        decision="admit",
-        actor=admin,
-        storage=storage,
-        secret_key=SECRET,
-        base_url=BASE,
-        seller=SELLER,
-    )
-
-
 def invoice_of(session: Session, application: Application) -> Invoice:
     return session.exec(
         select(Invoice)
@@ -117,7 +111,8 @@ def group_of_three(session: Session, storage: LocalStorage, admin: StaffUser, ed
             session,
             storage,
             admin,
-            apply(session, storage, edition, email=f"m{i}@bcn.example", group_code=group.code),
+            submit(session, storage, edition, email=f"m{i}@bcn.example", group_code=group.code),
+            seller=SELLER,
         )
     return group
 
@@ -126,7 +121,9 @@ def test_the_official_rules_catch_a_broken_document(
     session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
 ) -> None:
     edition = open_edition(session)
-    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    application = admit(
+        session, storage, admin_user, submit(session, storage, edition), seller=SELLER
+    )
     ubl = etree.fromstring(einvoices.invoice_ubl(session, invoice_of(session, application)))
     for reason in ubl.iterfind(".//cac:TaxCategory/cbc:TaxExemptionReason", NS):
         reason.getparent().remove(reason)
@@ -140,7 +137,9 @@ def test_a_single_invoice_at_the_standard_rate_conforms(
     session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
 ) -> None:
     edition = open_edition(session, tax_rate="21")
-    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    application = admit(
+        session, storage, admin_user, submit(session, storage, edition), seller=SELLER
+    )
     invoice = invoice_of(session, application)
     ubl = etree.fromstring(assert_conforms(session, en16931, invoice))
     assert ubl.findtext("cbc:InvoiceTypeCode", namespaces=NS) == "380"
@@ -160,7 +159,7 @@ def test_an_exempt_training_fee_says_why_in_words_and_code(
     session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
 ) -> None:
     edition = open_edition(session)  # 0 %: the edition's exemption is training, art. 20.1.9
-    application = apply(session, storage, edition)
+    application = submit(session, storage, edition)
     buyers.save_application_billing(
         session,
         application=application,
@@ -176,7 +175,7 @@ def test_an_exempt_training_fee_says_why_in_words_and_code(
         ),
         actor="admin@example.org",
     )
-    admit(session, storage, admin_user, application)
+    admit(session, storage, admin_user, application, seller=SELLER)
     invoice = invoice_of(session, application)
     ubl = etree.fromstring(assert_conforms(session, en16931, invoice))
     category = ubl.find(".//cac:TaxSubtotal/cac:TaxCategory", NS)
@@ -217,7 +216,9 @@ def test_a_credit_note_and_a_cancellation_fee_invoice_conform(
     session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
 ) -> None:
     edition = open_edition(session, tax_rate="21")
-    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    application = admit(
+        session, storage, admin_user, submit(session, storage, edition), seller=SELLER
+    )
     invoice = invoice_of(session, application)
     payments.record_payment(
         session,
@@ -282,7 +283,9 @@ def test_the_pdf_is_a_factur_x_invoice_with_the_cii_embedded(
     from facturx import get_level, get_xml_from_pdf
 
     edition = open_edition(session)
-    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    application = admit(
+        session, storage, admin_user, submit(session, storage, edition), seller=SELLER
+    )
     invoice = invoice_of(session, application)
     pdf = invoice_files.ensure_invoice_pdf(session, invoice, storage)
     filename, xml = get_xml_from_pdf(pdf, check_xsd=True)
@@ -299,7 +302,7 @@ def test_a_buyer_who_asks_for_it_gets_the_ubl_with_the_invoice_email(
 ) -> None:
     edition = open_edition(session)
     asking, silent = (
-        apply(session, storage, edition, email=email)
+        submit(session, storage, edition, email=email)
         for email in ("asks@bcn.example", "silent@bcn.example")
     )
     for application, wants in ((asking, True), (silent, False)):
@@ -309,7 +312,7 @@ def test_a_buyer_who_asks_for_it_gets_the_ubl_with_the_invoice_email(
             data=buyers.billing_in(dict(BARCELONA_COUNCIL, wants_e_invoice=wants)),
             actor="admin@example.org",
         )
-        admit(session, storage, admin_user, application)
+        admit(session, storage, admin_user, application, seller=SELLER)
     messages = {
         m.to_address: m
         for m in session.exec(select(OutboxMessage).where(OutboxMessage.kind == "decision_admit"))
@@ -335,7 +338,9 @@ def test_the_edition_says_which_exemption_applies_and_refuses_an_unknown_one(
     with pytest.raises(ValidationError, match="vat_exemption"):
         EditionCreate.model_validate(edition_payload(vat_exemption="VATEX-EU-999"))
     edition = open_edition(session, vat_exemption="vatex-eu-132-1n")
-    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    application = admit(
+        session, storage, admin_user, submit(session, storage, edition), seller=SELLER
+    )
     invoice = invoice_of(session, application)
     (line,) = invoicing.invoice_lines(session, invoice)
     assert (line.vat_category, line.vat_exemption_code) == ("E", "VATEX-EU-132-1N")
@@ -370,7 +375,9 @@ def test_a_credit_note_keeps_the_exemption_of_the_lines_it_cancels(
     session: Session, storage: LocalStorage, admin_user: StaffUser, en16931: Rules
 ) -> None:
     edition = open_edition(session)
-    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    application = admit(
+        session, storage, admin_user, submit(session, storage, edition), seller=SELLER
+    )
     invoice = invoice_of(session, application)
     (issued,) = invoicing.invoice_lines(session, invoice)
     assert issued.vat_exemption_code == "VATEX-EU-132-1I"
@@ -456,11 +463,11 @@ def test_buyers_routed_by_leitweg_id_or_peppol_id_conform(
     legal_id: str | None,
 ) -> None:
     edition = open_edition(session, tax_rate="21")
-    application = apply(session, storage, edition)
+    application = submit(session, storage, edition)
     buyers.save_application_billing(
         session, application=application, data=buyers.billing_in(buyer), actor="t"
     )
-    admit(session, storage, admin_user, application)
+    admit(session, storage, admin_user, application, seller=SELLER)
     ubl = etree.fromstring(assert_conforms(session, en16931, invoice_of(session, application)))
     party = ubl.find("cac:AccountingCustomerParty/cac:Party", NS)
     found = party.find("cbc:EndpointID", NS)
@@ -475,7 +482,7 @@ def test_an_invoice_issued_without_the_sellers_address_has_no_e_invoice_but_a_pd
     from facturx import get_xml_from_pdf
 
     edition = open_edition(session)
-    application = apply(session, storage, edition)
+    application = submit(session, storage, edition)
     applications_service.decide(
         session,
         application_id=application.id or 0,

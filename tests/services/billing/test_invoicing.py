@@ -16,7 +16,7 @@ from app.services.billing import invoice_files, payments
 from app.services.billing import invoices as invoicing
 from app.services.errors import Conflict, InvalidInput
 from app.services.registrations import applications as service
-from tests.factories import application_payload, make_organisation, open_edition
+from tests.factories import admit, make_organisation, open_edition, submit
 
 SECRET = "test-secret-key-" + "x" * 32
 BASE = "http://testserver"
@@ -36,39 +36,11 @@ def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "files")
 
 
-def apply(session: Session, storage: LocalStorage, edition, **overrides) -> Application:  # type: ignore[no-untyped-def]
-    return service.submit_application(
-        session,
-        edition_slug=edition.slug,
-        data=service.ApplicationIn.model_validate(application_payload(**overrides)),
-        cv=None,
-        cv_filename=None,
-        storage=storage,
-        secret_key=SECRET,
-        base_url=BASE,
-    ).application
-
-
-def admit(
-    session: Session, storage: LocalStorage, admin: StaffUser, application: Application
-) -> Application:
-    return service.decide(
-        session,
-        application_id=application.id or 0,
-        decision="admit",
-        actor=admin,
-        storage=storage,
-        secret_key=SECRET,
-        base_url=BASE,
-        seller=SELLER,
-    )
-
-
 def test_admitting_a_paying_participant_issues_a_frozen_invoice_with_its_pdf(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session, tax_rate="21", tax_note="Example tax note.")
-    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    application = admit(session, storage, admin_user, submit(session, storage, edition))
     invoice = session.exec(select(Invoice)).one()
     year = invoice.issue_date.year
     assert invoice.number.startswith(f"{year}-")
@@ -99,7 +71,7 @@ def test_changing_fees_later_never_reprices_an_issued_invoice_or_stored_quote(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session)
-    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    application = admit(session, storage, admin_user, submit(session, storage, edition))
     edition.fee_standard = Decimal("9999.00")
     session.add(edition)
     session.commit()
@@ -115,7 +87,7 @@ def test_partial_payments_add_up_and_full_payment_confirms_with_an_email(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session)
-    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    application = admit(session, storage, admin_user, submit(session, storage, edition))
     number = session.exec(select(Invoice.number)).one()
     first = payments.record_payment(
         session,
@@ -158,7 +130,7 @@ def test_an_overpayment_is_recorded_and_flagged(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session)
-    admit(session, storage, admin_user, apply(session, storage, edition))
+    admit(session, storage, admin_user, submit(session, storage, edition))
     number = session.exec(select(Invoice.number)).one()
     result = payments.record_payment(
         session,
@@ -190,7 +162,7 @@ def test_bad_payments_are_refused_with_the_field(
     field: str,
 ) -> None:
     edition = open_edition(session)
-    admit(session, storage, admin_user, apply(session, storage, edition))
+    admit(session, storage, admin_user, submit(session, storage, edition))
     number = session.exec(select(Invoice.number)).one()
     with pytest.raises(InvalidInput) as raised:
         payments.record_payment(
@@ -210,7 +182,7 @@ def test_the_value_date_is_checked_against_the_day_in_the_editions_time_zone(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session)  # Europe/Madrid
-    admit(session, storage, admin_user, apply(session, storage, edition))
+    admit(session, storage, admin_user, submit(session, storage, edition))
     number = session.exec(select(Invoice.number)).one()
     # 23:30 UTC on 1 June is already 01:30 on 2 June in Madrid.
     late_evening_utc = datetime(2026, 6, 1, 23, 30, tzinfo=UTC)
@@ -243,7 +215,7 @@ def test_the_same_external_payment_is_recorded_once(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session)
-    admit(session, storage, admin_user, apply(session, storage, edition))
+    admit(session, storage, admin_user, submit(session, storage, edition))
     number = session.exec(select(Invoice.number)).one()
     for _ in range(3):
         payments.record_payment(
@@ -274,7 +246,7 @@ def test_a_group_is_billed_on_one_invoice_at_its_tier(
         base_url=BASE,
     )
     members = [
-        apply(session, storage, edition, email=f"m{i}@ciudad.example", group_code=group.code)
+        submit(session, storage, edition, email=f"m{i}@ciudad.example", group_code=group.code)
         for i in range(3)
     ]
     for member in members:
@@ -326,7 +298,7 @@ def test_a_payment_on_a_credit_note_is_refused(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session)
-    admit(session, storage, admin_user, apply(session, storage, edition))
+    admit(session, storage, admin_user, submit(session, storage, edition))
     original = session.exec(select(Invoice)).one()
     line = invoicing.invoice_lines(session, original)[0]
     credit = invoicing.issue_document(
@@ -359,7 +331,7 @@ def test_a_payment_on_a_credit_note_is_refused(
 def _fresh_applications(engine: Engine, count: int, storage: LocalStorage) -> tuple[int, list[int]]:
     with Session(engine) as session:
         edition = open_edition(session, slug=f"conc-{count}", capacity=count)
-        ids = [apply(session, storage, edition, email=f"c{i}@x.org").id or 0 for i in range(count)]
+        ids = [submit(session, storage, edition, email=f"c{i}@x.org").id or 0 for i in range(count)]
         return edition.id or 0, ids
 
 

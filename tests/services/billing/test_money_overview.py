@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import Session
 
-from app.models import Application, Edition, Invoice, Payment, StaffUser
+from app.models import Edition, Invoice, Payment, StaffUser
 from app.platform.storage import LocalStorage
 from app.services.billing import invoices as invoicing
 from app.services.billing import money_overview, payments
 from app.services.registrations import applications as service
-from tests.factories import application_payload, make_organisation, open_edition
+from tests.factories import admit, make_organisation, open_edition, pay, submit
 
 SECRET = "test-secret-key-" + "x" * 32
 BASE = "http://testserver"
@@ -35,36 +35,6 @@ def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "files")
 
 
-def submit(
-    session: Session, storage: LocalStorage, edition: Edition, **overrides: Any
-) -> Application:
-    return service.submit_application(
-        session,
-        edition_slug=edition.slug,
-        data=service.ApplicationIn.model_validate(application_payload(**overrides)),
-        cv=None,
-        cv_filename=None,
-        storage=storage,
-        secret_key=SECRET,
-        base_url=BASE,
-    ).application
-
-
-def admit(
-    session: Session, storage: LocalStorage, admin: StaffUser, application: Application
-) -> None:
-    service.decide(
-        session,
-        application_id=application.id or 0,
-        decision="admit",
-        actor=admin,
-        storage=storage,
-        secret_key=SECRET,
-        base_url=BASE,
-        seller=SELLER,
-    )
-
-
 def invoices(
     session: Session, storage: LocalStorage, admin: StaffUser, edition: Edition, count: int
 ) -> list[Invoice]:
@@ -75,18 +45,6 @@ def invoices(
         admit(session, storage, admin, application)
         issued.append(payments.participant_invoices(session, application.id or 0)[0])
     return issued
-
-
-def pay(session: Session, invoice: Invoice, amount: str) -> payments.PaymentResult:
-    return payments.record_payment(
-        session,
-        invoice_number=invoice.number,
-        amount=Decimal(amount),
-        received_on=date.today(),
-        method="bank_transfer",
-        reference="",
-        actor="test",
-    )
 
 
 @contextmanager

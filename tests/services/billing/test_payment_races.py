@@ -15,8 +15,8 @@ from app.platform.storage import LocalStorage
 from app.services.billing import invoices as invoicing
 from app.services.billing import payments, statements
 from app.services.registrations import applications as applications_service
-from tests.factories import open_edition
-from tests.services.billing.test_invoicing import BASE, SECRET, SELLER, apply
+from tests.factories import open_edition, submit
+from tests.services.billing.test_invoicing import BASE, SECRET, SELLER
 from tests.services.registrations.test_cancellations import cancel
 
 FEE = Decimal("1500.00")
@@ -63,7 +63,7 @@ def _admitted_with_invoice(
         admin = StaffUser(email="race@example.org", password_hash="x", role="admin")
         application = applications_service.decide(
             session,
-            application_id=apply(session, storage, edition, email=f"{slug}@x.org").id or 0,
+            application_id=submit(session, storage, edition, email=f"{slug}@x.org").id or 0,
             decision="admit",
             actor=admin,
             storage=storage,

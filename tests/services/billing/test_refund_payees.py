@@ -15,10 +15,10 @@ from app.services.billing import invoices as invoicing
 from app.services.billing import refunds as refund_service
 from app.services.errors import Conflict, InvalidInput
 from app.services.registrations import applications as applications_service
-from tests.factories import make_organisation, open_edition
+from tests.factories import admit, make_organisation, open_edition, pay, submit
 from tests.routers.billing.test_stripe import portal_of
-from tests.services.billing.test_invoicing import BASE, SECRET, SELLER, admit, apply
-from tests.services.registrations.test_cancellations import cancel, pay
+from tests.services.billing.test_invoicing import BASE, SECRET, SELLER
+from tests.services.registrations.test_cancellations import cancel
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def group_of_three(
             session,
             storage,
             admin_user,
-            apply(session, storage, edition, email=f"m{i}@ciudad.example", group_code=group.code),
+            submit(session, storage, edition, email=f"m{i}@ciudad.example", group_code=group.code),
         )
         for i in range(3)
     ]

@@ -14,7 +14,7 @@ from app.services.billing import invoices as invoicing
 from app.services.billing import payments, statements
 from app.services.billing.statement_lines import StatementError, StatementLine
 from app.services.registrations import applications as service
-from tests.factories import application_payload, open_edition
+from tests.factories import application_payload, open_edition, pay
 
 SECRET = "test-secret-key-" + "x" * 32
 BASE = "http://testserver"
@@ -83,18 +83,6 @@ def line(amount: str, text: str, *, when: date = YESTERDAY, payer: str = "Ama Ba
 
 def parse(csv_text: str, **overrides: Any) -> list[StatementLine]:
     return statements.parse_statement(csv_text, **{**ISO, **overrides})
-
-
-def pay(session: Session, invoice: Invoice, amount: str) -> None:
-    payments.record_payment(
-        session,
-        invoice_number=invoice.number,
-        amount=Decimal(amount),
-        received_on=YESTERDAY,
-        method="bank_transfer",
-        reference="",
-        actor="test",
-    )
 
 
 def import_all(session: Session, csv_text: str) -> statements.ImportResult:
@@ -308,7 +296,7 @@ def test_credit_notes_and_paid_invoices_are_never_matched(
     cancelled.status = "credited"
     session.add(cancelled)
     session.commit()
-    pay(session, paid, "1500.00")
+    pay(session, paid, "1500.00", received_on=YESTERDAY, reference="", actor="test")
     matches = statements.match_lines(
         session,
         parse(
@@ -416,7 +404,9 @@ def test_a_ticked_line_that_no_longer_matches_is_skipped(
     lines = parse(statement(line("1500.00", "fee without number")))
     (suggested,) = statements.match_lines(session, lines)
     assert suggested.kind == "amount"
-    pay(session, invoice, "1500.00")  # paid by hand between preview and import
+    pay(
+        session, invoice, "1500.00", received_on=YESTERDAY, reference="", actor="test"
+    )  # paid by hand between preview and import
     result = statements.import_matches(
         session, lines=lines, accepted_ids=[suggested.key], actor="a@x.org"
     )

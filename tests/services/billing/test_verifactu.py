@@ -22,8 +22,7 @@ from app.platform.storage import LocalStorage
 from app.services.billing import invoice_files, verifactu
 from app.services.billing import invoices as invoicing
 from app.services.billing.voiding import void_invoice
-from tests.factories import open_edition
-from tests.services.billing.test_invoicing import admit, apply
+from tests.factories import admit, open_edition, pay, submit
 from tests.services.billing.verifactu_helpers import (
     ISSUER_NIF,
     SPANISH_SELLER,
@@ -31,7 +30,6 @@ from tests.services.billing.verifactu_helpers import (
     admitted,
     cancel,
 )
-from tests.services.registrations.test_cancellations import pay
 
 
 @pytest.fixture
@@ -143,7 +141,7 @@ def test_a_taxed_invoice_to_a_spanish_company_names_its_nif_and_the_vat(
     edition.tax_rate = Decimal("21.00")
     session.add(edition)
     session.commit()
-    application = apply(session, storage, edition)
+    application = submit(session, storage, edition)
     invoice = invoicing.issue_document(
         session,
         edition=edition,
@@ -267,7 +265,7 @@ def test_an_office_outside_spain_records_nothing(
     session: Session, storage: LocalStorage, admin: StaffUser
 ) -> None:
     edition = open_edition(session)
-    admit(session, storage, admin, apply(session, storage, edition))
+    admit(session, storage, admin, submit(session, storage, edition))
     assert session.exec(select(Invoice).where(Invoice.edition_id == edition.id)).first()
     assert session.exec(select(TaxRecord)).first() is None
 
@@ -342,7 +340,7 @@ def test_an_office_outside_spain_prints_no_tax_qr_code(
     session: Session, storage: LocalStorage, admin: StaffUser
 ) -> None:
     edition = open_edition(session)
-    application = admit(session, storage, admin, apply(session, storage, edition))
+    application = admit(session, storage, admin, submit(session, storage, edition))
     invoice = session.exec(select(Invoice).where(Invoice.edition_id == edition.id)).one()
     assert application.id is not None
     assert invoicing.invoice_document(session, invoice)["tax_qr"] is None
@@ -411,7 +409,7 @@ def test_an_issue_rolled_back_leaves_no_record_behind(
     session: Session, storage: LocalStorage, admin: StaffUser
 ) -> None:
     edition = open_edition(session)
-    application = apply(session, storage, edition)
+    application = submit(session, storage, edition)
     attempt = session.begin_nested()
     invoice = invoicing.issue_invoice(
         session, application=application, seller=SPANISH_SELLER, actor="t", storage=storage

@@ -12,8 +12,7 @@ from app.platform.storage import LocalStorage
 from app.services.billing import invoices as invoicing
 from app.services.billing import verifactu
 from app.services.billing.voiding import void_invoice
-from tests.factories import open_edition
-from tests.services.billing.test_invoicing import apply
+from tests.factories import open_edition, submit
 from tests.services.billing.verifactu_helpers import ISSUER_NIF, SPANISH_SELLER, TAX_RECORDS
 
 ISSUES = 50
@@ -47,7 +46,7 @@ def test_fifty_invoices_issued_at_once_give_one_unforked_chain(
     with Session(fresh_engine) as session:
         edition = open_edition(session, slug="chain", capacity=ISSUES + VOIDS)
         ids = [
-            apply(session, storage, edition, email=f"c{i}@x.org").id or 0
+            submit(session, storage, edition, email=f"c{i}@x.org").id or 0
             for i in range(ISSUES + VOIDS)
         ]
     # Invoices voided while the fifty are issued: annulments take no invoice number, so only

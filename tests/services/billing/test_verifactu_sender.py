@@ -19,8 +19,7 @@ from app.services.billing import invoices as invoicing
 from app.services.billing import verifactu
 from app.services.billing.verifactu_sender import SenderSettings, send_due, unaccepted
 from tests.aeat_fake import FakeAeat, make_tls_files, running_fake_aeat
-from tests.factories import open_edition
-from tests.services.billing.test_invoicing import apply
+from tests.factories import open_edition, submit
 from tests.services.billing.verifactu_helpers import SPANISH_SELLER, TAX_RECORDS
 
 
@@ -45,7 +44,7 @@ def issue(fresh_engine: Engine, tmp_path: Path):  # type: ignore[no-untyped-def]
             with Session(writer_engine(fresh_engine)) as session:
                 edition = session.get(Edition, edition_id)
                 email = f"p{len(issued)}@example.org"
-                application = apply(session, storage, edition, email=email)
+                application = submit(session, storage, edition, email=email)
                 invoice = invoicing.issue_invoice(
                     session,
                     application=application,

@@ -12,7 +12,8 @@ from app.services.billing.invoices import Seller
 from app.services.billing.verifactu import TaxRecordSettings
 from app.services.registrations import cancellation_intake as cancellations
 from app.services.registrations.cancellation_intake import CancellationOffice
-from tests.services.billing.test_invoicing import BASE, SECRET, SELLER, admit, apply
+from tests.factories import admit, submit
+from tests.services.billing.test_invoicing import BASE, SECRET, SELLER
 from tests.services.registrations.test_cancellations import BEFORE, OFFICE, written
 
 ISSUER_NIF = "G08012346"
@@ -34,7 +35,7 @@ def admitted(
     **overrides: Any,
 ) -> tuple[Application, Invoice]:
     """An admitted participant and the invoice their admission issued (Spanish seller)."""
-    application = apply(session, storage, edition, **overrides)
+    application = submit(session, storage, edition, **overrides)
     from app.services.registrations import applications as service
 
     application = service.decide(

@@ -35,14 +35,16 @@ from tests.factories import (
     FACTORY_SECRET,
     _factory_admin,
     _submitted,
+    admit,
     application_payload,
     make_edition,
     make_eligible_participant,
     make_organisation,
     open_edition,
     pdf_bytes,
+    submit,
 )
-from tests.services.billing.test_invoicing import SELLER, admit, apply
+from tests.services.billing.test_invoicing import SELLER
 
 NOW = datetime(2024, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -438,7 +440,7 @@ def test_a_member_of_a_part_paid_group_invoice_owes_their_share_as_the_portal_sa
     )
     members = []
     for index in range(3):
-        member = apply(
+        member = submit(
             session, storage, edition, email=f"m{index}@ciudad.example", group_code=group.code
         )
         members.append(admit(session, storage, admin_user, member))

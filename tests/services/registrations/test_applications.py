@@ -15,7 +15,7 @@ from app.platform.rows import insert_rows, new_row, reserve_id
 from app.platform.storage import LocalStorage
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.registrations import applications as service
-from tests.factories import application_payload, make_organisation, open_edition
+from tests.factories import make_organisation, open_edition, submission
 
 SECRET = "test-secret-key-" + "x" * 32
 BASE = "http://testserver"
@@ -27,25 +27,12 @@ def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "files")
 
 
-def submit(session: Session, storage: LocalStorage, edition, cv: bytes | None = None, **overrides):  # type: ignore[no-untyped-def]
-    return service.submit_application(
-        session,
-        edition_slug=edition.slug,
-        data=service.ApplicationIn.model_validate(application_payload(**overrides)),
-        cv=cv,
-        cv_filename="cv.pdf" if cv else None,
-        storage=storage,
-        secret_key=SECRET,
-        base_url=BASE,
-    )
-
-
 def test_submission_stores_application_quote_receipt_and_audit_together(
     session: Session, storage: LocalStorage
 ) -> None:
     edition = open_edition(session)
     org = make_organisation(session, name="Ciudad X", country="MEX")
-    submitted = submit(session, storage, edition, cv=PDF, organisation_id=org.id)
+    submitted = submission(session, storage, edition, cv=PDF, organisation_id=org.id)
     application = submitted.application
     assert application.status == "submitted"
     assert application.reference.startswith("MD99-")
@@ -74,9 +61,9 @@ def test_the_same_email_twice_is_a_conflict_whatever_its_case(
     session: Session, storage: LocalStorage
 ) -> None:
     edition = open_edition(session)
-    submit(session, storage, edition)
+    submission(session, storage, edition)
     with pytest.raises(Conflict) as raised:
-        submit(session, storage, edition, email="AMA.Banda@Lilongwe.example")
+        submission(session, storage, edition, email="AMA.Banda@Lilongwe.example")
     assert "email" in raised.value.fields
     assert len(session.exec(select(Application)).all()) == 1
 
@@ -84,7 +71,7 @@ def test_the_same_email_twice_is_a_conflict_whatever_its_case(
 def test_a_closed_edition_takes_no_application(session: Session, storage: LocalStorage) -> None:
     edition = open_edition(session, applications_close="2021-01-01T00:00:00+00:00")
     with pytest.raises(service.ApplicationsClosed):
-        submit(session, storage, edition)
+        submission(session, storage, edition)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +86,7 @@ def test_a_cv_that_is_not_a_small_pdf_is_refused_and_nothing_is_stored(
 ) -> None:
     edition = open_edition(session)
     with pytest.raises(InvalidInput) as raised:
-        submit(session, storage, edition, cv=cv)
+        submission(session, storage, edition, cv=cv)
     assert message in raised.value.fields["cv"]
     assert session.exec(select(Application)).all() == []
     assert not (storage.root / "cv").exists()
@@ -119,10 +106,10 @@ def test_a_group_code_joins_the_group_and_counts_towards_the_quote(
         base_url=BASE,
     )
     assert url.startswith(f"{BASE}/groups/")
-    first = submit(
+    first = submission(
         session, storage, edition, email="a@ciudad.example", group_code=group.code.lower()
     )
-    second = submit(session, storage, edition, email="b@ciudad.example", group_code=group.code)
+    second = submission(session, storage, edition, email="b@ciudad.example", group_code=group.code)
     assert first.application.group_id == group.id
     assert first.application.organisation_id == org.id
     assert first.application.quote["total"] == "1000.00"
@@ -134,7 +121,7 @@ def test_a_group_code_joins_the_group_and_counts_towards_the_quote(
 def test_an_unknown_group_code_is_a_field_error(session: Session, storage: LocalStorage) -> None:
     edition = open_edition(session)
     with pytest.raises(InvalidInput) as raised:
-        submit(session, storage, edition, group_code="G-XXXX-XXXX")
+        submission(session, storage, edition, group_code="G-XXXX-XXXX")
     assert "group_code" in raised.value.fields
 
 
@@ -142,8 +129,8 @@ def test_portal_token_opens_exactly_its_application_until_revoked(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session)
-    one = submit(session, storage, edition, email="one@example.org")
-    two = submit(session, storage, edition, email="two@example.org")
+    one = submission(session, storage, edition, email="one@example.org")
+    two = submission(session, storage, edition, email="two@example.org")
     token_one = one.portal_url.rsplit("/", 1)[-1]
     assert (
         service.application_for_token(session, token_one, secret_key=SECRET).id
@@ -174,7 +161,7 @@ def test_resending_the_link_mails_only_an_address_that_applied(
     session: Session, storage: LocalStorage
 ) -> None:
     edition = open_edition(session)
-    submit(session, storage, edition)
+    submission(session, storage, edition)
     service.resend_portal_link(
         session,
         edition=edition,
@@ -195,7 +182,7 @@ def test_withdrawing_is_possible_only_while_submitted_or_waitlisted(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session)
-    application = submit(session, storage, edition).application
+    application = submission(session, storage, edition).application
     service.withdraw(session, application=application)
     assert application.status == "withdrawn"
     with pytest.raises(Conflict):
@@ -227,7 +214,7 @@ def test_admitting_a_paying_applicant_leaves_them_admitted_with_an_email(
 ) -> None:
     edition = open_edition(session)
     org = make_organisation(session, name="Ciudad X", country="MEX")
-    application = submit(session, storage, edition, organisation_id=org.id).application
+    application = submission(session, storage, edition, organisation_id=org.id).application
     decided = decide(session, storage, admin_user, application.id or 0, "admit", note="Welcome!")
     assert decided.status == "admitted"
     assert decided.decided_by == admin_user.email
@@ -241,7 +228,7 @@ def test_admitting_a_waived_participant_confirms_them_with_a_numbered_waiver(
 ) -> None:
     edition = open_edition(session)
     org = make_organisation(session)  # Lilongwe, low income, dues paid
-    application = submit(session, storage, edition, organisation_id=org.id).application
+    application = submission(session, storage, edition, organisation_id=org.id).application
     assert application.quote["total"] == "0.00"
     decided = decide(session, storage, admin_user, application.id or 0, "admit")
     assert decided.status == "confirmed"
@@ -259,7 +246,7 @@ def test_waiver_numbers_are_consecutive(
     org = make_organisation(session)
     numbers = []
     for index in range(3):
-        application = submit(
+        application = submission(
             session, storage, edition, email=f"p{index}@x.org", organisation_id=org.id
         ).application
         numbers.append(
@@ -273,7 +260,7 @@ def test_a_stale_decision_loses_and_is_told(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session)
-    application = submit(session, storage, edition).application
+    application = submission(session, storage, edition).application
     seen_version = application.version
     decide(
         session, storage, admin_user, application.id or 0, "waitlist", expected_version=seen_version
@@ -295,7 +282,7 @@ def test_impossible_transitions_are_refused(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session)
-    application = submit(session, storage, edition).application
+    application = submission(session, storage, edition).application
     decide(session, storage, admin_user, application.id or 0, "reject")
     with pytest.raises(Conflict):
         decide(session, storage, admin_user, application.id or 0, "admit")
@@ -306,8 +293,10 @@ def test_capacity_counts_confirmed_and_admitted(
 ) -> None:
     edition = open_edition(session, capacity=2)
     org = make_organisation(session)
-    waived = submit(session, storage, edition, email="w@x.org", organisation_id=org.id).application
-    paying = submit(session, storage, edition, email="p@x.org").application
+    waived = submission(
+        session, storage, edition, email="w@x.org", organisation_id=org.id
+    ).application
+    paying = submission(session, storage, edition, email="p@x.org").application
     decide(session, storage, admin_user, waived.id or 0, "admit")
     decide(session, storage, admin_user, paying.id or 0, "admit")
     seats = service.capacity(session, edition)
@@ -344,7 +333,7 @@ def test_a_double_clicked_submit_stores_one_application_and_answers_the_other_wi
         with Session(writer_engine(engine), expire_on_commit=False) as session:
             edition = session.get(Edition, edition_id)
             try:
-                submitted = submit(session, storage, edition, cv=PDF)
+                submitted = submission(session, storage, edition, cv=PDF)
                 outcomes.append(f"stored:{submitted.application.reference}")
             except Conflict as exc:
                 outcomes.append(f"conflict:{sorted(exc.fields)}")
@@ -379,10 +368,10 @@ def test_a_reference_drawn_twice_is_drawn_again(
     session: Session, storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     edition = open_edition(session)
-    first = submit(session, storage, edition).application
+    first = submission(session, storage, edition).application
     draws = iter([first.reference.split("-")[1], first.reference.split("-")[1], "ZZZZZZ"])
     monkeypatch.setattr(service, "_random_code", lambda length: next(draws))
-    second = submit(session, storage, edition, email="second@city.example").application
+    second = submission(session, storage, edition, email="second@city.example").application
     assert second.reference == first.reference.split("-")[0] + "-ZZZZZZ"
     stored = session.exec(select(Application).where(Application.edition_id == edition.id))
     assert {a.reference for a in stored.all()} == {
@@ -403,7 +392,7 @@ def test_a_submission_writes_its_rows_in_one_statement_on_postgresql(
     bind = session.connection()
     event.listen(bind, "before_cursor_execute", count)
     try:
-        submitted = submit(session, storage, edition)
+        submitted = submission(session, storage, edition)
     finally:
         event.remove(bind, "before_cursor_execute", count)
     inserts = [s for s in statements if "INSERT INTO" in s]
@@ -440,7 +429,7 @@ def test_rows_written_together_are_refused_together(
     session: Session, storage: LocalStorage
 ) -> None:
     edition = open_edition(session)
-    first = submit(session, storage, edition).application
+    first = submission(session, storage, edition).application
     mails_before = len(session.exec(select(OutboxMessage)).all())
     twin = new_row(
         Application,

@@ -32,8 +32,8 @@ from app.services.billing import refunds as refund_service
 from app.services.errors import Conflict, InvalidInput
 from app.services.registrations import applications as applications_service
 from app.services.registrations import cancellation_intake as service
-from tests.factories import make_organisation, open_edition
-from tests.services.billing.test_invoicing import BASE, SECRET, SELLER, admit, apply
+from tests.factories import admit, make_organisation, open_edition, pay, submit
+from tests.services.billing.test_invoicing import BASE, SECRET, SELLER
 
 MADRID = ZoneInfo("Europe/Madrid")
 OFFICE = "Metropolis Diploma <diploma@metropolis.org>"
@@ -94,22 +94,6 @@ def cancel(
     )
 
 
-_transfers = itertools.count()
-
-
-def pay(session: Session, number: str, amount: str, method: str = "bank_transfer") -> None:
-    # Each call is a transfer of its own (its own bank reference), never the same one twice.
-    payments.record_payment(
-        session,
-        invoice_number=number,
-        amount=Decimal(amount),
-        received_on=date.today(),
-        method=method,
-        reference=f"transfer {next(_transfers)}",
-        actor="admin@example.org",
-    )
-
-
 def admitted_with_invoice(
     session: Session, storage: LocalStorage, admin: StaffUser, **apply_overrides: Any
 ) -> tuple[Application, Invoice]:
@@ -117,7 +101,7 @@ def admitted_with_invoice(
     if edition is None:
         edition = open_edition(session)
     application = admit(
-        session, storage, admin, apply(session, storage, edition, **apply_overrides)
+        session, storage, admin, submit(session, storage, edition, **apply_overrides)
     )
     invoice = session.exec(
         select(Invoice)
@@ -221,7 +205,7 @@ def test_a_fee_invoice_with_tax_still_totals_exactly_the_retained_amount(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session, tax_rate="21", tax_note="Example tax note.")
-    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    application = admit(session, storage, admin_user, submit(session, storage, edition))
     invoice = session.exec(select(Invoice)).one()
     pay(session, invoice.number, "0.12")  # 25 % is 0.03: no net + 21 % tax makes exactly 0.03
     outcome = cancel(session, storage, application)
@@ -235,7 +219,7 @@ def test_the_credit_note_mirrors_the_invoice_even_if_the_tax_rate_changed_since(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session, tax_rate="21", tax_note="Example tax note.")
-    application = admit(session, storage, admin_user, apply(session, storage, edition))
+    application = admit(session, storage, admin_user, submit(session, storage, edition))
     invoice = session.exec(select(Invoice)).one()
     pay(session, invoice.number, "1815.00")
     edition.tax_rate = Decimal("10.00")
@@ -301,7 +285,7 @@ def test_a_waived_participant_cancels_without_any_invoice(
     edition = open_edition(session)
     member = make_organisation(session)  # Lilongwe: member, low income -> waived
     application = admit(
-        session, storage, admin_user, apply(session, storage, edition, organisation_id=member.id)
+        session, storage, admin_user, submit(session, storage, edition, organisation_id=member.id)
     )
     assert application.status == "confirmed" and application.fee_waiver_number
     outcome = cancel(session, storage, application)
@@ -373,7 +357,7 @@ def test_a_group_member_cancelling_credits_only_their_line_and_leaves_the_others
             session,
             storage,
             admin_user,
-            apply(session, storage, edition, email=f"m{i}@ciudad.example", group_code=group.code),
+            submit(session, storage, edition, email=f"m{i}@ciudad.example", group_code=group.code),
         )
         for i in range(3)
     ]
@@ -437,7 +421,7 @@ def test_after_a_member_cancels_the_group_owes_what_remains_billed_less_its_own_
             session,
             storage,
             admin_user,
-            apply(session, storage, edition, email=f"y{i}@ciudad.example", group_code=group.code),
+            submit(session, storage, edition, email=f"y{i}@ciudad.example", group_code=group.code),
         )
         for i in range(3)
     ]
@@ -523,7 +507,7 @@ def test_only_admitted_or_confirmed_participants_can_cancel(
     session: Session, storage: LocalStorage
 ) -> None:
     edition = open_edition(session)
-    application = apply(session, storage, edition)
+    application = submit(session, storage, edition)
     with pytest.raises(service.NotCancellable, match="You can withdraw it instead"):
         cancel(session, storage, application)
 
@@ -766,7 +750,7 @@ def test_concurrent_cancellations_of_one_place_give_one_refund(
     with Session(engine, expire_on_commit=False) as session:
         edition = open_edition(session, slug="cancel-race")
         admin = StaffUser(email="race@example.org", password_hash="x", role="admin")
-        application = apply(session, storage, edition, email="race@x.org")
+        application = submit(session, storage, edition, email="race@x.org")
         application = applications_service.decide(
             session,
             application_id=application.id or 0,

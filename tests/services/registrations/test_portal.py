@@ -12,9 +12,8 @@ from app.models import Application, StaffUser
 from app.platform.storage import LocalStorage
 from app.services.certificates.issuing import CertificateOptions
 from app.services.registrations.portal import PortalView, portal_view
-from tests.factories import open_edition
-from tests.services.billing.test_invoicing import apply
-from tests.services.registrations.test_cancellations import admitted_with_invoice, cancel, pay
+from tests.factories import open_edition, pay, submit
+from tests.services.registrations.test_cancellations import admitted_with_invoice, cancel
 
 NOW = datetime(2099, 9, 1, 12, 0, tzinfo=UTC)
 
@@ -38,7 +37,7 @@ def view_of(session: Session, application: Application, settings: Settings) -> P
 def test_a_submitted_applicant_may_withdraw_and_sees_no_programme_or_invoice(
     session: Session, storage: LocalStorage, settings: Settings
 ) -> None:
-    application = apply(session, storage, open_edition(session))
+    application = submit(session, storage, open_edition(session))
     view = view_of(session, application, settings)
     assert view.can_withdraw
     assert view.invoices == ()

@@ -11,8 +11,8 @@ from app.models import Application, Edition, Invoice, OutboxMessage, SeatOffer, 
 from app.platform.storage import LocalStorage
 from app.services.registrations import applications as applications_service
 from app.services.registrations import waitlist
-from tests.factories import make_organisation, open_edition
-from tests.services.billing.test_invoicing import BASE, SECRET, SELLER, admit, apply
+from tests.factories import admit, make_organisation, open_edition, submit
+from tests.services.billing.test_invoicing import BASE, SECRET, SELLER
 from tests.services.registrations.test_cancellations import BEFORE, cancel
 
 
@@ -41,10 +41,10 @@ def full_edition(
 ) -> tuple[Edition, Application, list[Application]]:
     """One seat, held by an admitted participant; two people waiting, in order."""
     edition = open_edition(session, capacity=1)
-    holder = admit(session, storage, admin, apply(session, storage, edition, email="h@x.org"))
+    holder = admit(session, storage, admin, submit(session, storage, edition, email="h@x.org"))
     waiting = [
         put_on_waiting_list(
-            session, storage, admin, apply(session, storage, edition, email=f"w{i}@x.org")
+            session, storage, admin, submit(session, storage, edition, email=f"w{i}@x.org")
         )
         for i in range(2)
     ]
@@ -113,13 +113,13 @@ def test_a_waived_applicant_accepting_is_confirmed_at_once(
     session: Session, storage: LocalStorage, admin_user: StaffUser
 ) -> None:
     edition = open_edition(session, capacity=1)
-    holder = admit(session, storage, admin_user, apply(session, storage, edition, email="h@x.org"))
+    holder = admit(session, storage, admin_user, submit(session, storage, edition, email="h@x.org"))
     member = make_organisation(session)
     waiting = put_on_waiting_list(
         session,
         storage,
         admin_user,
-        apply(session, storage, edition, email="w@x.org", organisation_id=member.id),
+        submit(session, storage, edition, email="w@x.org", organisation_id=member.id),
     )
     cancel(session, storage, holder)
     accepted = waitlist.accept_offer(

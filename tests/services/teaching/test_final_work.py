@@ -14,8 +14,7 @@ from app.models import Application, Edition, FinalWork, OutboxMessage
 from app.platform.storage import LocalStorage
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.teaching import final_work as service
-from tests.factories import FACTORY_BASE_URL, FACTORY_SECRET, open_edition, pdf_bytes
-from tests.services.billing.test_invoicing import apply
+from tests.factories import FACTORY_BASE_URL, FACTORY_SECRET, open_edition, pdf_bytes, submit
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def assess(
 
 def confirmed(session: Session, storage: LocalStorage, edition: Edition, email: str) -> Application:
     """A participant whose place is confirmed (how is not what these tests are about)."""
-    application = apply(session, storage, edition, email=email)
+    application = submit(session, storage, edition, email=email)
     application.status = "confirmed"
     session.add(application)
     session.commit()
@@ -62,7 +61,7 @@ def test_only_admitted_or_confirmed_participants_hand_in_final_work(
     session: Session, storage: LocalStorage
 ) -> None:
     edition = open_edition(session)
-    applicant = apply(session, storage, edition, email="applicant@x.org")
+    applicant = submit(session, storage, edition, email="applicant@x.org")
     with pytest.raises(Conflict) as refused:
         service.upload_final_work(
             session, application=applicant, data=pdf_bytes(), filename="w.pdf", storage=storage
